@@ -1,0 +1,163 @@
+/** Stable error codes. They are part of the public API: match on `err.code`. */
+export type LockErrorCode =
+  | 'ELOCKED'
+  | 'ENOTHELD'
+  | 'EINVALIDNAME'
+  | 'EINVALIDOPTION'
+  | 'ECORRUPT'
+  | 'EFORMAT'
+  | 'ENOTMIGRATED'
+  | 'ETIMEDOUT'
+  | 'EABORTED'
+  | 'ECONTENDED'
+  | 'EDATABASE'
+  | 'ECLOSED';
+
+/** Who holds a lock that was in the way. Times are database time. */
+export interface Holder {
+  name: string;
+  type: string;
+  owner: import('./owner.js').Owner;
+  token: number;
+  acquiredAt: Date;
+  expiresAt?: Date;
+}
+
+/** Why a lease is no longer held. */
+export type NotHeldReason =
+  | 'released' // no entry and no record of a forced removal: released earlier (or its record aged out)
+  | 'reaped' // removed by reapDead() because its owner was judged dead
+  | 'wiped' // removed by releaseAll()
+  | 'owner' // removed by releaseByOwner()
+  | 'forced' // removed by releaseName() / the CLI
+  | 'expired' // its lease ran out and another acquirer replaced it
+  | 'taken'; // the name is now held by another acquisition
+
+/**
+ * Base class of every error this library throws. `code` is stable; the
+ * driver's error, when there is one, is kept as `cause` so that its
+ * `code`/`errno`/`sqlState` survive.
+ */
+export class LockError extends Error {
+  readonly code: LockErrorCode;
+  constructor(code: LockErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Some of the names are held by someone else. `holders` says who. */
+export class LockedError extends LockError {
+  readonly holders: Holder[];
+  constructor(holders: Holder[]) {
+    super('ELOCKED', `locked: ${holders.map(describeHolder).join('; ')}`);
+    this.holders = holders;
+  }
+}
+
+/** A release (or renewal) found the lease gone. */
+export class NotHeldError extends LockError {
+  readonly names: string[];
+  readonly reason: NotHeldReason;
+  readonly heldBy: Holder[];
+  constructor(names: string[], reason: NotHeldReason, heldBy: Holder[] = []) {
+    const by = heldBy.length ? `; now held by ${heldBy.map(describeHolder).join('; ')}` : '';
+    super('ENOTHELD', `lease no longer held on ${names.join(', ')}: ${reason}${by}`);
+    this.names = names;
+    this.reason = reason;
+    this.heldBy = heldBy;
+  }
+}
+
+export class InvalidNameError extends LockError {
+  readonly value: unknown;
+  constructor(value: unknown, why: string) {
+    super('EINVALIDNAME', `invalid lock name ${preview(value)}: ${why}`);
+    this.value = value;
+  }
+}
+
+export class InvalidOptionError extends LockError {
+  constructor(message: string) {
+    super('EINVALIDOPTION', message);
+  }
+}
+
+/**
+ * The stored document failed validation. It is never overwritten by a normal
+ * operation; `raw` is its exact text for a human to inspect, and
+ * `repair()` is the one explicit way to replace it.
+ */
+export class CorruptDocumentError extends LockError {
+  readonly space: string;
+  readonly raw: string;
+  readonly issues: string[];
+  constructor(space: string, raw: string, issues: string[]) {
+    super(
+      'ECORRUPT',
+      `lock document of space '${space}' is invalid (${issues.slice(0, 3).join('; ')}); it was left untouched: ` +
+        `inspect it with \`locktable doctor\` and replace it with repair() once understood`,
+    );
+    this.space = space;
+    this.raw = raw;
+    this.issues = issues;
+  }
+}
+
+export class FormatError extends LockError {
+  constructor(space: string, format: unknown) {
+    super('EFORMAT', `lock document of space '${space}' has format ${String(format)}, newer than this version of locktable understands: upgrade locktable`);
+  }
+}
+
+export class NotMigratedError extends LockError {
+  constructor(message: string, cause?: unknown) {
+    super('ENOTMIGRATED', `${message}: run migrate(db) (or \`locktable migrate\`) first`, { cause });
+  }
+}
+
+export class TimeoutError extends LockError {
+  readonly holders: Holder[];
+  constructor(ms: number, holders: Holder[]) {
+    super('ETIMEDOUT', `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}`);
+    this.holders = holders;
+  }
+}
+
+export class AbortError extends LockError {
+  constructor(reason?: unknown) {
+    super('EABORTED', 'aborted', { cause: reason });
+  }
+}
+
+/** A write kept losing its compare-and-swap race until the deadline. */
+export class ContendedError extends LockError {
+  constructor(attempts: number) {
+    super('ECONTENDED', `lost the compare-and-swap race ${attempts} times; the lock row is overloaded: lower concurrency or raise retry.deadlineMs`);
+  }
+}
+
+export class DatabaseError extends LockError {
+  constructor(message: string, cause: unknown) {
+    super('EDATABASE', message, { cause });
+  }
+}
+
+export class ClosedError extends LockError {
+  constructor() {
+    super('ECLOSED', 'the lock table was closed');
+  }
+}
+
+export function describeHolder(h: Holder): string {
+  const o = h.owner;
+  const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
+  return `${h.name} by ${task}pid ${o.pid} on ${o.host} since ${h.acquiredAt.toISOString()} (token ${h.token})`;
+}
+
+function preview(value: unknown): string {
+  if (typeof value !== 'string') return `(${value === null ? 'null' : typeof value})`;
+  const s = JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  return `${s}${value.length > 40 ? ` (${value.length} chars)` : ''}`;
+}

@@ -1,0 +1,113 @@
+import { InvalidNameError } from './errors.js';
+
+/** Longest lock name accepted. Names are JSON keys and JSON paths. */
+export const MAX_NAME_LENGTH = 128;
+// Conservative on purpose: no quote, backslash, `$`, `*`, space or unicode can
+// reach a JSON path (`$.l."name"`), where MySQL would return NULL with only a
+// warning and a held lock could look free.
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const PART_RE = /^[A-Za-z0-9_.-]+$/;
+
+/** Throws EINVALIDNAME unless `name` is a well-formed lock name. */
+export function assertName(name: unknown): asserts name is string {
+  if (typeof name !== 'string') throw new InvalidNameError(name, 'a lock name is a string');
+  if (name.length === 0) throw new InvalidNameError(name, 'a lock name is not empty');
+  if (name.length > MAX_NAME_LENGTH) throw new InvalidNameError(name, `at most ${MAX_NAME_LENGTH} characters`);
+  if (!NAME_RE.test(name)) throw new InvalidNameError(name, 'use only A-Z a-z 0-9 _ . - and do not start with . or -');
+}
+
+/** Validates one name or a list: non-empty, no duplicates. Returns the list. */
+export function normalizeNames(input: unknown): string[] {
+  const names = Array.isArray(input) ? [...input] : [input];
+  if (names.length === 0) throw new InvalidNameError(input, 'give at least one lock name');
+  if (names.length > 64) throw new InvalidNameError(input, 'at most 64 names in one operation');
+  for (const n of names) assertName(n);
+  if (new Set(names).size !== names.length) throw new InvalidNameError(input, 'a name appears twice');
+  return names as string[];
+}
+
+type Builder<P extends string> = (id: string) => `${P}${string}`;
+
+/** The shape a catalogue is defined from. */
+export interface LockCatalogueSpec<S extends string, P extends Record<string, string>> {
+  /** Names that stand alone: their type is the name itself. */
+  singletons: readonly S[];
+  /** Builder name → prefix, e.g. `{ appTask: 'app_task_' }`. */
+  prefixes: P;
+}
+
+/** A catalogue: a builder per prefix, a constant per singleton, and `typeOf`. */
+export type LockCatalogue<S extends string, P extends Record<string, string>> = {
+  readonly [K in keyof P]: Builder<P[K]>;
+} & {
+  readonly singletons: readonly S[];
+  readonly prefixes: Readonly<P>;
+  /** The type of a name: the singleton itself, or its prefix without the trailing `_`; undefined when not in the catalogue. */
+  typeOf(name: string): string | undefined;
+};
+
+/** Every name a catalogue can produce, as a template-literal union. */
+export type LockNameOf<C> = C extends LockCatalogue<infer S, infer P> ? S | `${P[keyof P]}${string}` : never;
+
+/**
+ * Defines a catalogue of lock names with typed builders, so a misspelt name
+ * fails to compile.
+ *
+ * @example
+ * const MyLocks = defineLockTypes({ singletons: ['reindex'], prefixes: { user: 'user_' } } as const);
+ * type MyLock = LockNameOf<typeof MyLocks>; // 'reindex' | `user_${string}`
+ * const table = createLockTable({ db, types: MyLocks });
+ * await table.acquire(MyLocks.user('42'));
+ */
+export function defineLockTypes<const S extends string, const P extends Record<string, string>>(
+  spec: LockCatalogueSpec<S, P>,
+): LockCatalogue<S, P> {
+  for (const s of spec.singletons) assertName(s);
+  const prefixList = Object.values(spec.prefixes).sort((a, b) => b.length - a.length); // longest match wins
+  for (const p of prefixList) assertName(p);
+  const builders: Record<string, Builder<string>> = {};
+  for (const [key, prefix] of Object.entries(spec.prefixes)) {
+    builders[key] = (id: string) => {
+      if (typeof id !== 'string' || !PART_RE.test(id)) {
+        throw new InvalidNameError(id, `the id given to ${key}() must be a non-empty string of A-Z a-z 0-9 _ . -`);
+      }
+      const name = `${prefix}${id}`;
+      assertName(name);
+      return name;
+    };
+  }
+  const singletons = new Set<string>(spec.singletons);
+  const typeOf = (name: string): string | undefined => {
+    if (singletons.has(name)) return name;
+    const prefix = prefixList.find((p) => name.startsWith(p) && name.length > p.length);
+    return prefix === undefined ? undefined : prefix.replace(/_$/, '');
+  };
+  return Object.freeze({ ...builders, singletons: spec.singletons, prefixes: spec.prefixes, typeOf }) as LockCatalogue<S, P>;
+}
+
+const platform = defineLockTypes({
+  singletons: ['box_update', 'box_update_task', 'mail_restart'],
+  prefixes: {
+    appTask: 'app_task_',
+    appBackup: 'app_backup_',
+    fullBackupTask: 'full_backup_task_',
+    taskType: 'task_type_',
+  },
+} as const);
+
+/**
+ * The platform's catalogue: `LockTypes.appTask(appId)` → `app_task_<appId>`,
+ * and the singletons as constants.
+ *
+ * @example
+ * await locks.using([LockTypes.appTask(appId), LockTypes.BOX_UPDATE], async () => { … });
+ */
+export const LockTypes = Object.freeze({
+  ...platform,
+  BOX_UPDATE: 'box_update' as const,
+  BOX_UPDATE_TASK: 'box_update_task' as const,
+  MAIL_RESTART: 'mail_restart' as const,
+});
+
+/** Every name of the platform catalogue. */
+export type PlatformLockName = LockNameOf<typeof platform>;

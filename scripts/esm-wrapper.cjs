@@ -1,0 +1,10 @@
+// Writes dist/index.mjs: an ES module facade over the CommonJS build, so that
+// `import` and `require` share one copy of the library (one LockError class,
+// one set of diagnostics channels) instead of the dual-package hazard.
+const fs = require('node:fs');
+const path = require('node:path');
+const dist = path.join(__dirname, '..', 'dist');
+const names = Object.keys(require(path.join(dist, 'index.js'))).filter((n) => n !== 'default' && n !== '__esModule');
+const body = `import cjs from './index.js';\nexport const { ${names.join(', ')} } = cjs;\n`;
+fs.writeFileSync(path.join(dist, 'index.mjs'), body);
+fs.writeFileSync(path.join(dist, 'index.d.mts'), `export * from './index.js';\n`);
