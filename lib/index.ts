@@ -1,0 +1,26 @@
+// The public surface of locktable, and nothing else.
+export { createLockTable, LockTable } from './locktable.js';
+export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions } from './locktable.js';
+export { migrate } from './migrate.js';
+export type { MigrateOptions, MigrateResult } from './migrate.js';
+export { LockTypes, defineLockTypes, MAX_NAME_LENGTH } from './names.js';
+export type { LockCatalogue, LockNameOf, PlatformLockName } from './names.js';
+export {
+  LockError,
+  LockedError,
+  NotHeldError,
+  InvalidNameError,
+  InvalidOptionError,
+  CorruptDocumentError,
+  FormatError,
+  NotMigratedError,
+  TimeoutError,
+  AbortError,
+  ContendedError,
+  DatabaseError,
+  ClosedError,
+} from './errors.js';
+export type { Holder, LockErrorCode, NotHeldReason } from './errors.js';
+export type { Owner } from './owner.js';
+export type { Liveness } from './liveness.js';
+export type { AcquireOptions, WaitOptions } from './options.js';

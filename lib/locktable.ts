@@ -1,0 +1,516 @@
+import { randomBytes } from 'node:crypto';
+import createDebug from 'debug';
+import { openDb, type Db } from './db.js';
+import {
+  emptyDocument,
+  parseDocument,
+  serializeDocument,
+  toHolder,
+  toStoredOwner,
+  type Entry,
+  type LockDocument,
+} from './document.js';
+import {
+  ClosedError,
+  ContendedError,
+  InvalidOptionError,
+  LockedError,
+  NotHeldError,
+  TimeoutError,
+  AbortError,
+  type Holder,
+  LockError,
+} from './errors.js';
+import { isAmbiguous, isTransient, toLockError } from './faults.js';
+import { judge, type Liveness } from './liveness.js';
+import { LockTypes, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
+import { resolveCall, resolveOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
+import { currentOwner, localView, type Owner } from './owner.js';
+import { backoff, sleep } from './retry.js';
+import { createSpace, readSpace, readVersion, writeIfVersion, type Snapshot } from './store.js';
+import * as T from './transitions.js';
+
+const log = {
+  acquire: createDebug('locktable:acquire'),
+  release: createDebug('locktable:release'),
+  wait: createDebug('locktable:wait'),
+  reap: createDebug('locktable:reap'),
+  retry: createDebug('locktable:retry'),
+};
+
+/** Proof of an acquisition. Pass it to release(); it is frozen. */
+export interface Lease {
+  readonly space: string;
+  readonly names: readonly string[];
+  /** Fencing token: the row version the acquiring write produced; strictly increasing within a space. */
+  readonly token: number;
+  /** Random per acquisition: every later write proves ownership with it. */
+  readonly nonce: string;
+  readonly owner: Owner;
+  /** Database time. */
+  readonly acquiredAt: Date;
+  readonly expiresAt?: Date;
+}
+
+/** One held lock, as list() sees it. */
+export interface LockInfo extends Holder {
+  /** Judged from this process: `unknown` for another host or pid namespace. */
+  liveness: Liveness;
+  /** Age in ms, database time. */
+  ageMs: number;
+}
+
+export type OwnerMatch = { taskId: string } | { pid: number; host?: string };
+
+export interface UsingOptions extends WaitOptions {
+  /** Wait for the locks instead of failing with ELOCKED. Default false. */
+  wait?: boolean;
+}
+
+export interface LockTableOptions<C = typeof LockTypes> {
+  /** A mysql2 pool (promise or callback) or a mysql:// URI. A pool stays yours; a URI's pool is closed by close(). */
+  db: unknown;
+  /** The row that holds this table's locks. Default 'platform'. */
+  space?: string;
+  /** Recorded with every lock this table takes. */
+  owner?: { taskId?: string };
+  /** The catalogue names are typed and typed from. Default LockTypes. */
+  types?: C;
+  /** Pool size when `db` is a URI. Default 4. */
+  poolSize?: number;
+  retry?: { baseMs?: number; capMs?: number; deadlineMs?: number };
+  wait?: { pollMinMs?: number; pollMaxMs?: number };
+}
+
+type Step<R> = { write?: LockDocument; result: R };
+
+interface Waiter {
+  version: number;
+  blockers: Entry[];
+  wake(): void;
+}
+
+/**
+ * Named locks of one space, shared by every process that uses the same row.
+ * Every operation is a few short statements on any pooled connection: nothing
+ * holds a connection or a transaction while a lock is held.
+ */
+export class LockTable<N extends string = PlatformLockName> {
+  readonly space: string;
+  readonly owner: Owner;
+  readonly #options: ResolvedOptions;
+  readonly #db: Db;
+  readonly #typeOf: (name: string) => string | undefined;
+  readonly #released = new WeakSet<Lease>();
+  readonly #waiters = new Set<Waiter>();
+  #polling = false;
+  #closed = false;
+  /** Database clock minus local clock, from the last read: lets waiters notice expiry without a query. */
+  #clockOffset = 0;
+
+  constructor(options: LockTableOptions<unknown>) {
+    this.#options = resolveOptions(options);
+    this.#db = openDb(this.#options.db, this.#options.poolSize);
+    this.space = this.#options.space;
+    this.owner = currentOwner({ taskId: this.#options.owner.taskId });
+    const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
+    this.#typeOf = (name) => types.typeOf(name);
+  }
+
+  /**
+   * Takes every name or none, or fails with ELOCKED naming each holder in the
+   * way. Locks whose holder is provably dead (or whose lease expired) are taken over.
+   *
+   * @example
+   * const lease = await locks.acquire([LockTypes.appTask(appId), LockTypes.appBackup(appId)]);
+   */
+  async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
+    const call = resolveCall(names, options);
+    const outcome = await this.#acquire(call.names, call.options);
+    if ('lease' in outcome) return outcome.lease;
+    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)));
+  }
+
+  /** As acquire(), but resolves null when a name is held. */
+  async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
+    const call = resolveCall(names, options);
+    const outcome = await this.#acquire(call.names, call.options);
+    return 'lease' in outcome ? outcome.lease : null;
+  }
+
+  /**
+   * Waits until every name can be taken at once. Wakes when the row changes
+   * (a release anywhere), when a holder dies (its locks are taken over), or
+   * when a lease expires. Rejects with ETIMEDOUT or EABORTED.
+   *
+   * @example
+   * const lease = await locks.wait([LockTypes.BOX_UPDATE], { timeoutMs: 60_000, signal });
+   */
+  async wait(names: N | readonly N[], options?: WaitOptions): Promise<Lease> {
+    const call = resolveCall(names, options);
+    const { signal, timeoutMs } = call.options;
+    const started = Date.now();
+    for (;;) {
+      if (signal?.aborted) throw new AbortError(signal.reason);
+      const outcome = await this.#acquire(call.names, call.options);
+      if ('lease' in outcome) {
+        log.wait('%s acquired after %d ms', call.names.join(','), Date.now() - started);
+        return outcome.lease;
+      }
+      const left = timeoutMs === undefined ? undefined : timeoutMs - (Date.now() - started);
+      if (left !== undefined && left <= 0) {
+        throw new TimeoutError(timeoutMs!, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
+      }
+      const woke = await this.#sleepUntilChange(
+        outcome.version,
+        outcome.blockers.map((b) => b.entry),
+        left,
+        signal,
+      );
+      if (!woke && timeoutMs !== undefined && Date.now() - started >= timeoutMs) {
+        throw new TimeoutError(timeoutMs, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
+      }
+    }
+  }
+
+  /**
+   * Releases what the lease still holds. Fails with ENOTHELD (saying why:
+   * reaped, wiped, taken by another…) for names it no longer holds; the
+   * names it still held are released all the same. Releasing twice is a no-op.
+   */
+  async release(lease: Lease): Promise<void> {
+    this.#checkLease(lease);
+    if (this.#released.has(lease)) return;
+    const outcome = await this.#mutate(
+      'release',
+      (doc) => {
+        const r = T.release(doc, lease.names, lease.nonce);
+        return r.released.length ? { write: r.doc, result: r } : { result: r };
+      },
+      // After a write whose reply was lost: if none of our entries is left, it went through.
+      (doc) => (lease.names.every((n) => doc.l[n]?.n !== lease.nonce) ? { doc, released: [...lease.names], missing: [] } : undefined),
+    );
+    this.#released.add(lease);
+    if (outcome.released.length) {
+      log.release('%s (token %d)', outcome.released.join(','), lease.token);
+      this.#wakeWaiters();
+    }
+    if (outcome.missing.length) {
+      const first = outcome.missing[0]!;
+      throw new NotHeldError(
+        outcome.missing.map((m) => m.name),
+        first.reason,
+        outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : [])),
+      );
+    }
+  }
+
+  /**
+   * Acquires, runs `fn`, and always releases. By default fails at once with
+   * ELOCKED when a name is held; `{ wait: true }` waits (with `timeoutMs`, `signal`).
+   *
+   * @example
+   * await locks.using([LockTypes.fullBackupTask(siteId)], async (lease) => {
+   *   await backup(siteId, { fencingToken: lease.token });
+   * });
+   */
+  async using<T>(names: N | readonly N[], fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
+    const { wait, ...rest } = options;
+    const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest.ttlMs === undefined ? {} : { ttlMs: rest.ttlMs });
+    try {
+      return await fn(lease);
+    } finally {
+      await this.release(lease);
+    }
+  }
+
+  /**
+   * Sets a new lease length (from now, database time) on every name the lease
+   * holds, or `null` to make it last until released. Returns the renewed lease.
+   */
+  async extend(lease: Lease, ttlMs: number | null): Promise<Lease> {
+    this.#checkLease(lease);
+    if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1)) {
+      throw new InvalidOptionError('extend: ttlMs is a positive integer number of milliseconds, or null');
+    }
+    const outcome = await this.#mutate('extend', (doc, snap) => {
+      const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
+      const r = T.extend(doc, lease.names, lease.nonce, expiresAt, snap.now);
+      return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
+    });
+    if (outcome.missing.length) {
+      throw new NotHeldError(outcome.missing.map((m) => m.name), outcome.missing[0]!.reason);
+    }
+    const { expiresAt: _old, ...rest } = lease;
+    const renewed: Lease = outcome.expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(outcome.expiresAt) };
+    this.#released.add(lease); // the old object is superseded
+    return Object.freeze(renewed);
+  }
+
+  /** Releases every lock of the space: the platform server's start-up wipe. Returns what it removed. */
+  async releaseAll(): Promise<Holder[]> {
+    return this.#removeWhere('wiped', () => true);
+  }
+
+  /**
+   * Releases every lock of one owner: the server's cleanup when a task exits.
+   * `{ pid }` matches on this host unless `host` is given.
+   */
+  async releaseByOwner(match: OwnerMatch): Promise<Holder[]> {
+    const m = match as { taskId?: unknown; pid?: unknown; host?: unknown };
+    if (m && typeof m.taskId === 'string' && m.taskId && m.pid === undefined) {
+      return this.#removeWhere('owner', (_, e) => e.o.t === m.taskId);
+    }
+    if (m && Number.isInteger(m.pid) && (m.pid as number) > 0 && m.taskId === undefined) {
+      const host = m.host === undefined ? this.owner.host : m.host;
+      if (typeof host !== 'string') throw new InvalidOptionError('releaseByOwner: host is a string');
+      return this.#removeWhere('owner', (_, e) => e.o.p === m.pid && e.o.h === host);
+    }
+    throw new InvalidOptionError('releaseByOwner: pass exactly one of { taskId: string } or { pid: positive integer, host? }');
+  }
+
+  /**
+   * Releases every lock whose owner is provably dead (see judge()): a gone or
+   * reused pid on this host and boot, another boot of this host, or an expired
+   * lease. Never a live owner's, and never one it cannot judge.
+   */
+  async reapDead(): Promise<Holder[]> {
+    const here = localView();
+    let now = 0;
+    const removed = await this.#removeWhere(
+      'reaped',
+      (_, e) => judge(toHolder('', e).owner, e.e, now, here) === 'dead',
+      (snap) => (now = snap.now),
+    );
+    if (removed.length) log.reap('released %s', removed.map((h) => h.name).join(','));
+    return removed;
+  }
+
+  /** A snapshot of every held lock, with each owner's liveness as judged from here. Advisory: it may change at once. */
+  async list(): Promise<LockInfo[]> {
+    const snap = await this.#read();
+    const doc = parseDocument(this.space, snap.raw);
+    const here = localView();
+    return Object.entries(doc.l)
+      .map(([name, e]) => ({
+        ...toHolder(name, e),
+        liveness: judge(toHolder(name, e).owner, e.e, snap.now, here),
+        ageMs: Math.max(0, snap.now - e.a),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * The one operation that overwrites an invalid document: replaces it with an
+   * empty one, and only if its text is still exactly `expectedRaw` (the `raw`
+   * of the ECORRUPT error you inspected). Every lock in it is lost.
+   */
+  async repair(expectedRaw: string): Promise<{ replaced: string }> {
+    const snap = await this.#read();
+    if (snap.raw !== expectedRaw) {
+      throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
+    }
+    if (!(await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(emptyDocument())))) {
+      throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
+    }
+    return { replaced: snap.raw };
+  }
+
+  /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wakeWaiters();
+    if (this.#db.owned) await this.#db.pool.end();
+  }
+
+  // ---------------------------------------------------------------------------
+
+  async #acquire(
+    names: string[],
+    options: AcquireOptions,
+  ): Promise<{ lease: Lease } | { blockers: Array<{ name: string; entry: Entry }>; version: number }> {
+    const nonce = randomBytes(12).toString('base64url');
+    const owner = toStoredOwner(this.owner);
+    const here = localView();
+    const typeOf = (n: string) => this.#typeOf(n) ?? n;
+    const leaseFrom = (entries: Record<string, Entry>): Lease => {
+      const e = entries[names[0]!]!;
+      const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce, owner: this.owner, acquiredAt: new Date(e.a) };
+      if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
+      return Object.freeze(lease);
+    };
+    type Blocked = { blockers: Array<{ name: string; entry: Entry }>; version: number };
+    const outcome = await this.#mutate<Blocked | { entries: Record<string, Entry> }>(
+      'acquire',
+      (doc, snap) => {
+        const dead = new Set(names.filter((n) => doc.l[n] && judge(toHolder(n, doc.l[n]!).owner, doc.l[n]!.e, snap.now, here) === 'dead'));
+        const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
+        if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
+        if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
+        return { write: r.doc, result: { entries: r.entries } };
+      },
+      // After a write whose reply was lost: our nonce on every name means it went through.
+      (doc) => (names.every((n) => doc.l[n]?.n === nonce) ? { entries: doc.l as Record<string, Entry> } : undefined),
+    );
+    if ('blockers' in outcome) return outcome;
+    const lease = leaseFrom(outcome.entries);
+    log.acquire('%s token %d', names.join(','), lease.token);
+    return { lease };
+  }
+
+  async #removeWhere(
+    why: 'wiped' | 'owner' | 'reaped',
+    match: (name: string, entry: Entry) => boolean,
+    before?: (snap: Snapshot) => void,
+  ): Promise<Holder[]> {
+    const removed = await this.#mutate(why, (doc, snap) => {
+      before?.(snap);
+      const r = T.removeWhere(doc, match, why, snap.now);
+      return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
+    });
+    if (removed.length) this.#wakeWaiters();
+    return removed.map((x) => toHolder(x.name, x.entry));
+  }
+
+  /**
+   * The one write path: read (version, document, database time) → pure step →
+   * compare-and-swap. A lost race or a transient fault is retried with jittered
+   * backoff until the deadline. When a write's reply was lost, `confirm`
+   * decides from the re-read document whether it was applied.
+   */
+  async #mutate<R>(what: string, step: (doc: LockDocument, snap: Snapshot) => Step<R>, confirm?: (doc: LockDocument) => R | undefined): Promise<R> {
+    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+    const deadline = Date.now() + deadlineMs;
+    let uncertain = false;
+    for (let attempt = 0; ; attempt++) {
+      this.#assertOpen();
+      let failure: unknown;
+      try {
+        const snap = await this.#read();
+        const doc = parseDocument(this.space, snap.raw);
+        if (uncertain && confirm) {
+          const confirmed = confirm(doc);
+          if (confirmed !== undefined) return confirmed;
+        }
+        uncertain = false;
+        const next = step(doc, snap);
+        if (!next.write) return next.result;
+        try {
+          if (await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(next.write))) return next.result;
+          failure = undefined; // lost the race
+        } catch (err) {
+          if (isAmbiguous(err)) uncertain = true;
+          throw err;
+        }
+      } catch (err) {
+        if (!isTransient(err)) throw toLockError(err, what);
+        failure = err;
+      }
+      if (Date.now() >= deadline) {
+        if (failure) throw toLockError(failure, what);
+        throw new ContendedError(attempt + 1);
+      }
+      log.retry('%s attempt %d: %s', what, attempt + 1, failure ? (failure as Error).message : 'lost the race');
+      await sleep(backoff(attempt, baseMs, capMs));
+    }
+  }
+
+  async #read(): Promise<Snapshot> {
+    this.#assertOpen();
+    let snap = await readSpace(this.#db.pool, this.space).catch((err) => {
+      throw isTransient(err) ? err : toLockError(err, 'read');
+    });
+    if (!snap) {
+      await createSpace(this.#db.pool, this.space, serializeDocument(emptyDocument()));
+      snap = await readSpace(this.#db.pool, this.space);
+      if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
+    }
+    this.#clockOffset = snap.now - Date.now();
+    return snap;
+  }
+
+  // wait() support: one poller per table, however many waiters. It reads only
+  // the version; a waiter wakes when the version moved, when a blocker is judged
+  // dead from here, or when a blocker's lease has expired by the database clock.
+  #sleepUntilChange(version: number, blockers: Entry[], timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (value: boolean | Error) => {
+        this.#waiters.delete(waiter);
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (value instanceof Error) reject(value);
+        else resolve(value);
+      };
+      const onAbort = () => done(new AbortError(signal!.reason));
+      const waiter: Waiter = { version, blockers, wake: () => done(this.#closed ? new ClosedError() : true) };
+      if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(waiter);
+      void this.#poll();
+    });
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#polling) return;
+    this.#polling = true;
+    const { pollMinMs, pollMaxMs } = this.#options.wait;
+    const here = localView();
+    let interval = pollMinMs;
+    try {
+      while (this.#waiters.size && !this.#closed) {
+        await sleep(interval);
+        let version: number | undefined;
+        try {
+          version = await readVersion(this.#db.pool, this.space);
+        } catch (err) {
+          log.wait('poll failed, will retry: %s', (err as Error).message);
+          interval = Math.min(pollMaxMs, interval * 2);
+          continue;
+        }
+        const now = Date.now() + this.#clockOffset;
+        let woke = 0;
+        for (const w of [...this.#waiters]) {
+          const holderGone = w.blockers.some((e) => judge(toHolder('', e).owner, e.e, now, here) === 'dead');
+          if (version !== w.version || holderGone) {
+            w.wake();
+            woke++;
+          }
+        }
+        interval = woke ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
+      }
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  #wakeWaiters(): void {
+    for (const w of [...this.#waiters]) w.wake();
+  }
+
+  #checkLease(lease: Lease): void {
+    if (!lease || typeof lease !== 'object' || typeof lease.nonce !== 'string' || !Array.isArray(lease.names)) {
+      throw new InvalidOptionError('pass the lease that acquire(), tryAcquire() or wait() returned');
+    }
+    normalizeNames(lease.names);
+    if (lease.space !== this.space) {
+      throw new InvalidOptionError(`the lease belongs to space '${String(lease.space)}', not '${this.space}'`);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError();
+  }
+}
+
+/**
+ * Creates a lock table. `db` is a mysql2 pool or a mysql:// URI.
+ *
+ * @example
+ * const locks = createLockTable({ db: pool, owner: { taskId: '42' } });
+ * await locks.using([LockTypes.appTask(appId)], async (lease) => { … });
+ */
+export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<C>): LockTable<C extends typeof LockTypes ? PlatformLockName : LockNameOf<C>> {
+  return new LockTable(options as LockTableOptions<unknown>);
+}

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { InvalidOptionError } from './errors.js';
+import { normalizeNames } from './names.js';
+
+const ms = (max: number) => z.number().int().nonnegative().max(max);
+
+const schema = z
+  .object({
+    db: z.unknown(),
+    space: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a space is 1-128 characters of A-Z a-z 0-9 _ . -')
+      .default('platform'),
+    owner: z
+      .object({
+        taskId: z.string().min(1).max(255).optional(),
+      })
+      .strict()
+      .default({}),
+    /** A catalogue from defineLockTypes(), used to record each lock's type. */
+    types: z.object({ typeOf: z.function() }).passthrough().optional(),
+    /** Size of the pool locktable opens when `db` is a URI. */
+    poolSize: z.number().int().min(1).max(64).default(4),
+    retry: z
+      .object({
+        baseMs: ms(10_000).default(2),
+        capMs: ms(60_000).default(50),
+        /** How long one operation keeps retrying lost races and transient faults. */
+        deadlineMs: ms(3_600_000).default(15_000),
+      })
+      .strict()
+      .default({ baseMs: 2, capMs: 50, deadlineMs: 15_000 }),
+    wait: z
+      .object({
+        /** First and last interval of the version poll of wait(). */
+        pollMinMs: ms(10_000).default(5),
+        pollMaxMs: ms(60_000).default(50),
+      })
+      .strict()
+      .default({ pollMinMs: 5, pollMaxMs: 50 }),
+  })
+  .strict();
+
+export type LockTableOptionsInput = z.input<typeof schema>;
+export type ResolvedOptions = Readonly<z.output<typeof schema>>;
+
+/** Validates once, rejects contradictions with a precise message, freezes. */
+export function resolveOptions(input: unknown): ResolvedOptions {
+  const parsed = schema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new InvalidOptionError(`option ${i.path.join('.') || '(root)'}: ${i.message}`);
+  }
+  const o = parsed.data;
+  if (o.db === undefined) throw new InvalidOptionError('option db: required (a mysql2 pool or a mysql:// URI)');
+  if (o.retry.baseMs > o.retry.capMs) {
+    throw new InvalidOptionError(`option retry: baseMs (${o.retry.baseMs}) is larger than capMs (${o.retry.capMs})`);
+  }
+  if (o.wait.pollMinMs > o.wait.pollMaxMs) {
+    throw new InvalidOptionError(`option wait: pollMinMs (${o.wait.pollMinMs}) is larger than pollMaxMs (${o.wait.pollMaxMs})`);
+  }
+  return deepFreeze(o);
+}
+
+export interface AcquireOptions {
+  /** Lease length: the lock expires this long after acquisition (database time) unless extended. */
+  ttlMs?: number;
+}
+
+export interface WaitOptions extends AcquireOptions {
+  signal?: AbortSignal;
+  /** Give up with ETIMEDOUT after this long. Default: wait until acquired or aborted. */
+  timeoutMs?: number;
+}
+
+const acquireSchema = z
+  .object({
+    ttlMs: z.number().int().min(1).max(365 * 24 * 3_600_000).optional(),
+    signal: z.instanceof(AbortSignal).optional(),
+    timeoutMs: z.number().int().nonnegative().max(2_147_483_647).optional(),
+  })
+  .strict();
+
+/** Validates the names and per-call options of acquire/tryAcquire/wait. */
+export function resolveCall(names: unknown, options: unknown): { names: string[]; options: WaitOptions } {
+  const list = normalizeNames(names);
+  const parsed = acquireSchema.safeParse(options ?? {});
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new InvalidOptionError(`option ${i.path.join('.') || '(root)'}: ${i.message}`);
+  }
+  return { names: list, options: parsed.data as WaitOptions };
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    // The pool and the catalogue are the host's objects: leave them alone.
+    for (const [k, v] of Object.entries(o)) if (k !== 'db' && k !== 'types') deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,114 @@
+import { readFileSync, readlinkSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+
+/**
+ * The process that acquired a lock. A pid alone is never trusted (pids are
+ * reused): `startTime` (clock ticks since boot, field 22 of /proc/<pid>/stat)
+ * and `bootId` pin it to one process of one boot of one host.
+ */
+export interface Owner {
+  host: string;
+  /** /proc/sys/kernel/random/boot_id; empty where there is no /proc. */
+  bootId: string;
+  /** The pid namespace (inode of /proc/self/ns/pid): pids of another namespace cannot be probed from here. */
+  pidNs: string;
+  pid: number;
+  /** Start time of the process in clock ticks since boot; 0 where unknown. */
+  startTime: number;
+  user: string;
+  taskId?: string;
+}
+
+/** What /proc says about a pid: undefined when there is no such process. */
+export interface ProcInfo {
+  startTime: number | undefined;
+  zombie: boolean;
+}
+
+/** How this process sees the machine: what liveness decisions compare against. */
+export interface LocalView {
+  host: string;
+  bootId: string;
+  pidNs: string;
+  probe(pid: number): ProcInfo | undefined;
+}
+
+function readTrim(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function readPidNs(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid'); // e.g. 'pid:[4026531836]'
+  } catch {
+    return '';
+  }
+}
+
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? '');
+  }
+}
+
+/** Parses /proc/<pid>/stat text: state and start time, read after the last ')' since comm may hold spaces and parens. */
+export function parseStat(stat: string): ProcInfo | undefined {
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = stat.slice(close + 2).split(' '); // fields[0] is field 3 (state)
+  const state = fields[0];
+  const start = Number(fields[19]); // field 22
+  return { startTime: Number.isFinite(start) ? start : undefined, zombie: state === 'Z' || state === 'X' };
+}
+
+/**
+ * Whether `pid` exists, and its start time. `kill(pid, 0)` answers EPERM for a
+ * live process of another user (a sudo-spawned worker): that is alive.
+ */
+export function probePid(pid: number): ProcInfo | undefined {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined; // ESRCH: gone
+  }
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')) ?? { startTime: undefined, zombie: false };
+  } catch {
+    // The pid exists but /proc is unreadable (hidepid, or no /proc): alive, start time unknown.
+    return { startTime: undefined, zombie: false };
+  }
+}
+
+let cached: LocalView | undefined;
+
+/** This machine, read once. */
+export function localView(): LocalView {
+  cached ??= {
+    host: hostname(),
+    bootId: readTrim('/proc/sys/kernel/random/boot_id'),
+    pidNs: readPidNs(),
+    probe: probePid,
+  };
+  return cached;
+}
+
+/** The identity of the current process, with an optional task id. */
+export function currentOwner(extra: { taskId?: string | undefined } = {}): Owner {
+  const here = localView();
+  const owner: Owner = {
+    host: here.host,
+    bootId: here.bootId,
+    pidNs: here.pidNs,
+    pid: process.pid,
+    startTime: here.probe(process.pid)?.startTime ?? 0,
+    user: userName(),
+  };
+  if (extra.taskId !== undefined) owner.taskId = extra.taskId;
+  return Object.freeze(owner);
+}

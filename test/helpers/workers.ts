@@ -1,0 +1,82 @@
+// Spawns fixture workers (test/fixtures/worker.ts) and talks to them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const WORKER = path.join(__dirname, '..', 'fixtures', 'worker.js');
+
+export interface Reply {
+  ok: boolean;
+  code?: string;
+  error?: string;
+  token?: number;
+  nonce?: string;
+  removed?: string[];
+  applied?: string[];
+}
+
+export class Worker {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #next = 0;
+  #pending = new Map<number, (r: Reply) => void>();
+  #stderr = '';
+
+  private constructor(child: ChildProcess, pid: number) {
+    this.child = child;
+    this.pid = pid;
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /**
+   * Starts a worker. `asUser` runs it as another uid (via setpriv), the way a
+   * platform server spawns its tasks through sudo.
+   */
+  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number } = {}): Promise<Worker> {
+    const args = [WORKER, JSON.stringify(config)];
+    const child = options.asUser === undefined
+      ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+      : spawn('setpriv', [`--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', process.execPath, ...args], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const lines = createInterface({ input: child.stdout! });
+    const ready = await new Promise<{ pid: number }>((resolve, reject) => {
+      lines.once('line', (line) => resolve(JSON.parse(line)));
+      child.once('exit', (code) => reject(new Error(`worker exited with ${code} before it was ready: ${stderr}`)));
+    });
+    const worker = new Worker(child, ready.pid);
+    child.stderr!.on('data', (d) => (worker.#stderr += d));
+    lines.on('line', (line) => {
+      const msg = JSON.parse(line) as Reply & { id: number };
+      worker.#pending.get(msg.id)?.(msg);
+      worker.#pending.delete(msg.id);
+    });
+    return worker;
+  }
+
+  /** Sends a command and resolves with its reply. */
+  send(cmd: { op: string; names?: string[]; wait?: boolean; timeoutMs?: number }): Promise<Reply> {
+    const id = ++this.#next;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, resolve);
+      this.exited.then(({ code, signal }) => reject(new Error(`worker ${this.pid} exited (${code ?? signal}) before answering ${cmd.op}: ${this.#stderr}`)));
+      this.child.stdin!.write(`${JSON.stringify({ id, ...cmd })}\n`);
+    });
+  }
+
+  /** SIGKILLs the worker and waits until it is gone (reaped by Node, so its pid no longer exists). */
+  async kill(): Promise<void> {
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Asks the worker to close and exit. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.stdin!.end();
+    await this.exited;
+  }
+}

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { createLockTable, type LockTable } from '../../lib/index.js';
+import { createTestDb, until, type TestDb } from '../helpers/db.js';
+import { Worker } from '../helpers/workers.js';
+
+describe('across processes', () => {
+  let db: TestDb;
+  let server: LockTable;
+  const workers: Worker[] = [];
+  const start = async (taskId: string, options: { asUser?: number } = {}) => {
+    const w = await Worker.start({ url: db.url, taskId }, options);
+    workers.push(w);
+    return w;
+  };
+
+  before(async () => {
+    db = await createTestDb('processes');
+    server = createLockTable({ db: db.pool });
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.kill()));
+    await server.releaseAll();
+  });
+  after(async () => {
+    await server.close();
+    await db.drop();
+  });
+
+  it('lets exactly one of 8 child processes win the same name', async () => {
+    const ws = await Promise.all(Array.from({ length: 8 }, (_, i) => start(`race${i}`)));
+    const replies = await Promise.all(ws.map((w) => w.send({ op: 'acquire', names: ['box_update'] })));
+    assert.equal(replies.filter((r) => r.ok).length, 1, JSON.stringify(replies));
+    assert.ok(replies.every((r) => r.ok || r.code === undefined), 'losers get null from tryAcquire, not an error');
+    const winner = ws[replies.findIndex((r) => r.ok)]!;
+    assert.deepEqual((await server.list()).map((l) => [l.name, l.owner.pid]), [['box_update', winner.pid]]);
+  });
+
+  it('hands out strictly increasing fencing tokens across processes', async () => {
+    const ws = await Promise.all(Array.from({ length: 4 }, (_, i) => start(`tok${i}`)));
+    const tokens: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      for (const w of ws) {
+        const r = await w.send({ op: 'acquire', names: ['app_task_tok'], wait: true, timeoutMs: 10_000 });
+        assert.ok(r.ok, JSON.stringify(r));
+        tokens.push(r.token!);
+        assert.ok((await w.send({ op: 'release' })).ok);
+      }
+    }
+    for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `${tokens}`);
+  });
+
+  it('reapDead() releases exactly the locks of a SIGKILLed child, and no other', async () => {
+    const doomed = await start('doomed');
+    const alive = await start('alive');
+    assert.ok((await doomed.send({ op: 'acquire', names: ['app_task_1', 'app_backup_1'] })).ok);
+    assert.ok((await alive.send({ op: 'acquire', names: ['app_task_2'] })).ok);
+    const mine = await server.acquire('box_update');
+    await doomed.kill();
+    const listed = await server.list();
+    assert.deepEqual(
+      listed.map((l) => [l.name, l.liveness]),
+      [['app_backup_1', 'dead'], ['app_task_1', 'dead'], ['app_task_2', 'alive'], ['box_update', 'alive']],
+    );
+    const released = await server.reapDead();
+    assert.deepEqual(released.map((h) => [h.name, h.owner.pid]).sort(), [['app_backup_1', doomed.pid], ['app_task_1', doomed.pid]]);
+    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_2', 'box_update']);
+    assert.deepEqual(await server.reapDead(), [], 'a second reap finds nothing');
+    await server.release(mine);
+  });
+
+  it('never reaps a live holder, including one running as another user', async function () {
+    if (process.getuid?.() !== 0) this.skip(); // needs root to start a process as another uid
+    const other = await start('nobody-task', { asUser: 65534 });
+    const reply = await other.send({ op: 'acquire', names: ['app_task_nobody'] });
+    assert.ok(reply.ok, JSON.stringify(reply));
+    const [entry] = await server.list();
+    assert.equal(entry?.owner.user === 'nobody' || entry?.owner.user === '65534', true, JSON.stringify(entry?.owner));
+    assert.equal(entry?.liveness, 'alive');
+    assert.deepEqual(await server.reapDead(), []);
+    // And the other way round: the unprivileged worker probes root's live process (EPERM) and keeps its lock too.
+    await server.acquire('box_update');
+    assert.deepEqual((await other.send({ op: 'reap' })).removed, []);
+    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_nobody', 'box_update']);
+  });
+
+  it('a waiter blocked on a SIGKILLed holder acquires without anyone cleaning up', async () => {
+    const holder = await start('holder');
+    const waiter = await start('waiter');
+    assert.ok((await holder.send({ op: 'acquire', names: ['full_backup_task_s1'] })).ok);
+    const waiting = waiter.send({ op: 'acquire', names: ['full_backup_task_s1'], wait: true, timeoutMs: 20_000 });
+    await until('the waiter to be blocked', async () => (await server.list()).some((l) => l.owner.pid === holder.pid));
+    await holder.kill();
+    const reply = await waiting;
+    assert.ok(reply.ok, JSON.stringify(reply));
+    const list = await server.list();
+    assert.deepEqual(list.map((l) => [l.name, l.owner.pid, l.owner.taskId]), [['full_backup_task_s1', waiter.pid, 'waiter']]);
+  });
+
+  it('releaseByOwner({ pid }) releases one process\'s locks after it exits', async () => {
+    const task = await start('task-9');
+    const other = await start('task-10');
+    assert.ok((await task.send({ op: 'acquire', names: ['app_task_9'] })).ok);
+    assert.ok((await other.send({ op: 'acquire', names: ['app_task_10'] })).ok);
+    await task.kill();
+    assert.deepEqual((await server.releaseByOwner({ pid: task.pid })).map((h) => h.name), ['app_task_9']);
+    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_10']);
+  });
+
+  it('runs migrate() from 3 processes at once', async () => {
+    const fresh = await createTestDb('migrate3', { migrate: false });
+    try {
+      const ws = await Promise.all(Array.from({ length: 3 }, () => Worker.start({ url: fresh.url })));
+      workers.push(...ws);
+      const replies = await Promise.all(ws.map((w) => w.send({ op: 'migrate' })));
+      assert.ok(replies.every((r) => r.ok), JSON.stringify(replies));
+      assert.deepEqual(replies.flatMap((r) => r.applied), ['001-create-locks.sql'], 'applied exactly once');
+      const [rows] = await fresh.pool.query('SELECT name FROM locktable_migrations');
+      assert.deepEqual(rows, [{ name: '001-create-locks.sql' }]);
+      const [spaces] = await fresh.pool.query('SELECT id, version FROM locks');
+      assert.deepEqual(spaces, [{ id: 'platform', version: 0 }]);
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
