@@ -79,6 +79,12 @@ export function parseDocument(space: string, raw: string): LockDocument {
   if (value && typeof value === 'object' && 'v' in value && typeof value.v === 'number' && value.v > FORMAT) {
     throw new FormatError(space, value.v);
   }
+  // A `__proto__` key would be dropped (or turned into a prototype) on the way
+  // through zod and object spreads, making a held lock look free.
+  const l = value && typeof value === 'object' ? (value as { l?: unknown }).l : undefined;
+  if (l && typeof l === 'object' && Object.hasOwn(l, '__proto__')) {
+    throw new CorruptDocumentError(space, raw, ['l.__proto__: not a valid lock name']);
+  }
   const parsed = documentSchema.safeParse(value);
   if (!parsed.success) {
     throw new CorruptDocumentError(
@@ -88,6 +94,15 @@ export function parseDocument(space: string, raw: string): LockDocument {
     );
   }
   return parsed.data;
+}
+
+/**
+ * The entry held under `name`, if any. Always use this rather than `doc.l[name]`:
+ * `l` is a plain object, and names such as `constructor` or `toString` would
+ * otherwise find Object.prototype's members and look held.
+ */
+export function entryOf(doc: LockDocument, name: string): Entry | undefined {
+  return Object.hasOwn(doc.l, name) ? doc.l[name] : undefined;
 }
 
 export function serializeDocument(doc: LockDocument): string {

@@ -3,6 +3,7 @@ import createDebug from 'debug';
 import { openDb, type Db } from './db.js';
 import {
   emptyDocument,
+  entryOf,
   parseDocument,
   serializeDocument,
   toHolder,
@@ -188,7 +189,7 @@ export class LockTable<N extends string = PlatformLockName> {
         return r.released.length ? { write: r.doc, result: r } : { result: r };
       },
       // After a write whose reply was lost: if none of our entries is left, it went through.
-      (doc) => (lease.names.every((n) => doc.l[n]?.n !== lease.nonce) ? { doc, released: [...lease.names], missing: [] } : undefined),
+      (doc) => (lease.names.every((n) => entryOf(doc, n)?.n !== lease.nonce) ? { doc, released: [...lease.names], missing: [] } : undefined),
     );
     this.#released.add(lease);
     if (outcome.released.length) {
@@ -344,14 +345,19 @@ export class LockTable<N extends string = PlatformLockName> {
     const outcome = await this.#mutate<Blocked | { entries: Record<string, Entry> }>(
       'acquire',
       (doc, snap) => {
-        const dead = new Set(names.filter((n) => doc.l[n] && judge(toHolder(n, doc.l[n]!).owner, doc.l[n]!.e, snap.now, here) === 'dead'));
+        const dead = new Set(
+          names.filter((n) => {
+            const held = entryOf(doc, n);
+            return held !== undefined && judge(toHolder(n, held).owner, held.e, snap.now, here) === 'dead';
+          }),
+        );
         const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
         if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
         if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
         return { write: r.doc, result: { entries: r.entries } };
       },
       // After a write whose reply was lost: our nonce on every name means it went through.
-      (doc) => (names.every((n) => doc.l[n]?.n === nonce) ? { entries: doc.l as Record<string, Entry> } : undefined),
+      (doc) => (names.every((n) => entryOf(doc, n)?.n === nonce) ? { entries: doc.l as Record<string, Entry> } : undefined),
     );
     if ('blockers' in outcome) return outcome;
     const lease = leaseFrom(outcome.entries);

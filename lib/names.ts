@@ -14,6 +14,8 @@ export function assertName(name: unknown): asserts name is string {
   if (name.length === 0) throw new InvalidNameError(name, 'a lock name is not empty');
   if (name.length > MAX_NAME_LENGTH) throw new InvalidNameError(name, `at most ${MAX_NAME_LENGTH} characters`);
   if (!NAME_RE.test(name)) throw new InvalidNameError(name, 'use only A-Z a-z 0-9 _ . - and do not start with . or -');
+  // Names are keys of a JavaScript object on the way through: this one would set its prototype.
+  if (name === '__proto__') throw new InvalidNameError(name, '__proto__ is reserved');
 }
 
 /** Validates one name or a list: non-empty, no duplicates. Returns the list. */

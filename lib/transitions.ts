@@ -3,7 +3,7 @@
 // Every write path (the compare-and-swap loop, and any faster statement) is
 // held to these functions by tests.
 import type { NotHeldReason } from './errors.js';
-import { MAX_TOMBSTONES, type Entry, type LockDocument, type RemovalReason, type StoredOwner } from './document.js';
+import { MAX_TOMBSTONES, entryOf, type Entry, type LockDocument, type RemovalReason, type StoredOwner } from './document.js';
 
 export interface AcquireInput {
   names: readonly string[];
@@ -34,7 +34,7 @@ export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome 
   const blockers: Array<{ name: string; entry: Entry }> = [];
   const removed: Removed[] = [];
   for (const name of input.names) {
-    const held = doc.l[name];
+    const held = entryOf(doc, name);
     if (held === undefined) continue;
     if (isExpired(held, input.now)) removed.push({ name, entry: held, why: 'expired' });
     else if (input.dead?.has(name)) removed.push({ name, entry: held, why: 'reaped' });
@@ -64,7 +64,7 @@ export function release(doc: LockDocument, names: readonly string[], nonce: stri
   const released: string[] = [];
   const missing: ReleaseOutcome['missing'] = [];
   for (const name of names) {
-    const held = l[name];
+    const held = entryOf(doc, name);
     if (held?.n === nonce) {
       delete l[name];
       released.push(name);

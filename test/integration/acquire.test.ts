@@ -151,9 +151,17 @@ describe('acquire and release on a real server', () => {
     await locks.release(lease);
   });
 
+  it('handles names that are Object.prototype members like any other', async () => {
+    const lease = await locks.acquire(['constructor', 'toString'] as never);
+    assert.equal(await locks.tryAcquire('toString' as never), null);
+    assert.deepEqual((await locks.list()).map((l) => l.name), ['constructor', 'toString']);
+    await locks.release(lease);
+    assert.deepEqual(await locks.list(), []);
+  });
+
   it('rejects bad names before any SQL runs', async () => {
     const before = await rawRow(db.pool);
-    for (const bad of ['', 'a"b', 'a b', '$.x', 'x'.repeat(129), 'é', "x' OR 1=1 --", 42, null]) {
+    for (const bad of ['', 'a"b', 'a b', '$.x', 'x'.repeat(129), 'é', "x' OR 1=1 --", '__proto__', 42, null]) {
       await assert.rejects(locks.acquire(bad as never), { code: 'EINVALIDNAME' }, String(bad));
     }
     await assert.rejects(locks.acquire(['box_update', 'box_update'] as never), { code: 'EINVALIDNAME' });
