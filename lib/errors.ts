@@ -50,8 +50,8 @@ export class LockError extends Error {
 /** Some of the names are held by someone else. `holders` says who. */
 export class LockedError extends LockError {
   readonly holders: Holder[];
-  constructor(holders: Holder[]) {
-    super('ELOCKED', `locked: ${holders.map(describeHolder).join('; ')}`);
+  constructor(holders: Holder[], message?: string) {
+    super('ELOCKED', message ?? `locked: ${holders.map(describeHolder).join('; ')}`);
     this.holders = holders;
   }
 }

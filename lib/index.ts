@@ -1,6 +1,18 @@
 // The public surface of locktable, and nothing else.
 export { createLockTable, LockTable } from './locktable.js';
 export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions } from './locktable.js';
+export { LockChannels } from './events.js';
+export type {
+  LockEventKind,
+  LockEvents,
+  AcquiredEvent,
+  ReleasedEvent,
+  ContendedEvent,
+  RetriedEvent,
+  ReapedEvent,
+  LostEvent,
+} from './events.js';
+export type { LockMetrics, LockCounters, DurationSummary } from './metrics.js';
 export { migrate } from './migrate.js';
 export type { MigrateOptions, MigrateResult } from './migrate.js';
 export { LockTypes, defineLockTypes, MAX_NAME_LENGTH } from './names.js';

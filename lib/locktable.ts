@@ -19,12 +19,15 @@ import {
   NotHeldError,
   TimeoutError,
   AbortError,
+  describeHolder,
   type Holder,
   LockError,
 } from './errors.js';
+import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { isAmbiguous, isTransient, toLockError } from './faults.js';
 import { judge, type Liveness } from './liveness.js';
-import { LockTypes, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
+import type { LockMetrics } from './metrics.js';
+import { assertName, LockTypes, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
 import { resolveCall, resolveOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { currentOwner, localView, type Owner } from './owner.js';
 import { backoff, sleep } from './retry.js';
@@ -108,11 +111,13 @@ export class LockTable<N extends string = PlatformLockName> {
   #closed = false;
   /** Database clock minus local clock, from the last read: lets waiters notice expiry without a query. */
   #clockOffset = 0;
+  readonly #events: EventSink;
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
     this.#db = openDb(this.#options.db, this.#options.poolSize);
     this.space = this.#options.space;
+    this.#events = new EventSink(this.space);
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
     const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
     this.#typeOf = (name) => types.typeOf(name);
@@ -127,7 +132,8 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
     const call = resolveCall(names, options);
-    const outcome = await this.#acquire(call.names, call.options);
+    const started = performance.now();
+    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options));
     if ('lease' in outcome) return outcome.lease;
     throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)));
   }
@@ -135,7 +141,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** As acquire(), but resolves null when a name is held. */
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
     const call = resolveCall(names, options);
-    const outcome = await this.#acquire(call.names, call.options);
+    const started = performance.now();
+    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options));
     return 'lease' in outcome ? outcome.lease : null;
   }
 
@@ -151,9 +158,10 @@ export class LockTable<N extends string = PlatformLockName> {
     const call = resolveCall(names, options);
     const { signal, timeoutMs } = call.options;
     const started = Date.now();
-    for (;;) {
+    const startedAt = performance.now();
+    for (let contended = false; ; contended = true) {
       if (signal?.aborted) throw new AbortError(signal.reason);
-      const outcome = await this.#acquire(call.names, call.options);
+      const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options), contended);
       if ('lease' in outcome) {
         log.wait('%s acquired after %d ms', call.names.join(','), Date.now() - started);
         return outcome.lease;
@@ -194,10 +202,12 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#released.add(lease);
     if (outcome.released.length) {
       log.release('%s (token %d)', outcome.released.join(','), lease.token);
+      this.#event('released', { space: this.space, names: outcome.released, token: lease.token, owner: lease.owner, heldMs: this.#heldMs(lease) });
       this.#wakeWaiters();
     }
     if (outcome.missing.length) {
       const first = outcome.missing[0]!;
+      this.#event('lost', { space: this.space, op: 'release', names: outcome.missing.map((m) => m.name), token: lease.token, reason: first.reason, heldBy: outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : [])) });
       throw new NotHeldError(
         outcome.missing.map((m) => m.name),
         first.reason,
@@ -240,6 +250,7 @@ export class LockTable<N extends string = PlatformLockName> {
       return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
     });
     if (outcome.missing.length) {
+      this.#event('lost', { space: this.space, op: 'extend', names: outcome.missing.map((m) => m.name), token: lease.token, reason: outcome.missing[0]!.reason, heldBy: [] });
       throw new NotHeldError(outcome.missing.map((m) => m.name), outcome.missing[0]!.reason);
     }
     const { expiresAt: _old, ...rest } = lease;
@@ -302,6 +313,57 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
+   * Releases one lock by name, whoever holds it: the operator's way out of a
+   * stuck lock. Unless `force` is set it refuses with ELOCKED when the owner is
+   * not provably dead (alive, or on another host), and the error's holder says
+   * whose it is and its liveness. Resolves with the lock it removed, or null
+   * when the name was not held. The holder's later release() reports
+   * ENOTHELD 'forced' (or 'reaped' when its owner was dead).
+   *
+   * @example
+   * await locks.releaseName('box_update');                  // only if its owner is dead
+   * await locks.releaseName('box_update', { force: true }); // whoever holds it
+   */
+  async releaseName(name: N | string, options: { force?: boolean } = {}): Promise<LockInfo | null> {
+    assertName(name);
+    if (!options || typeof options !== 'object' || (options.force !== undefined && typeof options.force !== 'boolean')) {
+      throw new InvalidOptionError('releaseName: options are { force?: boolean }');
+    }
+    const here = localView();
+    const outcome = await this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
+      const entry = entryOf(doc, name);
+      if (!entry) return { result: null };
+      const holder = toHolder(name, entry);
+      const info: LockInfo = { ...holder, liveness: judge(holder.owner, entry.e, snap.now, here), ageMs: Math.max(0, snap.now - entry.a) };
+      if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
+      const why = info.liveness === 'dead' ? 'reaped' : 'forced';
+      return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
+    });
+    if (outcome === null) return null;
+    if ('refused' in outcome) {
+      const h = outcome.refused;
+      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another host or pid namespace)';
+      throw new LockedError([h], `${name} is held by ${describeHolder(h)}, whose owner ${why}: pass { force: true } to release it anyway`);
+    }
+    log.reap('releaseName %s (%s, owner %s)', name, outcome.why, outcome.removed.liveness);
+    this.#reaped('releaseName', [{ name, entry: outcome.entry, why: outcome.why }]);
+    this.#wakeWaiters();
+    return outcome.removed;
+  }
+
+  /**
+   * Counters and wait/hold-time summaries of this table since it was created;
+   * a copy. Per process: each worker has its own. See also the diagnostics
+   * channels in `LockChannels`.
+   *
+   * @example
+   * const { counters, waitMs } = locks.metrics(); // counters.contended, waitMs.p99, …
+   */
+  metrics(): LockMetrics {
+    return this.#events.snapshot();
+  }
+
+  /**
    * The one operation that overwrites an invalid document: replaces it with an
    * empty one, and only if its text is still exactly `expectedRaw` (the `raw`
    * of the ECORRUPT error you inspected). Every lock in it is lost.
@@ -342,7 +404,7 @@ export class LockTable<N extends string = PlatformLockName> {
       return Object.freeze(lease);
     };
     type Blocked = { blockers: Array<{ name: string; entry: Entry }>; version: number };
-    const outcome = await this.#mutate<Blocked | { entries: Record<string, Entry> }>(
+    const outcome = await this.#mutate<Blocked | { entries: Record<string, Entry>; removed?: T.Removed[] }>(
       'acquire',
       (doc, snap) => {
         const dead = new Set(
@@ -354,13 +416,14 @@ export class LockTable<N extends string = PlatformLockName> {
         const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
         if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
         if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
-        return { write: r.doc, result: { entries: r.entries } };
+        return { write: r.doc, result: { entries: r.entries, removed: r.removed } };
       },
       // After a write whose reply was lost: our nonce on every name means it went through.
       (doc) => (names.every((n) => entryOf(doc, n)?.n === nonce) ? { entries: doc.l as Record<string, Entry> } : undefined),
     );
     if ('blockers' in outcome) return outcome;
     const lease = leaseFrom(outcome.entries);
+    if (outcome.removed?.length) this.#reaped('acquire', outcome.removed);
     log.acquire('%s token %d', names.join(','), lease.token);
     return { lease };
   }
@@ -376,6 +439,7 @@ export class LockTable<N extends string = PlatformLockName> {
       return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
     });
     if (removed.length) this.#wakeWaiters();
+    if (removed.length) this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
     return removed.map((x) => toHolder(x.name, x.entry));
   }
 
@@ -418,6 +482,7 @@ export class LockTable<N extends string = PlatformLockName> {
         throw new ContendedError(attempt + 1);
       }
       log.retry('%s attempt %d: %s', what, attempt + 1, failure ? (failure as Error).message : 'lost the race');
+      this.#event('retried', { space: this.space, op: what, attempt: attempt + 1, reason: failure ? String((failure as { code?: unknown }).code ?? (failure as Error).message) : 'lost the race' });
       await sleep(backoff(attempt, baseMs, capMs));
     }
   }
@@ -489,6 +554,39 @@ export class LockTable<N extends string = PlatformLockName> {
     } finally {
       this.#polling = false;
     }
+  }
+
+  // Observability: every event goes through #event, so that counters,
+  // summaries and channels can never disagree.
+  #event<K extends LockEventKind>(kind: K, event: LockEvents[K]): void {
+    this.#events.emit(kind, event);
+  }
+
+  #observeAcquire<O extends { lease: Lease } | { blockers: Array<{ name: string; entry: Entry }> }>(
+    op: 'acquire' | 'tryAcquire' | 'wait',
+    names: string[],
+    started: number,
+    outcome: O,
+    contendedBefore = false,
+  ): O {
+    if ('lease' in outcome) {
+      const { lease } = outcome;
+      const event: LockEvents['acquired'] = { space: this.space, op, names: lease.names, token: lease.token, owner: lease.owner, waitedMs: performance.now() - started };
+      if (lease.expiresAt) event.expiresAt = lease.expiresAt;
+      this.#event('acquired', event);
+    } else if (!contendedBefore) {
+      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)) });
+    }
+    return outcome;
+  }
+
+  #reaped(op: LockEvents['reaped']['op'], removed: T.Removed[]): void {
+    this.#event('reaped', { space: this.space, op, locks: removed.map((x) => ({ ...toHolder(x.name, x.entry), reason: x.why })), by: this.owner });
+  }
+
+  /** From acquisition to now, in database time (estimated from the last read). */
+  #heldMs(lease: Lease): number {
+    return Math.max(0, Date.now() + this.#clockOffset - lease.acquiredAt.getTime());
   }
 
   #wakeWaiters(): void {
