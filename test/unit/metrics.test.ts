@@ -45,6 +45,18 @@ describe('metrics (pure)', () => {
     assert.equal(quantile([1, 2, 3, 4], 0), 1);
   });
 
+  it('publishes on the documented channel names (part of the API)', () => {
+    assert.deepEqual(LockChannels, {
+      acquired: 'locktable:acquired',
+      released: 'locktable:released',
+      contended: 'locktable:contended',
+      retried: 'locktable:retried',
+      reaped: 'locktable:reaped',
+      lost: 'locktable:lost',
+    });
+    assert.ok(Object.isFrozen(LockChannels));
+  });
+
   it('EventSink counts each kind, counts reaped per lock, summarises waits and holds, and publishes', () => {
     const sink = new EventSink('s1');
     const seen: Array<[string, unknown]> = [];
