@@ -2,7 +2,7 @@
 // what to do about each problem. The diagnostic statements live here, one
 // function each; the judgements are pure functions, unit-tested without a server.
 import type { Queryable } from './db.js';
-import { fromStoredOwner, parseDocument } from './document.js';
+import { parseDocument, toHolder } from './document.js';
 import { LockError } from './errors.js';
 import { judge } from './liveness.js';
 import { defaultMigrationsDir, listMigrations } from './migrate.js';
@@ -335,7 +335,7 @@ async function documentChecks(db: Queryable, space: string): Promise<Check[]> {
   const dead: string[] = [];
   const unknown: string[] = [];
   for (const [name, e] of Object.entries(doc.l)) {
-    const liveness = judge(fromStoredOwner(e.o), e.e, snap.now, here);
+    const liveness = judge(toHolder(name, e).owner, e.e, snap.now, here);
     if (liveness === 'dead') dead.push(name);
     else if (liveness === 'unknown') unknown.push(`${name} (${e.o.h})`);
   }
