@@ -335,9 +335,10 @@ async function documentChecks(db: Queryable, space: string): Promise<Check[]> {
   const dead: string[] = [];
   const unknown: string[] = [];
   for (const [name, e] of Object.entries(doc.l)) {
-    const liveness = judge(toHolder(name, e).owner, e.e, snap.now, here);
+    const owner = toHolder(name, e).owner;
+    const liveness = judge(owner, e.e, snap.now, here);
     if (liveness === 'dead') dead.push(name);
-    else if (liveness === 'unknown') unknown.push(`${name} (${e.o.h})`);
+    else if (liveness === 'unknown') unknown.push(`${name} (${owner.host})`);
   }
   if (dead.length) {
     checks.push({ name: 'locks', status: 'warn', detail: `${dead.length} held by dead owners: ${dead.join(', ')}`, fix: 'run `locktable reap` (a platform server does it at start-up with reapDead())' });
