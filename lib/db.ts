@@ -1,3 +1,4 @@
+import createDebug from 'debug';
 import mysql from 'mysql2/promise';
 import type { Pool as CallbackPool } from 'mysql2';
 import { InvalidOptionError } from './errors.js';
@@ -34,6 +35,7 @@ export function openDb(input: unknown, poolSize = 4): Db {
     if (url.pathname.length <= 1) throw new InvalidOptionError('db: the URI names no database; add /<database> to its path');
     url.protocol = 'mysql:';
     const pool = mysql.createPool({ uri: url.toString(), connectionLimit: poolSize, enableKeepAlive: true });
+    guardPool(pool);
     return { pool, owned: true };
   }
   if (input && typeof input === 'object') {
@@ -51,4 +53,24 @@ export function openDb(input: unknown, poolSize = 4): Db {
 
 export function redact(uri: string): string {
   return uri.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+const log = createDebug('locktable:pool');
+
+/**
+ * An EventEmitter's 'error' with no listener throws, and from a socket callback
+ * that is an uncaught exception: the host process dies. mysql2 3.x pools never
+ * emit 'error' themselves, and each pooled connection listens for its own
+ * first 'error' (to leave the pool) — but only with `once`, so a second one
+ * would be unhandled. The pools we open get a listener on the pool and a
+ * permanent one on every connection: a dropped connection is logged, and the
+ * query in flight on it fails (and is retried) as usual.
+ */
+function guardPool(pool: mysql.Pool): void {
+  // The promise wrapper forwards only some events: listen on the callback pool underneath.
+  const core = (pool as unknown as { pool: NodeJS.EventEmitter }).pool;
+  core.on('error', (err: Error) => log('pool error: %s', err.message));
+  core.on('connection', (conn: NodeJS.EventEmitter) => {
+    conn.on('error', (err: Error & { code?: string }) => log('connection error (it leaves the pool): %s %s', err.code ?? '', err.message));
+  });
 }

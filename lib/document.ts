@@ -76,7 +76,8 @@ export function parseDocument(space: string, raw: string): LockDocument {
   } catch (err) {
     throw new CorruptDocumentError(space, raw, [`not JSON: ${(err as Error).message}`]);
   }
-  if (value && typeof value === 'object' && 'v' in value && typeof value.v === 'number' && value.v > FORMAT) {
+  // Only a well-formed format number can be "newer": 1.5, 1e400 or -1 are damage, not a version.
+  if (value && typeof value === 'object' && 'v' in value && Number.isSafeInteger(value.v) && (value.v as number) > FORMAT) {
     throw new FormatError(space, value.v);
   }
   // A `__proto__` key would be dropped (or turned into a prototype) on the way

@@ -139,8 +139,15 @@ export class ContendedError extends LockError {
 }
 
 export class DatabaseError extends LockError {
-  constructor(message: string, cause: unknown) {
+  /**
+   * True when a write was sent but its reply was lost and no re-read could
+   * settle it before the deadline: it may have been applied. For an acquire,
+   * locktable keeps trying to release what it may have taken, in the background.
+   */
+  readonly outcomeUnknown: boolean;
+  constructor(message: string, cause: unknown, options: { outcomeUnknown?: boolean } = {}) {
     super('EDATABASE', message, { cause });
+    this.outcomeUnknown = options.outcomeUnknown ?? false;
   }
 }
 

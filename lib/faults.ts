@@ -1,4 +1,5 @@
-// What a driver error means for us: retry it, or surface it with its code.
+// What a driver error means for us: retry it, or surface it with its code; and,
+// for a failed write, whether it may have been applied all the same.
 import { DatabaseError, LockError, NotMigratedError } from './errors.js';
 
 interface DriverError {
@@ -6,14 +7,16 @@ interface DriverError {
   errno?: number;
   sqlState?: string;
   fatal?: boolean;
+  syscall?: string;
 }
 
-// Errors after which the same statement may well succeed a moment later.
+// Socket and driver codes after which the same statement may well succeed a
+// moment later, on another pooled connection.
 const TRANSIENT_CODES = new Set([
-  'PROTOCOL_CONNECTION_LOST',
-  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'PROTOCOL_CONNECTION_LOST', // mysql2: the server closed the socket (KILL, shutdown, wait_timeout)
+  'PROTOCOL_SEQUENCE_TIMEOUT', // mysql2: a query timeout
   'ECONNRESET',
-  'ECONNREFUSED',
+  'ECONNREFUSED', // the server is (re)starting
   'ECONNABORTED',
   'ETIMEDOUT',
   'EPIPE',
@@ -21,17 +24,35 @@ const TRANSIENT_CODES = new Set([
   'ENETUNREACH',
   'EAI_AGAIN',
 ]);
+
+// Server errors that say "not now" rather than "never".
 const TRANSIENT_ERRNOS = new Set([
-  1040, // too many connections
-  1053, // server shutdown in progress
-  1205, // lock wait timeout
-  1213, // deadlock
-  1290, // read-only (failover in progress)
-  1927, // MariaDB: connection was killed
-  2006, // server has gone away
-  2013, // lost connection during query
-  3024, // MySQL: query execution was interrupted, maximum statement execution time exceeded
+  1040, // ER_CON_COUNT_ERROR: too many connections
+  1053, // ER_SERVER_SHUTDOWN: shutdown in progress
+  1205, // ER_LOCK_WAIT_TIMEOUT
+  1213, // ER_LOCK_DEADLOCK
+  1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only, as during a failover
+  1317, // ER_QUERY_INTERRUPTED: KILL QUERY from another session
+  1836, // ER_READ_ONLY_MODE
+  1927, // ER_CONNECTION_KILLED (MariaDB)
+  2006, // CR_SERVER_GONE_ERROR
+  2013, // CR_SERVER_LOST
+  3024, // MySQL: maximum statement execution time exceeded
+  4031, // MySQL ≥ 8.0.24: ER_CLIENT_INTERACTION_TIMEOUT, sent before closing an idle connection
 ]);
+
+// Errors that prove the statement did not run, or ran and was rolled back, so
+// a write that failed with one of them certainly changed nothing. Everything
+// else that is transient might have been applied before the reply was lost.
+const NOT_APPLIED_ERRNOS = new Set([
+  1040, // refused at connect: nothing was sent
+  1205, // a lock wait timeout rolls back the statement; ours is the whole (autocommit) transaction
+  1213, // a deadlock rolls back the whole transaction
+  1290, // refused before execution
+  1836, // refused before execution
+]);
+const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN']); // connecting: nothing was sent
+
 const NO_SUCH_TABLE = 1146;
 
 export function isTransient(err: unknown): boolean {
@@ -41,18 +62,30 @@ export function isTransient(err: unknown): boolean {
   if (e.code && TRANSIENT_CODES.has(e.code)) return true;
   if (e.errno !== undefined && TRANSIENT_ERRNOS.has(e.errno)) return true;
   // 08xxx: connection exceptions.
-  return typeof e.sqlState === 'string' && e.sqlState.startsWith('08');
+  if (typeof e.sqlState === 'string' && e.sqlState.startsWith('08')) return true;
+  // mysql2 marks an error fatal when the connection is unusable; without a
+  // server errno it came from the socket or the driver ("Can't add new command
+  // when connection is in closed state"), not from the statement. Errors the
+  // server sent at connect (access denied, unknown database) carry an errno
+  // and so stay permanent.
+  return e.fatal === true && e.errno === undefined;
 }
 
 /**
  * Whether a failed write may nevertheless have been applied: the statement may
- * have reached the server before the connection broke.
+ * have reached the server, and committed, before the connection broke. Saying
+ * "maybe" when it was not is cheap (the next read settles it); saying "no" when
+ * it was is what doubles an acquisition, so only errors that prove nothing ran
+ * are unambiguous.
  */
 export function isAmbiguous(err: unknown): boolean {
-  const e = err as DriverError | undefined;
-  if (!e || typeof e !== 'object') return false;
-  if (e.errno === 1213 || e.errno === 1205 || e.errno === 1040 || e.errno === 1290 || e.code === 'ECONNREFUSED') return false;
-  return isTransient(err);
+  if (!isTransient(err)) return false;
+  const e = err as DriverError;
+  if (e.errno !== undefined && NOT_APPLIED_ERRNOS.has(e.errno)) return false;
+  if (e.code && NOT_APPLIED_CODES.has(e.code)) return false;
+  // mysql2's connect timeout: the connection never opened.
+  if (e.code === 'ETIMEDOUT' && e.syscall === 'connect') return false;
+  return true;
 }
 
 /** Turns a driver error into a LockError that keeps it as `cause`. */
@@ -62,4 +95,19 @@ export function toLockError(err: unknown, what: string): LockError {
   if (e?.errno === NO_SUCH_TABLE) return new NotMigratedError(`${what}: the locks table does not exist`, err);
   const code = e?.code ?? (e?.errno !== undefined ? `errno ${e.errno}` : 'unknown');
   return new DatabaseError(`${what} failed: ${e?.message ?? String(err)} (${code})`, err);
+}
+
+/**
+ * The error for a write that was sent, whose reply was lost, and that could not
+ * be settled by a re-read before the deadline: it may or may not have been applied.
+ */
+export function toUnresolvedError(err: unknown, what: string): DatabaseError {
+  const e = err as DriverError & { message?: string };
+  const code = e?.code ?? (e?.errno !== undefined ? `errno ${e.errno}` : 'unknown');
+  return new DatabaseError(
+    `${what}: the database stopped answering after the write was sent, so whether it took effect is unknown ` +
+      `(${e?.message ?? String(err)}, ${code})`,
+    err,
+    { outcomeUnknown: true },
+  );
 }

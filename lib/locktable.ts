@@ -14,6 +14,7 @@ import {
 import {
   ClosedError,
   ContendedError,
+  DatabaseError,
   InvalidOptionError,
   LockedError,
   NotHeldError,
@@ -24,7 +25,9 @@ import {
   LockError,
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
-import { isAmbiguous, isTransient, toLockError } from './faults.js';
+import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
+import { Leftovers } from './leftovers.js';
+import { confirmRelease, settleLost } from './settle.js';
 import { judge, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
@@ -88,6 +91,14 @@ export interface LockTableOptions<C = typeof LockTypes> {
 
 type Step<R> = { write?: LockDocument; result: R };
 
+/** How #mutate settles a write whose reply was lost (the connection broke after it was sent). */
+interface Settle<R> {
+  /** Told at once, with the version the lost write was to replace. */
+  lost?(expected: number): void;
+  /** On the next read that succeeds: the operation's result if the lost write was applied, undefined if not. */
+  confirm?(doc: LockDocument, snap: Snapshot): R | undefined;
+}
+
 interface Waiter {
   version: number;
   blockers: Entry[];
@@ -112,6 +123,11 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Database clock minus local clock, from the last read: lets waiters notice expiry without a query. */
   #clockOffset = 0;
   readonly #events: EventSink;
+  /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
+  readonly #leftovers = new Leftovers({
+    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined),
+    log: log.retry,
+  });
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
@@ -190,15 +206,23 @@ export class LockTable<N extends string = PlatformLockName> {
   async release(lease: Lease): Promise<void> {
     this.#checkLease(lease);
     if (this.#released.has(lease)) return;
-    const outcome = await this.#mutate(
-      'release',
-      (doc) => {
-        const r = T.release(doc, lease.names, lease.nonce);
-        return r.released.length ? { write: r.doc, result: r } : { result: r };
-      },
-      // After a write whose reply was lost: if none of our entries is left, it went through.
-      (doc) => (lease.names.every((n) => entryOf(doc, n)?.n !== lease.nonce) ? { doc, released: [...lease.names], missing: [] } : undefined),
-    );
+    let outcome: T.ReleaseOutcome;
+    try {
+      outcome = await this.#mutate(
+        'release',
+        (doc) => {
+          const r = T.release(doc, lease.names, lease.nonce);
+          return r.released.length ? { write: r.doc, result: r } : { result: r };
+        },
+        { confirm: (doc) => confirmRelease(doc, lease.names, lease.nonce) },
+      );
+    } catch (err) {
+      // The database did not let us release in time: the lock would stay held
+      // by this live process, which no one reaps. Keep trying in the background;
+      // a later release(lease) is then a no-op.
+      if (isGiveUp(err)) this.#leftovers.add({ names: lease.names, nonce: lease.nonce, done: () => this.#released.add(lease) });
+      throw err;
+    }
     this.#released.add(lease);
     if (outcome.released.length) {
       log.release('%s (token %d)', outcome.released.join(','), lease.token);
@@ -300,8 +324,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A snapshot of every held lock, with each owner's liveness as judged from here. Advisory: it may change at once. */
   async list(): Promise<LockInfo[]> {
-    const snap = await this.#read();
-    const doc = parseDocument(this.space, snap.raw);
+    const { doc, snap } = await this.#mutate('list', (doc, snap) => ({ result: { doc, snap } }));
     const here = localView();
     return Object.entries(doc.l)
       .map(([name, e]) => ({
@@ -369,6 +392,15 @@ export class LockTable<N extends string = PlatformLockName> {
    * of the ECORRUPT error you inspected). Every lock in it is lost.
    */
   async repair(expectedRaw: string): Promise<{ replaced: string }> {
+    if (typeof expectedRaw !== 'string') throw new InvalidOptionError('repair: pass the raw text of the ECORRUPT error you inspected');
+    try {
+      return await this.#repair(expectedRaw);
+    } catch (err) {
+      throw toLockError(err, 'repair');
+    }
+  }
+
+  async #repair(expectedRaw: string): Promise<{ replaced: string }> {
     const snap = await this.#read();
     if (snap.raw !== expectedRaw) {
       throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
@@ -382,6 +414,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // One last try at what is still to be released, while the pool is open.
+    await this.#leftovers.flush();
     this.#closed = true;
     this.#wakeWaiters();
     if (this.#db.owned) await this.#db.pool.end();
@@ -393,39 +427,81 @@ export class LockTable<N extends string = PlatformLockName> {
     names: string[],
     options: AcquireOptions,
   ): Promise<{ lease: Lease } | { blockers: Array<{ name: string; entry: Entry }>; version: number }> {
-    const nonce = randomBytes(12).toString('base64url');
+    const newNonce = () => randomBytes(12).toString('base64url');
+    let nonce = newNonce();
+    // Writes of this acquisition whose reply was lost: nonce → the version each
+    // was to replace. Any of them may have been applied, or may still be (a
+    // statement cut off from its client can finish on the server after the
+    // client has re-read), so every read looks for them, not just the next one.
+    const lost = new Map<string, number>();
     const owner = toStoredOwner(this.owner);
     const here = localView();
     const typeOf = (n: string) => this.#typeOf(n) ?? n;
-    const leaseFrom = (entries: Record<string, Entry>): Lease => {
+    const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
       const e = entries[names[0]!]!;
-      const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce, owner: this.owner, acquiredAt: new Date(e.a) };
+      const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
       return Object.freeze(lease);
     };
     type Blocked = { blockers: Array<{ name: string; entry: Entry }>; version: number };
-    const outcome = await this.#mutate<Blocked | { entries: Record<string, Entry>; removed?: T.Removed[] }>(
-      'acquire',
-      (doc, snap) => {
-        const dead = new Set(
-          names.filter((n) => {
-            const held = entryOf(doc, n);
-            return held !== undefined && judge(toHolder(n, held).owner, held.e, snap.now, here) === 'dead';
-          }),
-        );
-        const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
-        if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
-        if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
-        return { write: r.doc, result: { entries: r.entries, removed: r.removed } };
-      },
-      // After a write whose reply was lost: our nonce on every name means it went through.
-      (doc) => (names.every((n) => entryOf(doc, n)?.n === nonce) ? { entries: doc.l as Record<string, Entry> } : undefined),
-    );
+    type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
+    let outcome: Blocked | Won;
+    try {
+      outcome = await this.#mutate<Blocked | Won>(
+        'acquire',
+        (doc, snap) => {
+          const settled = settleLost(doc, snap, names, lost);
+          if (settled) return { result: { nonce: settled, entries: doc.l as Record<string, Entry> } };
+          const dead = new Set(
+            names.filter((n) => {
+              const held = entryOf(doc, n);
+              if (held === undefined) return false;
+              // A remnant of our own lost write (the rest of it removed since): ours to replace.
+              if (lost.has(held.n)) return true;
+              return judge(toHolder(n, held).owner, held.e, snap.now, here) === 'dead';
+            }),
+          );
+          const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
+          if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
+          if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
+          return { write: r.doc, result: { nonce, entries: r.entries, removed: r.removed } };
+        },
+        {
+          lost: (expected) => {
+            lost.set(nonce, expected);
+            nonce = newNonce(); // the next attempt must not be mistaken for this one
+          },
+        },
+      );
+    } catch (err) {
+      if (!lost.size) throw err;
+      // A lost write may hold the names, and no caller has a lease for it:
+      // release it in the background, whatever the caller does next.
+      for (const lostNonce of lost.keys()) this.#leftovers.add({ names, nonce: lostNonce });
+      throw err instanceof DatabaseError && !err.outcomeUnknown ? toUnresolvedError(err.cause, 'acquire') : err;
+    }
     if ('blockers' in outcome) return outcome;
-    const lease = leaseFrom(outcome.entries);
+    const lease = leaseFrom(outcome.nonce, outcome.entries);
     if (outcome.removed?.length) this.#reaped('acquire', outcome.removed);
     log.acquire('%s token %d', names.join(','), lease.token);
     return { lease };
+  }
+
+  /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
+  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
+    const outcome = await this.#mutate(
+      'background release',
+      (doc) => {
+        const r = T.release(doc, names, nonce);
+        return r.released.length ? { write: r.doc, result: r } : { result: r };
+      },
+      { confirm: (doc) => confirmRelease(doc, names, nonce) },
+      deadlineMs,
+    );
+    if (outcome.released.length) {
+      log.release('%s released in the background', outcome.released.join(','));
+      this.#wakeWaiters();
+    }
   }
 
   async #removeWhere(
@@ -449,9 +525,15 @@ export class LockTable<N extends string = PlatformLockName> {
    * backoff until the deadline. When a write's reply was lost, `confirm`
    * decides from the re-read document whether it was applied.
    */
-  async #mutate<R>(what: string, step: (doc: LockDocument, snap: Snapshot) => Step<R>, confirm?: (doc: LockDocument) => R | undefined): Promise<R> {
-    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+  async #mutate<R>(
+    what: string,
+    step: (doc: LockDocument, snap: Snapshot) => Step<R>,
+    settle: Settle<R> = {},
+    deadlineMs = this.#options.retry.deadlineMs,
+  ): Promise<R> {
+    const { baseMs, capMs } = this.#options.retry;
     const deadline = Date.now() + deadlineMs;
+    // A write was sent and its reply lost: until a read settles it, it may have been applied.
     let uncertain = false;
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
@@ -459,8 +541,8 @@ export class LockTable<N extends string = PlatformLockName> {
       try {
         const snap = await this.#read();
         const doc = parseDocument(this.space, snap.raw);
-        if (uncertain && confirm) {
-          const confirmed = confirm(doc);
+        if (uncertain && settle.confirm) {
+          const confirmed = settle.confirm(doc, snap);
           if (confirmed !== undefined) return confirmed;
         }
         uncertain = false;
@@ -470,7 +552,10 @@ export class LockTable<N extends string = PlatformLockName> {
           if (await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(next.write))) return next.result;
           failure = undefined; // lost the race
         } catch (err) {
-          if (isAmbiguous(err)) uncertain = true;
+          if (isAmbiguous(err)) {
+            uncertain = true;
+            settle.lost?.(snap.version);
+          }
           throw err;
         }
       } catch (err) {
@@ -478,6 +563,7 @@ export class LockTable<N extends string = PlatformLockName> {
         failure = err;
       }
       if (Date.now() >= deadline) {
+        if (uncertain) throw toUnresolvedError(failure, what);
         if (failure) throw toLockError(failure, what);
         throw new ContendedError(attempt + 1);
       }
@@ -617,4 +703,9 @@ export class LockTable<N extends string = PlatformLockName> {
  */
 export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<C>): LockTable<C extends typeof LockTypes ? PlatformLockName : LockNameOf<C>> {
   return new LockTable(options as LockTableOptions<unknown>);
+}
+
+/** The database did not let an operation through before its deadline (as opposed to a refusal). */
+function isGiveUp(err: unknown): boolean {
+  return err instanceof LockError && (err.code === 'EDATABASE' || err.code === 'ECONTENDED');
 }
