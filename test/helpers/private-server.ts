@@ -1,0 +1,159 @@
+// A MariaDB server of the test's own, for tests that stop, crash or restart
+// the server: the shared one on 127.0.0.1:3306 is never touched. Bootstrapping
+// (mariadb-install-db) takes about a second, starting about 0.2 s; the data
+// directory (~26 MB) lives in a temp dir removed by remove() or, failing that,
+// when the test process exits.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import mysql from 'mysql2/promise';
+
+const MARIADBD = ['/usr/sbin/mariadbd', '/usr/sbin/mysqld'].find((p) => existsSync(p));
+const INSTALL_DB = ['/usr/bin/mariadb-install-db', '/usr/bin/mysql_install_db'].find((p) => existsSync(p));
+const asRoot = process.getuid?.() === 0;
+
+export interface PrivateServer {
+  readonly port: number;
+  readonly dir: string;
+  /** mysql://root@127.0.0.1:<port>/<database>. */
+  url(database?: string): string;
+  /** The server's pid while it runs. */
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  start(): Promise<void>;
+  /** `graceful`: SIGTERM, a clean shutdown. `crash`: SIGKILL, InnoDB recovers on the next start. */
+  stop(how?: 'graceful' | 'crash'): Promise<void>;
+  restart(how?: 'graceful' | 'crash'): Promise<void>;
+  /** Stops it (crash) and deletes its data. */
+  remove(): Promise<void>;
+}
+
+const live = new Set<{ child?: ChildProcess; dir: string }>();
+process.once('exit', () => {
+  for (const s of live) {
+    s.child?.kill('SIGKILL');
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+});
+
+/** A port nobody listens on right now (the kernel's pick). */
+export async function sparePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Bootstraps a data directory and starts a server on a spare loopback port; root has an empty password. */
+export async function startPrivateServer(options: { databases?: string[]; extraArgs?: string[] } = {}): Promise<PrivateServer> {
+  if (!MARIADBD || !INSTALL_DB) {
+    throw new Error('these tests start a private MariaDB server: install mariadb-server (/usr/sbin/mariadbd, mariadb-install-db)');
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'locktable-mariadb-'));
+  const state: { child?: ChildProcess; dir: string } = { dir };
+  live.add(state);
+  const datadir = path.join(dir, 'data');
+  const common = ['--no-defaults', ...(asRoot ? ['--user=root'] : [])];
+  const installed = spawnSync(
+    INSTALL_DB,
+    [...common, `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--innodb-log-file-size=8M'],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  if (installed.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    live.delete(state);
+    throw new Error(`mariadb-install-db failed (${installed.status}): ${installed.stderr}`);
+  }
+  const port = await sparePort();
+  const args = [
+    ...common,
+    `--datadir=${datadir}`,
+    `--socket=${path.join(dir, 'sock')}`,
+    `--pid-file=${path.join(dir, 'pid')}`,
+    `--log-error=${path.join(dir, 'error.log')}`,
+    `--port=${port}`,
+    '--bind-address=127.0.0.1',
+    '--skip-name-resolve',
+    '--skip-log-bin',
+    '--innodb-buffer-pool-size=32M',
+    '--innodb-log-file-size=8M',
+    // Durable commits: a crash (SIGKILL) must not lose a committed lock.
+    '--innodb-flush-log-at-trx-commit=1',
+    ...(options.extraArgs ?? []),
+  ];
+  const url = (database = 'mysql') => `mysql://root@127.0.0.1:${port}/${database}`;
+
+  const server: PrivateServer = {
+    port,
+    dir,
+    url,
+    get pid() {
+      return state.child?.pid;
+    },
+    get running() {
+      return state.child !== undefined;
+    },
+    async start() {
+      if (state.child) return;
+      const child = spawn(MARIADBD, args, { stdio: 'ignore' });
+      state.child = child;
+      let exited: string | undefined;
+      child.once('exit', (code, signal) => {
+        exited = `${code ?? signal}`;
+        if (state.child === child) state.child = undefined;
+      });
+      const started = Date.now();
+      for (;;) {
+        if (exited !== undefined) throw new Error(`mariadbd exited (${exited}) while starting: ${tail(path.join(dir, 'error.log'))}`);
+        const conn = await mysql.createConnection({ uri: url(), connectTimeout: 1000 }).catch(() => undefined);
+        if (conn) {
+          await conn.end().catch(() => {});
+          return;
+        }
+        if (Date.now() - started > 30_000) throw new Error(`mariadbd did not answer within 30 s: ${tail(path.join(dir, 'error.log'))}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async stop(how = 'graceful') {
+      const child = state.child;
+      if (!child) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill(how === 'crash' ? 'SIGKILL' : 'SIGTERM');
+      await gone;
+      state.child = undefined;
+    },
+    async restart(how = 'graceful') {
+      await server.stop(how);
+      await server.start();
+    },
+    async remove() {
+      await server.stop('crash');
+      rmSync(dir, { recursive: true, force: true });
+      live.delete(state);
+    },
+  };
+  try {
+    await server.start();
+    const admin = await mysql.createConnection({ uri: url() });
+    for (const db of options.databases ?? []) await admin.query(`CREATE DATABASE \`${db}\``);
+    await admin.end();
+  } catch (err) {
+    await server.remove();
+    throw err;
+  }
+  return server;
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-8).join('\n');
+  } catch {
+    return '(no error log)';
+  }
+}

@@ -1,0 +1,203 @@
+// A TCP proxy on loopback between the library and the server, that reads the
+// client's MySQL packets and can break a connection at a chosen statement:
+// after the server has run it but before its reply reaches the client (the
+// write was applied, the client cannot know), before it reaches the server
+// (not applied, the client cannot know either), or by holding it back and
+// delivering it late, after the client has re-read. It also refuses new
+// connections on demand and records every statement it forwards.
+import net from 'node:net';
+
+export type Cut =
+  /** Forward the statement; when the server's reply arrives, drop both sockets instead of forwarding it. */
+  | 'drop-reply'
+  /** Drop both sockets without forwarding the statement. */
+  | 'drop-statement'
+  /**
+   * Cut the client off at once, but keep the statement; run it on the server
+   * only after the client's next statement (its re-read) has been answered, and
+   * hold the client's next matching statement until it has run.
+   */
+  | 'late';
+
+interface Rule {
+  match: (sql: string) => boolean;
+  cut: Cut;
+  thenDown: boolean;
+  done: (sql: string) => void;
+}
+
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket;
+}
+
+export interface Proxy {
+  readonly port: number;
+  /** mysql://root@127.0.0.1:<proxy port>/<database>. */
+  url(database: string): string;
+  /** Every COM_QUERY text forwarded to the server, in order. */
+  readonly statements: string[];
+  /**
+   * Arms a one-shot cut at the next statement that matches; resolves with its
+   * text once it has happened. `thenDown` refuses new connections from the
+   * moment of the cut (setDown(false) lets the client back in).
+   */
+  cutAt(match: RegExp | ((sql: string) => boolean), cut: Cut, options?: { thenDown?: boolean }): Promise<string>;
+  /** While down, new connections are closed as soon as they are accepted. */
+  setDown(down: boolean): void;
+  /** Drops every open connection. */
+  cutAll(): void;
+  close(): Promise<void>;
+}
+
+const COM_QUERY = 0x03;
+
+export async function startProxy(target: { host?: string; port: number }): Promise<Proxy> {
+  const host = target.host ?? '127.0.0.1';
+  const pairs = new Set<Pair>();
+  const rules: Rule[] = [];
+  const statements: string[] = [];
+  let down = false;
+  // A 'late' cut in progress: its statement waits for the next query reply to
+  // pass (the client's re-read), then runs; matching statements wait for it.
+  let late: { match: (sql: string) => boolean; run?: () => void; ran: Promise<void> } | undefined;
+
+  const server = net.createServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect({ host, port: target.port });
+    const pair: Pair = { client, upstream };
+    pairs.add(pair);
+    const close = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close);
+    upstream.on('error', close);
+    client.on('close', () => {
+      if (pairs.has(pair)) close(); // a 'late' cut keeps the upstream side open on purpose
+    });
+    upstream.on('close', close);
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+
+    let onReply: ((chunk: Buffer) => void) | undefined; // intercepts the reply to the statement just sent
+    let awaitingQueryReply = false;
+    upstream.on('data', (chunk: Buffer) => {
+      if (onReply) {
+        const intercept = onReply;
+        onReply = undefined;
+        intercept(chunk);
+        return;
+      }
+      client.write(chunk);
+      if (awaitingQueryReply) {
+        awaitingQueryReply = false;
+        late?.run?.();
+      }
+    });
+
+    let buffered = Buffer.alloc(0);
+    let queue = Promise.resolve();
+    client.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 4) {
+        const length = buffered.readUIntLE(0, 3);
+        if (buffered.length < 4 + length) break;
+        const packet = Buffer.from(buffered.subarray(0, 4 + length));
+        buffered = buffered.subarray(4 + length);
+        // In order, one at a time: a held packet holds back those behind it.
+        queue = queue.then(() => forward(packet));
+      }
+    });
+
+    async function forward(packet: Buffer): Promise<void> {
+      const isQuery = packet[3] === 0 && packet[4] === COM_QUERY; // sequence 0: the start of a command
+      const sql = isQuery ? packet.subarray(5).toString('utf8') : '';
+      if (isQuery && late && late.match(sql)) await late.ran;
+      if (client.destroyed) return;
+      const rule = isQuery ? rules.find((r) => r.match(sql)) : undefined;
+      if (!rule) {
+        if (isQuery) {
+          statements.push(sql);
+          awaitingQueryReply = true;
+        }
+        upstream.write(packet);
+        return;
+      }
+      rules.splice(rules.indexOf(rule), 1);
+      if (rule.thenDown) {
+        // No way back in, not even through another idle pooled connection.
+        down = true;
+        for (const other of [...pairs]) {
+          if (other === pair) continue;
+          pairs.delete(other);
+          other.client.destroy();
+          other.upstream.destroy();
+        }
+      }
+      if (rule.cut === 'drop-statement') {
+        close();
+        rule.done(sql);
+      } else if (rule.cut === 'drop-reply') {
+        statements.push(sql);
+        onReply = () => {
+          close();
+          rule.done(sql);
+        };
+        upstream.write(packet);
+      } else {
+        // 'late': the client loses its connection now; the statement runs
+        // later, on the same server connection, once a reply to another query
+        // (the client's re-read) has gone through.
+        pairs.delete(pair);
+        client.destroy();
+        let ran!: () => void;
+        const current: NonNullable<typeof late> = { match: rule.match, ran: new Promise<void>((r) => (ran = r)) };
+        current.run = () => {
+          current.run = undefined;
+          statements.push(sql);
+          onReply = () => {
+            upstream.destroy();
+            late = undefined;
+            ran();
+            rule.done(sql);
+          };
+          upstream.write(packet);
+        };
+        late = current;
+      }
+    }
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+
+  const proxy: Proxy = {
+    port,
+    url: (database) => `mysql://root@127.0.0.1:${port}/${database}`,
+    statements,
+    cutAt(match, cut, options = {}) {
+      const test = match instanceof RegExp ? (s: string) => match.test(s) : match;
+      return new Promise((resolve) => rules.push({ match: test, cut, thenDown: options.thenDown ?? false, done: resolve }));
+    },
+    setDown(value) {
+      down = value;
+    },
+    cutAll() {
+      for (const p of [...pairs]) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
+      pairs.clear();
+    },
+    async close() {
+      proxy.cutAll();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return proxy;
+}
