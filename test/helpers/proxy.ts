@@ -37,6 +37,8 @@ export interface Proxy {
   url(database: string): string;
   /** Every COM_QUERY text forwarded to the server, in order. */
   readonly statements: string[];
+  /** Connections accepted (and forwarded) so far. */
+  readonly connections: number;
   /**
    * Arms a one-shot cut at the next statement that matches; resolves with its
    * text once it has happened. `thenDown` refuses new connections from the
@@ -62,11 +64,13 @@ export async function startProxy(target: { host?: string; port: number }): Promi
   // pass (the client's re-read), then runs; matching statements wait for it.
   let late: { match: (sql: string) => boolean; run?: () => void; ran: Promise<void> } | undefined;
 
+  let connections = 0;
   const server = net.createServer((client) => {
     if (down) {
       client.destroy();
       return;
     }
+    connections++;
     const upstream = net.connect({ host, port: target.port });
     const pair: Pair = { client, upstream };
     pairs.add(pair);
@@ -180,6 +184,9 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     port,
     url: (database) => `mysql://root@127.0.0.1:${port}/${database}`,
     statements,
+    get connections() {
+      return connections;
+    },
     cutAt(match, cut, options = {}) {
       const test = match instanceof RegExp ? (s: string) => match.test(s) : match;
       return new Promise((resolve) => rules.push({ match: test, cut, thenDown: options.thenDown ?? false, done: resolve }));
