@@ -33,8 +33,8 @@ interface Pair {
 
 export interface Proxy {
   readonly port: number;
-  /** mysql://root@127.0.0.1:<proxy port>/<database>. */
-  url(database: string): string;
+  /** mysql://<user>@127.0.0.1:<proxy port>/<database>, user root by default. */
+  url(database: string, user?: string): string;
   /** Every COM_QUERY text forwarded to the server, in order. */
   readonly statements: string[];
   /** Connections accepted (and forwarded) so far. */
@@ -182,7 +182,7 @@ export async function startProxy(target: { host?: string; port: number }): Promi
 
   const proxy: Proxy = {
     port,
-    url: (database) => `mysql://root@127.0.0.1:${port}/${database}`,
+    url: (database, user = 'root') => `mysql://${user}@127.0.0.1:${port}/${database}`,
     statements,
     get connections() {
       return connections;
