@@ -1,0 +1,209 @@
+// The chaos controller: a private MariaDB, N worker processes looping over a
+// few names, and for a bounded time random faults — a worker SIGKILLed (and a
+// new one started), the workers' connections KILLed, the server restarted
+// (cleanly or by SIGKILL). Then every worker is asked to stop, the lock row is
+// read with plain SQL, and the checker judges the evidence.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mysql from 'mysql2/promise';
+import { migrate } from '../../lib/index.js';
+import { startPrivateServer } from '../helpers/private-server.js';
+import { prng } from '../helpers/prng.js';
+import { check, type LogRecord, type Verdict } from './checker.js';
+
+const WORKER = path.join(__dirname, 'worker.js');
+const DB = 'chaos';
+
+export interface ChaosOptions {
+  durationMs: number;
+  workers?: number;
+  names?: number;
+  seed?: number;
+  /** Longest critical section, ms. */
+  holdMaxMs?: number;
+  /** Pause between two faults: [min, max] ms. */
+  faultEveryMs?: [number, number];
+  log?: (line: string) => void;
+}
+
+export interface ChaosSummary extends Verdict {
+  seed: number;
+  durationMs: number;
+  workersStarted: number;
+  faults: { sigkill: number; connectionKills: number; connectionKillRounds: number; restartGraceful: number; restartCrash: number };
+  /** Workers that did not stop within a minute of being asked (then SIGKILLed). */
+  hung: number;
+  /** Workers that exited by themselves with an error. */
+  crashed: number;
+}
+
+interface Running {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr: string;
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
+  const seed = options.seed ?? Date.now() % 2 ** 31;
+  const random = prng(seed);
+  const say = options.log ?? (() => {});
+  const nWorkers = options.workers ?? 6;
+  const names = Array.from({ length: options.names ?? 3 }, (_, i) => `app_task_chaos${i}`);
+  const [faultMin, faultMax] = options.faultEveryMs ?? [150, 900];
+  const logs = mkdtempSync(path.join(os.tmpdir(), 'locktable-chaos-'));
+  const server = await startPrivateServer({ databases: [DB] });
+  const url = server.url(DB);
+  const faults = { sigkill: 0, connectionKills: 0, connectionKillRounds: 0, restartGraceful: 0, restartCrash: 0 };
+  const killedAt = new Map<number, bigint>();
+  const stoppedCleanly = new Set<number>();
+  const workers = new Set<Running>();
+  let started = 0;
+  let crashed = 0;
+  let hung = 0;
+  // Not connected to the chaos database: never in the processlist it KILLs from.
+  let admin: mysql.Connection | undefined;
+  const adminQuery = async (sql: string, values?: unknown[]) => {
+    for (let i = 0; ; i++) {
+      try {
+        admin ??= await mysql.createConnection({ uri: server.url('mysql') });
+        return (await admin.query(sql, values))[0];
+      } catch (err) {
+        admin?.destroy();
+        admin = undefined;
+        if (i >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+
+  const spawnWorker = () => {
+    const index = started++;
+    const child = spawn(
+      process.execPath,
+      [WORKER, JSON.stringify({ url, names, log: path.join(logs, `worker-${index}.log`), seed: seed + index, holdMaxMs: options.holdMaxMs ?? 15 })],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    const w: Running = {
+      child,
+      pid: child.pid!,
+      stderr: '',
+      exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+    };
+    child.stderr!.on('data', (d) => (w.stderr += d));
+    workers.add(w);
+    void w.exited.then(({ code, signal }) => {
+      workers.delete(w);
+      if (killedAt.has(w.pid)) return;
+      // SIGTERM before its handler was installed (a worker started just before the end) ends it before it did anything.
+      if (code === 0 || signal === 'SIGTERM') stoppedCleanly.add(w.pid);
+      else {
+        crashed++;
+        say(`worker ${w.pid} exited by itself (${code ?? signal}): ${w.stderr.trim().slice(-500)}`);
+      }
+    });
+    return w;
+  };
+
+  try {
+    await migrate(url);
+    for (let i = 0; i < nWorkers; i++) spawnWorker();
+    say(`chaos: seed ${seed}, ${nWorkers} workers on ${names.length} names, ${Math.round(options.durationMs / 1000)} s, server on port ${server.port}, logs in ${logs}`);
+    const end = Date.now() + options.durationMs;
+    while (Date.now() < end) {
+      await new Promise((r) => setTimeout(r, random.int(faultMin, faultMax)));
+      const roll = random.next();
+      if (roll < 0.4) {
+        const victims = [...workers].filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+        if (!victims.length) continue;
+        const w = random.pick(victims);
+        w.child.kill('SIGKILL');
+        // Read after kill() returned: from here on the victim runs no more code.
+        killedAt.set(w.pid, process.hrtime.bigint());
+        faults.sigkill++;
+        await w.exited;
+        spawnWorker();
+      } else if (roll < 0.85) {
+        const rows = (await adminQuery('SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?', [DB])) as Array<{ ID: number }>;
+        faults.connectionKillRounds++;
+        for (const r of rows) {
+          try {
+            await adminQuery(`KILL ${Number(r.ID)}`);
+            faults.connectionKills++;
+          } catch {
+            // already gone
+          }
+        }
+      } else {
+        const how = random.chance(0.5) ? 'graceful' : 'crash';
+        admin?.destroy();
+        admin = undefined;
+        await server.restart(how);
+        if (how === 'graceful') faults.restartGraceful++;
+        else faults.restartCrash++;
+      }
+    }
+    say('chaos: faults stopped; asking every worker to stop');
+    if (!server.running) await server.start();
+    await Promise.all(
+      [...workers].map(async (w) => {
+        w.child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+          hung++;
+          say(`worker ${w.pid} did not stop within 60 s: SIGKILL`);
+          killedAt.set(w.pid, process.hrtime.bigint());
+          w.child.kill('SIGKILL');
+        }, 60_000);
+        await w.exited;
+        clearTimeout(timer);
+      }),
+    );
+    const rows = (await adminQuery(`SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
+    const l = JSON.parse(rows[0]!.raw).l as Record<string, { o: { p: number }; f: number }>;
+    const finalHeld = new Map(Object.entries(l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
+    const records: LogRecord[] = [];
+    for (const file of readdirSync(logs)) {
+      for (const line of readFileSync(path.join(logs, file), 'utf8').split('\n')) {
+        // A SIGKILL can cut the last line short: it is simply not a record.
+        if (line) records.push(...parseLine(line));
+      }
+    }
+    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld });
+    return { seed, durationMs: options.durationMs, workersStarted: started, faults, hung, crashed, ...verdict };
+  } finally {
+    for (const w of workers) w.child.kill('SIGKILL');
+    await Promise.all([...workers].map((w) => w.exited));
+    admin?.destroy();
+    await server.remove();
+    rmSync(logs, { recursive: true, force: true });
+  }
+}
+
+function parseLine(line: string): LogRecord[] {
+  try {
+    return [JSON.parse(line) as LogRecord];
+  } catch {
+    return [];
+  }
+}
+
+/** One screenful: what ran, what was injected, what the checker found. */
+export function describe(s: ChaosSummary): string {
+  const count = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  return [
+    `seed ${s.seed}, ${Math.round(s.durationMs / 1000)} s, ${s.workersStarted} workers started`,
+    `cycles completed: ${s.cycles} (critical sections: ${s.sections})`,
+    `faults: worker SIGKILL ${s.faults.sigkill}; connections KILLed ${s.faults.connectionKills} (in ${s.faults.connectionKillRounds} rounds); ` +
+      `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash})`,
+    `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
+    `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}`,
+    `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
+  ].join('\n');
+}
+
+/** Whether the run proves what it must: exclusion held, nothing leaked or lost. */
+export function passed(s: ChaosSummary): boolean {
+  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
+}

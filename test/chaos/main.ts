@@ -1,0 +1,35 @@
+// npm run chaos [-- --seconds 180 --workers 6 --names 3 --seed N]
+// Runs the chaos test for a bounded time and prints what the checker found;
+// exits 1 when exclusion was broken or a lock leaked or was lost.
+import { describe, passed, runChaos } from './controller.js';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`--${name} takes a non-negative integer`);
+  return value;
+}
+
+async function main(): Promise<void> {
+  const seconds = arg('seconds', 180);
+  const seedArg = arg('seed', -1);
+  const summary = await runChaos({
+    durationMs: seconds * 1000,
+    workers: arg('workers', 6),
+    names: arg('names', 3),
+    ...(seedArg >= 0 ? { seed: seedArg } : {}),
+    log: (line) => console.log(line),
+  });
+  console.log(describe(summary));
+  for (const o of summary.overlaps.slice(0, 5)) console.log('overlap', o.name, JSON.stringify(o, (_, v) => (typeof v === 'bigint' ? String(v) : v)));
+  for (const l of summary.lost.slice(0, 5)) console.log('lost', JSON.stringify(l));
+  for (const l of summary.leaked.slice(0, 5)) console.log('leaked', JSON.stringify(l));
+  console.log(passed(summary) ? 'chaos: PASS' : 'chaos: FAIL');
+  process.exitCode = passed(summary) ? 0 : 1;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,51 @@
+// A chaos worker: loops wait → critical section → release over a few names,
+// and writes what it did to its own append-only log, one JSON object a line.
+// The enter record is written after the lock is granted and before the
+// section; the exit record before release is called. SIGTERM asks it to finish
+// its cycle, close and exit 0. It may be SIGKILLed at any moment.
+import { openSync, writeSync } from 'node:fs';
+import { createLockTable, type LockError } from '../../lib/index.js';
+import { prng } from '../helpers/prng.js';
+
+const config = JSON.parse(process.argv[2]!) as { url: string; names: string[]; log: string; seed: number; holdMaxMs: number };
+const fd = openSync(config.log, 'a'); // O_APPEND: each record lands whole at the end, and survives a SIGKILL once written
+const random = prng(config.seed);
+const now = () => process.hrtime.bigint().toString();
+const record = (r: object) => writeSync(fd, `${JSON.stringify({ ...r, pid: process.pid, t: now() })}\n`);
+const locks = createLockTable({ db: config.url, owner: { taskId: `chaos-${process.pid}` }, poolSize: 2 });
+const stop = new AbortController();
+process.on('SIGTERM', () => stop.abort());
+
+async function main(): Promise<void> {
+  while (!stop.signal.aborted) {
+    const first = random.pick(config.names);
+    const names = random.chance(0.2) ? [...new Set([first, random.pick(config.names)])] : [first];
+    let lease;
+    try {
+      lease = await locks.wait(names as never, { timeoutMs: 30_000, signal: stop.signal });
+    } catch (err) {
+      const code = (err as LockError).code ?? 'UNKNOWN';
+      if (code !== 'EABORTED') record({ k: 'acquire-error', code, message: (err as Error).message });
+      continue;
+    }
+    for (const name of names) record({ k: 'enter', name, token: lease.token });
+    await new Promise((r) => setTimeout(r, random.int(0, config.holdMaxMs)));
+    for (const name of names) record({ k: 'exit', name, token: lease.token });
+    try {
+      await locks.release(lease);
+      record({ k: 'released', token: lease.token });
+    } catch (err) {
+      const e = err as LockError & { reason?: string };
+      record({ k: 'release-error', token: lease.token, code: e.code ?? 'UNKNOWN', reason: e.reason, message: e.message });
+    }
+  }
+  await locks.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`chaos worker ${process.pid}: ${(err as Error).stack}\n`);
+    process.exit(2);
+  },
+);
