@@ -32,6 +32,7 @@ export function openDb(input: unknown, poolSize = 4): Db {
     if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
       throw new InvalidOptionError(`db: URI scheme '${url.protocol}' is not supported; use mysql://user:password@host:port/database`);
     }
+    if (!url.hostname) throw new InvalidOptionError('db: the URI names no host; pass mysql://user:password@host:port/database');
     if (url.pathname.length <= 1) throw new InvalidOptionError('db: the URI names no database; add /<database> to its path');
     url.protocol = 'mysql:';
     const pool = mysql.createPool({ uri: url.toString(), connectionLimit: poolSize, enableKeepAlive: true });

@@ -30,8 +30,8 @@ import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judge, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
-import { assertName, LockTypes, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
-import { resolveCall, resolveOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
+import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
+import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { currentOwner, localView, type Owner } from './owner.js';
 import { backoff, sleep } from './retry.js';
 import { createSpace, readSpace, readVersion, writeIfVersion, type Snapshot } from './store.js';
@@ -250,8 +250,9 @@ export class LockTable<N extends string = PlatformLockName> {
    * });
    */
   async using<T>(names: N | readonly N[], fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
-    const { wait, ...rest } = options;
-    const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest.ttlMs === undefined ? {} : { ttlMs: rest.ttlMs });
+    const { wait, rest } = splitUsingOptions(options);
+    // acquire() validates (and ignores) timeoutMs and signal too: a bad one is refused, not silently dropped.
+    const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest);
     try {
       return await fn(lease);
     } finally {
@@ -265,8 +266,9 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async extend(lease: Lease, ttlMs: number | null): Promise<Lease> {
     this.#checkLease(lease);
-    if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1)) {
-      throw new InvalidOptionError('extend: ttlMs is a positive integer number of milliseconds, or null');
+    // Bounded like acquire()'s: an expiry past 2^53 would be written as an inexact number the document refuses.
+    if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
+      throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
     }
     const outcome = await this.#mutate('extend', (doc, snap) => {
       const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
@@ -297,12 +299,13 @@ export class LockTable<N extends string = PlatformLockName> {
     if (m && typeof m.taskId === 'string' && m.taskId && m.pid === undefined) {
       return this.#removeWhere('owner', (_, e) => e.o.t === m.taskId);
     }
-    if (m && Number.isInteger(m.pid) && (m.pid as number) > 0 && m.taskId === undefined) {
+    // 2^22 is Linux's largest possible pid (PID_MAX_LIMIT): anything above is not a process.
+    if (m && Number.isSafeInteger(m.pid) && (m.pid as number) > 0 && (m.pid as number) <= 4_194_304 && m.taskId === undefined) {
       const host = m.host === undefined ? this.owner.host : m.host;
       if (typeof host !== 'string') throw new InvalidOptionError('releaseByOwner: host is a string');
       return this.#removeWhere('owner', (_, e) => e.o.p === m.pid && e.o.h === host);
     }
-    throw new InvalidOptionError('releaseByOwner: pass exactly one of { taskId: string } or { pid: positive integer, host? }');
+    throw new InvalidOptionError('releaseByOwner: pass exactly one of { taskId: string } or { pid: integer 1..4194304, host? }');
   }
 
   /**
@@ -436,7 +439,11 @@ export class LockTable<N extends string = PlatformLockName> {
     const lost = new Map<string, number>();
     const owner = toStoredOwner(this.owner);
     const here = localView();
-    const typeOf = (n: string) => this.#typeOf(n) ?? n;
+    // The catalogue is the host's code: what it returns is checked here, before
+    // any SQL, since a type the document schema refuses would make the row
+    // unreadable (ECORRUPT) for every process once written.
+    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n))]));
+    const typeOf = (n: string) => types.get(n)!;
     const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
@@ -703,6 +710,20 @@ export class LockTable<N extends string = PlatformLockName> {
  */
 export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<C>): LockTable<C extends typeof LockTypes ? PlatformLockName : LockNameOf<C>> {
   return new LockTable(options as LockTableOptions<unknown>);
+}
+
+function checkedType(name: string, typeOf: () => unknown): string {
+  let t: unknown;
+  try {
+    t = typeOf();
+  } catch (err) {
+    throw Object.assign(new InvalidOptionError(`types.typeOf('${name}') threw: ${(err as Error)?.message ?? String(err)}`), { cause: err });
+  }
+  if (t === undefined) return name;
+  if (typeof t !== 'string' || t.length === 0 || t.length > MAX_NAME_LENGTH) {
+    throw new InvalidOptionError(`types.typeOf('${name}') returned ${typeof t === 'string' ? `a string of ${t.length} characters` : typeof t}: a type is a string of 1-${MAX_NAME_LENGTH} characters`);
+  }
+  return t;
 }
 
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */

@@ -73,9 +73,12 @@ export interface WaitOptions extends AcquireOptions {
   timeoutMs?: number;
 }
 
+/** Longest lease, ms: a year. Beyond it expiry times stop being exact integers in the document soon enough. */
+export const MAX_TTL_MS = 365 * 24 * 3_600_000;
+
 const acquireSchema = z
   .object({
-    ttlMs: z.number().int().min(1).max(365 * 24 * 3_600_000).optional(),
+    ttlMs: z.number().int().min(1).max(MAX_TTL_MS).optional(),
     signal: z.instanceof(AbortSignal).optional(),
     timeoutMs: z.number().int().nonnegative().max(2_147_483_647).optional(),
   })
@@ -90,6 +93,19 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
     throw new InvalidOptionError(`option ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
   return { names: list, options: parsed.data as WaitOptions };
+}
+
+/**
+ * Splits using()'s options into `wait` and the rest, refusing what is not an
+ * options object or a `wait` that is not a boolean; the rest is validated by
+ * acquire() or wait().
+ */
+export function splitUsingOptions(options: unknown): { wait: boolean; rest: WaitOptions } {
+  if (options === undefined || options === null) return { wait: false, rest: {} };
+  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError('using: options is an object');
+  const { wait, ...rest } = options as { wait?: unknown };
+  if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError('option wait: a boolean');
+  return { wait: wait === true, rest: rest as WaitOptions };
 }
 
 function deepFreeze<T>(o: T): T {
