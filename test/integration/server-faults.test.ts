@@ -3,6 +3,7 @@
 // and waiters are active, too many connections, read-only, lock wait timeout.
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
+import { isAmbiguous, isTransient } from '../../lib/faults.js';
 import { createLockTable, migrate, type Lease, type LockTable } from '../../lib/index.js';
 import { until } from '../helpers/db.js';
 import { startPrivateServer, type PrivateServer } from '../helpers/private-server.js';
@@ -45,6 +46,28 @@ describe('server faults (a private server)', function () {
     await server?.remove();
   });
 
+  it('what a shutdown and a restart look like to mysql2 (pinned: lib/faults.ts classifies these)', async () => {
+    const victim = await mysql.createConnection({ uri: server.url(DB) });
+    const running = victim.query('SELECT SLEEP(10)').then(() => assert.fail('expected an error'), (err: Error & { code?: string }) => err);
+    await until('the statement to run', async () => (await status("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")) === 1);
+    await server.stop('graceful');
+    const inFlight = await running;
+    assert.equal(inFlight.code, 'PROTOCOL_CONNECTION_LOST');
+    assert.equal(isTransient(inFlight) && isAmbiguous(inFlight), true, 'a statement in flight may have been applied');
+    const refused = await mysql.createConnection({ uri: server.url(DB) }).then(() => assert.fail('connected to a stopped server'), (err: Error & { code?: string; syscall?: string }) => err);
+    assert.deepEqual([refused.code, refused.syscall], ['ECONNREFUSED', 'connect']);
+    assert.equal(isTransient(refused), true);
+    assert.equal(isAmbiguous(refused), false, 'nothing was sent');
+    victim.destroy();
+    await server.start();
+    await root.query('SET GLOBAL read_only = 1');
+    const lt = await mysql.createConnection({ uri: server.url(DB).replace('root@', 'lt@') });
+    const readOnly = await lt.query("UPDATE locks SET version = version WHERE id = 'platform'").then(() => assert.fail('wrote on a read-only server'), (err: Error & { errno?: number }) => err);
+    assert.equal(readOnly.errno, 1290);
+    assert.equal(isTransient(readOnly) && !isAmbiguous(readOnly), true);
+    await lt.end();
+  });
+
   for (const how of ['graceful', 'crash'] as const) {
     it(`a ${how} restart while holders and waiters are active: locks are still held, waiters carry on, work queued meanwhile completes`, async () => {
       const url = server.url(DB);
@@ -63,7 +86,6 @@ describe('server faults (a private server)', function () {
         await server.stop(how);
         const during = b.acquire('app_task_during'); // issued while the server is down
         await server.start();
-        await root.query('SELECT 1').catch(() => root.query('SELECT 1')); // the admin pool's connections died too
 
         const queued = await during;
         const list = await b.list();
