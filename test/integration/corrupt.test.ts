@@ -18,7 +18,11 @@ describe('a corrupt document', () => {
   async function store(raw: string): Promise<void> {
     // MariaDB's JSON column has a json_valid CHECK: switch it off for this one
     // statement to store text that is not JSON at all, as a broken tool might.
-    await db.pool.query('SET STATEMENT check_constraint_checks = 0 FOR UPDATE locks SET dataJson = ? WHERE id = ?', [raw, 'platform']);
+    const [[server]] = (await db.pool.query('SELECT VERSION() AS v')) as unknown as [[{ v: string }]];
+    const sql = /mariadb/i.test(server.v)
+      ? 'SET STATEMENT check_constraint_checks = 0 FOR UPDATE locks SET dataJson = ? WHERE id = ?'
+      : 'UPDATE locks SET dataJson = ? WHERE id = ?';
+    await db.pool.query(sql, [raw, 'platform']);
   }
 
   const fakeLease = (names: string[]) =>
@@ -45,7 +49,10 @@ describe('a corrupt document', () => {
   ];
 
   for (const [kind, raw] of damaged) {
-    it(`fails every operation with ECORRUPT and leaves ${kind} byte for byte`, async () => {
+    it(`fails every operation with ECORRUPT and leaves ${kind} byte for byte`, async function () {
+      const [[server]] = (await db.pool.query('SELECT VERSION() AS v')) as unknown as [[{ v: string }]];
+      // MySQL's native JSON type cannot hold text that is not JSON at all; MariaDB's LONGTEXT can.
+      if (kind === 'text that is not JSON' && !/mariadb/i.test(server.v)) this.skip();
       await store(raw!);
       const before = await rawRow(db.pool);
       assert.equal(before?.raw, raw);
