@@ -1,18 +1,48 @@
 import assert from 'node:assert/strict';
 import { CorruptDocumentError, FormatError } from '../../lib/errors.js';
-import { emptyDocument, parseDocument, serializeDocument, toHolder, toStoredOwner, fromStoredOwner } from '../../lib/document.js';
+import { emptyDocument, ownerKey, ownerText, parseDocument, serializeDocument, toHolder, toStoredOwner, fromStoredOwner } from '../../lib/document.js';
 
 const entry = { t: 'box_update', o: { h: 'h', b: 'b', ns: 'pid:[1]', p: 1, s: 2, u: 'root' }, f: 3, n: 'nonce', a: 4 };
 
 describe('document (pure)', () => {
   it('round-trips an empty and a full document', () => {
-    assert.deepEqual(parseDocument('s', serializeDocument(emptyDocument())), { v: 1, l: {} });
-    const doc = { v: 1, l: { box_update: { ...entry, e: 9 } }, r: [{ k: 'x', n: 'm', w: 'reaped', at: 1 }] };
-    assert.deepEqual(parseDocument('s', JSON.stringify(doc)), doc);
+    assert.deepEqual(parseDocument('s', serializeDocument(emptyDocument())), { v: 2, l: {} });
+    const doc = { v: 2, l: { box_update: { ...entry, e: 9 } }, r: [{ k: 'x', n: 'm', w: 'reaped', at: 1 }] };
+    assert.deepEqual(parseDocument('s', serializeDocument(doc as never)), doc);
   });
 
   it('parses the spaced form MySQL writes back', () => {
-    assert.deepEqual(parseDocument('s', '{"v": 1, "l": {}}'), { v: 1, l: {} });
+    assert.deepEqual(parseDocument('s', '{"v": 2, "o": {}, "l": {}}'), { v: 2, l: {} });
+  });
+
+  it('stores each owner once (format 2), entries referring to it by key', () => {
+    const other = { ...entry.o, p: 2 };
+    const doc = { v: 2 as const, l: { a: { ...entry }, b: { ...entry, f: 4 }, c: { ...entry, o: other, f: 5 } } };
+    const stored = JSON.parse(serializeDocument(doc));
+    assert.deepEqual(Object.keys(stored.o).sort(), [ownerKey(entry.o), ownerKey(other)].sort());
+    assert.deepEqual(stored.o[ownerKey(entry.o)], entry.o);
+    assert.equal(stored.l.a.o, ownerKey(entry.o));
+    assert.equal(stored.l.c.o, ownerKey(other));
+    assert.match(ownerKey(entry.o), /^[0-9a-f]{16}$/);
+    assert.equal(ownerKey({ ...entry.o }), ownerKey(entry.o), 'the key depends on the owner, not the object');
+    assert.notEqual(ownerKey({ ...entry.o, t: '1' }), ownerKey(entry.o));
+    assert.equal(ownerText(entry.o), JSON.stringify(entry.o));
+    assert.deepEqual(parseDocument('s', serializeDocument(doc)), doc);
+  });
+
+  it('reads format 1 (owner inline) and rewrites it as format 2', () => {
+    const one = { v: 1, l: { box_update: entry }, r: [{ k: 'x', n: 'm', w: 'reaped', at: 1 }] };
+    const doc = parseDocument('s', JSON.stringify(one));
+    assert.deepEqual(doc, { ...one, v: 2 });
+    assert.equal(JSON.parse(serializeDocument(doc)).v, 2);
+  });
+
+  it('ignores owner records no entry refers to, and drops them on the next write', () => {
+    const key = ownerKey(entry.o);
+    const raw = JSON.stringify({ v: 2, o: { [key]: entry.o, '0123456789abcdef': { ...entry.o, p: 9 } }, l: { a: { ...entry, o: key } } });
+    const doc = parseDocument('s', raw);
+    assert.deepEqual(doc, { v: 2, l: { a: entry } });
+    assert.deepEqual(Object.keys(JSON.parse(serializeDocument(doc)).o), [key]);
   });
 
   it('fails with ECORRUPT carrying the exact raw text, for every kind of damage', () => {
@@ -31,6 +61,13 @@ describe('document (pure)', () => {
       `{"v":1,"l":{"__proto__":${JSON.stringify(entry)}}}`,
       '{"v":1,"l":{},"r":[{"k":"a","n":"b","w":"nope","at":1}]}',
       '{"v":1,"l":{},"junk":true}',
+      '{"v":2,"l":{}}',
+      '{"v":2,"o":[],"l":{}}',
+      `{"v":2,"o":{},"l":{"a":${JSON.stringify({ ...entry, o: '0123456789abcdef' })}}}`,
+      `{"v":2,"o":{"0123456789abcdef":${JSON.stringify(entry.o)}},"l":{"a":${JSON.stringify(entry)}}}`,
+      `{"v":2,"o":{"BAD":${JSON.stringify(entry.o)}},"l":{}}`,
+      `{"v":2,"o":{"__proto__":${JSON.stringify(entry.o)}},"l":{}}`,
+      `{"v":2,"o":{"0123456789abcdef":${JSON.stringify({ ...entry.o, p: 0 })}},"l":{}}`,
     ];
     for (const raw of cases) {
       assert.throws(
@@ -42,7 +79,7 @@ describe('document (pure)', () => {
   });
 
   it('fails with EFORMAT for a document of a newer format', () => {
-    assert.throws(() => parseDocument('s', '{"v":2,"l":{},"whatever":1}'), (err: unknown) => err instanceof FormatError && err.code === 'EFORMAT');
+    assert.throws(() => parseDocument('s', '{"v":3,"l":{},"whatever":1}'), (err: unknown) => err instanceof FormatError && err.code === 'EFORMAT');
   });
 
   it('converts owners and entries to their public form and back', () => {
