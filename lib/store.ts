@@ -1,6 +1,10 @@
 // Every SQL statement locktable runs against the lock table, one function
 // each, taking its connection as an argument. Names never reach SQL text:
-// they travel inside the JSON document, as bound values.
+// they travel inside the JSON document or as JSON paths, as bound values.
+//
+// Every write also stores `dataCrc = CRC32(dataJson)` (migration 002). MySQL
+// and MariaDB evaluate single-table UPDATE assignments left to right, so the
+// checksum is of the text just written (test/integration/server-facts pins it).
 import type { Queryable } from './db.js';
 
 export interface Snapshot {
@@ -24,13 +28,14 @@ export async function readSpace(db: Queryable, space: string): Promise<Snapshot 
 
 /** Creates the row of a space if it is missing. Returns whether it created it. */
 export async function createSpace(db: Queryable, space: string, raw: string): Promise<boolean> {
-  const [res] = await db.query('INSERT IGNORE INTO locks (id, version, dataJson) VALUES (?, 0, ?)', [space, raw]);
+  // CRC32(dataJson) refers to the value just given in this row: the stored text.
+  const [res] = await db.query('INSERT IGNORE INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [space, raw]);
   return (res as { affectedRows: number }).affectedRows === 1;
 }
 
 /** Compare-and-swap: writes `raw` as version `expected + 1` only if the row is still at `expected`. */
 export async function writeIfVersion(db: Queryable, space: string, expected: number, raw: string): Promise<boolean> {
-  const [res] = await db.query('UPDATE locks SET version = ?, dataJson = ? WHERE id = ? AND version = ?', [
+  const [res] = await db.query('UPDATE locks SET version = ?, dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = ? AND version = ?', [
     expected + 1,
     raw,
     space,
@@ -39,9 +44,123 @@ export async function writeIfVersion(db: Queryable, space: string, expected: num
   return (res as { affectedRows: number }).affectedRows === 1;
 }
 
-/** The cheap poll of waiters: the version only. */
-export async function readVersion(db: Queryable, space: string): Promise<number | undefined> {
-  const [rows] = await db.query('SELECT version FROM locks WHERE id = ?', [space]);
-  const row = (rows as Array<{ version: unknown }>)[0];
-  return row ? Number(row.version) : undefined;
+/** What one fastWrite statement does; built by lib/fastpath.ts. */
+export interface FastPlan {
+  /** Version increment: the number of acquisitions granted (each gets its own token), at least 1. */
+  bump: number;
+  /** Paths of entries to remove (releases). */
+  removes: string[];
+  /** `{"l":{name:{"n":nonce}}}`: every released entry must still carry its nonce. */
+  holds?: string;
+  /** The acquiring owner's record, `$.o."key"` and its JSON text. */
+  owner?: { path: string; json: string };
+  /** Entries to add; `f` in `json` is replaced by `version - back` (the new version minus back). */
+  sets: Array<{ path: string; json: string; back: number }>;
+  /** Paths that must not exist (the names being acquired). */
+  absent: string[];
+  /**
+   * The database time as estimated here (written into new entries): the
+   * statement runs only if it is within `toleranceMs` of the server's clock
+   * when the row is evaluated, which also bounds how late a statement whose
+   * reply was lost can still apply.
+   */
+  at: { ms: number; toleranceMs: number };
+}
+
+/**
+ * The one-statement acquire and release: applies `plan` only if the document is
+ * still the one locktable last wrote (checksum), no acquired name is present,
+ * every released entry still carries its nonce, and the time estimate holds.
+ * Returns the new version (the reply's insertId, set by LAST_INSERT_ID), or
+ * undefined when a guard failed and nothing was written.
+ */
+export async function fastWrite(db: Queryable, space: string, plan: FastPlan): Promise<number | undefined> {
+  const values: unknown[] = [plan.bump];
+  let doc = 'dataJson';
+  if (plan.removes.length) {
+    doc = `JSON_REMOVE(${doc}${', ?'.repeat(plan.removes.length)})`;
+    values.push(...plan.removes);
+  }
+  if (plan.sets.length || plan.owner) {
+    const args: string[] = [];
+    if (plan.owner) {
+      args.push("?, JSON_EXTRACT(?, '$')");
+      values.push(plan.owner.path, plan.owner.json);
+    }
+    for (const s of plan.sets) {
+      args.push("?, JSON_SET(?, '$.f', version - ?)");
+      values.push(s.path, s.json, s.back);
+    }
+    doc = `JSON_SET(${doc}, ${args.join(', ')})`;
+  }
+  let where = 'id = ? AND dataCrc = CRC32(dataJson)';
+  values.push(space);
+  if (plan.absent.length) {
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(plan.absent.length)})`;
+    values.push(...plan.absent);
+  }
+  if (plan.holds !== undefined) {
+    where += ' AND JSON_CONTAINS(dataJson, ?)';
+    values.push(plan.holds);
+  }
+  // SYSDATE, not NOW: NOW is fixed when the statement starts, SYSDATE is read
+  // when the row is evaluated, after its lock was granted. A statement stuck
+  // behind the row lock past the tolerance therefore no longer applies
+  // (server-facts pins this).
+  where += ' AND ABS(? - UNIX_TIMESTAMP(SYSDATE(3)) * 1000) <= ?';
+  values.push(plan.at.ms, plan.at.toleranceMs);
+  const [res] = await db.query(`UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`, values);
+  const r = res as { affectedRows: number; insertId: number };
+  return r.affectedRows === 1 ? Number(r.insertId) : undefined;
+}
+
+/**
+ * A locking read (the row's lock, for the length of this one statement):
+ * settles a one-statement write whose reply was lost. A statement holding or
+ * queued for the row lock ahead of it has finished by the time this answers;
+ * `now` is SYSDATE, the time the row was read.
+ */
+export async function readSpaceLocked(db: Queryable, space: string): Promise<Snapshot | undefined> {
+  const [rows] = await db.query(
+    'SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(3)) * 1000) AS UNSIGNED) AS now FROM locks WHERE id = ? FOR UPDATE',
+    [space],
+  );
+  const row = (rows as Array<{ version: unknown; raw: unknown; now: unknown }>)[0];
+  if (!row) return undefined;
+  return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
+}
+
+/**
+ * The cheap poll of waiters: the version, the database's clock (which keeps
+ * lib/clock.ts anchored) and, only if the version moved since `since`, whether
+ * the document still contains `holds` (lib/watch.ts): `same` is null when not
+ * checked.
+ */
+export async function readVersion(
+  db: Queryable,
+  space: string,
+  since: number,
+  holds: string,
+): Promise<{ version: number; now: number; same: boolean | null } | undefined> {
+  const [rows] = await db.query(
+    'SELECT version, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM locks WHERE id = ?',
+    [since, holds, space],
+  );
+  const row = (rows as Array<{ version: unknown; now: unknown; same: unknown }>)[0];
+  return row ? { version: Number(row.version), now: Number(row.now), same: row.same === null ? null : Number(row.same) === 1 } : undefined;
+}
+
+/**
+ * Drops an owner record no entry refers to any more (the one-statement release
+ * leaves it behind). Does not move the version: the locks are unchanged, and a
+ * full write based on the previous text drops the record all the same.
+ * Returns whether it removed it.
+ */
+export async function dropOwnerRecord(db: Queryable, space: string, path: string, key: string): Promise<boolean> {
+  const [res] = await db.query(
+    `UPDATE locks SET dataJson = JSON_REMOVE(dataJson, ?), dataCrc = CRC32(dataJson)
+     WHERE id = ? AND dataCrc = CRC32(dataJson) AND JSON_CONTAINS_PATH(dataJson, 'one', ?) AND JSON_SEARCH(dataJson, 'one', ?, NULL, '$.l.*.o') IS NULL`,
+    [path, space, path, key],
+  );
+  return (res as { affectedRows: number }).affectedRows === 1;
 }

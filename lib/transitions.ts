@@ -86,7 +86,10 @@ export function removeWhere(
 ): { doc: LockDocument; removed: Removed[] } {
   const l: Record<string, Entry> = {};
   const removed: Removed[] = [];
-  for (const [name, entry] of Object.entries(doc.l)) {
+  // In name order, not stored order: how keys happen to be ordered in the
+  // stored text (a JSON_SET appends, JavaScript puts integer-like keys first)
+  // must not decide which tombstones a full list keeps.
+  for (const [name, entry] of Object.entries(doc.l).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (match(name, entry)) removed.push({ name, entry, why });
     else l[name] = entry;
   }

@@ -113,9 +113,10 @@ describe('across processes', () => {
       workers.push(...ws);
       const replies = await Promise.all(ws.map((w) => w.send({ op: 'migrate' })));
       assert.ok(replies.every((r) => r.ok), JSON.stringify(replies));
-      assert.deepEqual(replies.flatMap((r) => r.applied), ['001-create-locks.sql'], 'applied exactly once');
-      const [rows] = await fresh.pool.query('SELECT name FROM locktable_migrations');
-      assert.deepEqual(rows, [{ name: '001-create-locks.sql' }]);
+      const files = ['001-create-locks.sql', '002-data-checksum.sql'];
+      assert.deepEqual(replies.flatMap((r) => r.applied!).sort(), files, 'each applied exactly once');
+      const [rows] = await fresh.pool.query('SELECT name FROM locktable_migrations ORDER BY name');
+      assert.deepEqual(rows, files.map((name) => ({ name })));
       const [spaces] = await fresh.pool.query('SELECT id, version FROM locks');
       assert.deepEqual(spaces, [{ id: 'platform', version: 0 }]);
     } finally {

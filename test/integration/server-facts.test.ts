@@ -1,7 +1,10 @@
 // Pins the MySQL/MariaDB and mysql2 behaviour locktable relies on, so that a
 // server or driver that behaves otherwise fails here first.
 import assert from 'node:assert/strict';
-import { createTestDb, type TestDb } from '../helpers/db.js';
+import { createTestDb, until, type TestDb } from '../helpers/db.js';
+
+// mysql2 parses a JSON-typed result on its own (see DESIGN: do not JSON.parse blindly).
+const asJson = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
 
 describe('server and driver facts', () => {
   let db: TestDb;
@@ -35,6 +38,88 @@ describe('server and driver facts', () => {
   it('a name with a quote makes the JSON path invalid: NULL, not an error (so names are validated first)', async () => {
     const [rows] = await db.pool.query(`SELECT JSON_EXTRACT('{"a":1}', '$."a"b"') AS x`);
     assert.equal((rows as Array<{ x: unknown }>)[0]?.x, null);
+  });
+
+  // The one-statement acquire and release (lib/store.ts fastWrite) rest on the facts below.
+
+  it('UPDATE assignments run left to right: the JSON sees the new version, the checksum the new text; insertId is the new version', async () => {
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('ltr', 10, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
+    const [res] = await db.pool.query(
+      `UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataJson = JSON_SET(dataJson, ?, JSON_SET(?, '$.f', version - ?), ?, JSON_SET(?, '$.f', version - ?)), dataCrc = CRC32(dataJson)
+       WHERE id = 'ltr' AND dataCrc = CRC32(dataJson)`,
+      [2, '$.l."a"', '{"n":"x","f":0}', 1, '$.l."b"', '{"n":"y","f":0}', 0],
+    );
+    assert.equal((res as { insertId: number }).insertId, 12);
+    const [rows] = await db.pool.query(`SELECT version, CAST(dataJson AS CHAR) AS raw, dataCrc = CRC32(dataJson) AS fresh FROM locks WHERE id = 'ltr'`);
+    const row = (rows as Array<{ version: number; raw: string; fresh: number }>)[0]!;
+    assert.equal(Number(row.version), 12);
+    assert.deepEqual(JSON.parse(row.raw).l, { a: { n: 'x', f: 11 }, b: { n: 'y', f: 12 } });
+    assert.equal(row.fresh, 1);
+  });
+
+  it('an INSERT value may refer to a column given earlier in the same row (the checksum of the stored text)', async () => {
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('ins', 0, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
+    const [rows] = await db.pool.query(`SELECT dataCrc = CRC32(dataJson) AS fresh FROM locks WHERE id = 'ins'`);
+    assert.equal((rows as Array<{ fresh: number }>)[0]?.fresh, 1);
+  });
+
+  it('a quoted path key may hold . and - and start with a digit; unquoted, a . would nest and miss', async () => {
+    const [rows] = await db.pool.query(
+      `SELECT JSON_SET('{"l":{}}', '$.l."a.b-c"', 1, '$.l."9x"', 2) AS quoted, JSON_SET('{"l":{}}', '$.l.a.b', 1) AS nested,
+              JSON_CONTAINS_PATH('{"l":{"a.b":1}}', 'one', '$.l."x"', '$.l."a.b"') AS anyOf`,
+    );
+    const r = (rows as Array<{ quoted: unknown; nested: unknown; anyOf: number }>)[0]!;
+    assert.deepEqual(asJson(r.quoted), { l: { 'a.b-c': 1, '9x': 2 } });
+    assert.deepEqual(asJson(r.nested), { l: {} }, 'silently nothing: why every path is quoted');
+    assert.equal(r.anyOf, 1);
+  });
+
+  it('JSON_CONTAINS(doc, {"l":{name:{"n":nonce}}}) holds only when every named entry carries exactly its nonce', async () => {
+    const doc = JSON.stringify({ l: { a: { n: 'N1', f: 3 }, b: { n: 'N2' } } });
+    const check = async (candidate: object) => {
+      const [rows] = await db.pool.query('SELECT JSON_CONTAINS(?, ?) AS c', [doc, JSON.stringify(candidate)]);
+      return (rows as Array<{ c: number }>)[0]?.c;
+    };
+    assert.equal(await check({ l: { a: { n: 'N1' }, b: { n: 'N2' } } }), 1);
+    assert.equal(await check({ l: { a: { n: 'N1' }, b: { n: 'N3' } } }), 0, 'another nonce');
+    assert.equal(await check({ l: { a: { n: 'N1' }, c: { n: 'N2' } } }), 0, 'a missing entry');
+    assert.equal(await check({ l: { a: { n: 'N' } } }), 0, 'no prefix match');
+  });
+
+  it('JSON_SET embeds JSON_EXTRACT(text, "$") as an object, and plain text as a string', async () => {
+    const [rows] = await db.pool.query(`SELECT JSON_SET('{"o":{}}', '$.o."k"', JSON_EXTRACT(?, '$')) AS obj, JSON_SET('{"o":{}}', '$.o."k"', ?) AS str`, ['{"h":1}', '{"h":1}']);
+    const r = (rows as Array<{ obj: unknown; str: unknown }>)[0]!;
+    assert.deepEqual(asJson(r.obj), { o: { k: { h: 1 } } });
+    assert.deepEqual(asJson(r.str), { o: { k: '{"h":1}' } });
+  });
+
+  it('in an UPDATE queued on the row lock, SYSDATE is read once the lock is granted; NOW is the time the statement started', async () => {
+    // The one-statement writes guard their clock estimate with SYSDATE: a statement
+    // whose reply was lost cannot apply long after it was sent, even stuck behind the lock.
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson) VALUES ('sysdate', 0, '{}')`);
+    const dbNow = async () => Number(((await db.pool.query('SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS n'))[0] as Array<{ n: unknown }>)[0]!.n);
+    const holder = await db.pool.getConnection();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT version FROM locks WHERE id = 'sysdate' FOR UPDATE`);
+      const at = await dbNow();
+      const guarded = (clock: string) =>
+        db.pool.query(`UPDATE locks SET version = version + 1 WHERE id = 'sysdate' AND ABS(? - UNIX_TIMESTAMP(${clock}(3)) * 1000) <= 100`, [at]);
+      const bySysdate = guarded('SYSDATE');
+      const byNow = guarded('NOW');
+      await until('both UPDATEs to wait on the row lock', async () => {
+        const [rows] = await db.pool.query(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE locks SET version = version + 1 WHERE id = ''sysdate''%'`);
+        return Number((rows as Array<{ n: unknown }>)[0]!.n) === 2;
+      });
+      await until('the tolerance to pass', async () => (await dbNow()) > at + 200);
+      await holder.query('COMMIT');
+      const [s] = await bySysdate;
+      const [n] = await byNow;
+      assert.equal((s as { affectedRows: number }).affectedRows, 0, 'SYSDATE: read after the wait, past the tolerance');
+      assert.equal((n as { affectedRows: number }).affectedRows, 1, 'NOW: fixed before the wait, within the tolerance');
+    } finally {
+      holder.release();
+    }
   });
 
   it('storing text that is not JSON is refused by the column check', async () => {

@@ -121,6 +121,12 @@ describe('transitions (pure)', () => {
       assert.deepEqual(r.doc.r?.map((t) => [t.k, t.n, t.w]), [['a', 'na', 'owner'], ['b', 'na', 'owner']]);
     });
 
+    it('removes in name order, whatever order the keys are stored in', () => {
+      const doc = held(held(held(emptyDocument(), ['b'], alice, 'n1', 3), ['10'], alice, 'n2', 4), ['a'], alice, 'n3', 5);
+      assert.deepEqual(Object.keys(doc.l), ['10', 'b', 'a'], 'JavaScript puts an integer-like key first');
+      assert.deepEqual(T.removeWhere(doc, () => true, 'wiped', 10).removed.map((x) => x.name), ['10', 'a', 'b']);
+    });
+
     it('returns the same document when nothing matches (no write needed)', () => {
       const doc = held(emptyDocument(), ['a'], alice, 'na', 3);
       const r = T.removeWhere(doc, () => false, 'reaped', 10);
