@@ -1,0 +1,41 @@
+// The database's clock, as estimated from here between reads.
+//
+// Expiry uses the database's clock only. A full read returns NOW(3) with the
+// document; the one-statement acquire cannot return anything but the new
+// version, so it writes an acquisition time estimated here, and the statement
+// itself refuses to run unless that estimate is within a tolerance of NOW(3)
+// (see lib/fastpath.ts). The estimate is anchored on the last observation of
+// the database's time and advanced with a monotonic clock, so a step of the
+// host's wall clock does not move it; before any observation the host's wall
+// clock is the guess, and the statement's check is what makes it safe.
+
+export class DbClock {
+  readonly #monotonic: () => number;
+  readonly #wall: () => number;
+  /** Database ms minus monotonic ms, from the last observation. */
+  #offset: number | undefined;
+
+  constructor(monotonic: () => number = () => performance.now(), wall: () => number = Date.now) {
+    this.#monotonic = monotonic;
+    this.#wall = wall;
+  }
+
+  /** Monotonic ms, to bracket a statement with: `sent` before it, `received` after. */
+  mark(): number {
+    return this.#monotonic();
+  }
+
+  /**
+   * The database said `dbNow` during a statement sent at `sent` and answered
+   * at `received` (both from mark()). NOW(3) was taken somewhere in between:
+   * the midpoint is off by at most half the round trip.
+   */
+  observe(dbNow: number, sent: number, received: number): void {
+    this.#offset = dbNow - (sent + received) / 2;
+  }
+
+  /** The database's time now, as best known here, in whole ms. */
+  now(): number {
+    return Math.round(this.#offset === undefined ? this.#wall() : this.#monotonic() + this.#offset);
+  }
+}

@@ -1,0 +1,34 @@
+// What wait() watches between attempts, as pure functions.
+//
+// One poller per table reads the row's version every few ms. A waiter must
+// wake when one of its blockers is gone: released, taken over, expired or its
+// owner dead. A new version alone does not say that: in a busy space most
+// writes are about other names, and waking every waiter on each of them sends
+// a herd of attempts that all fail. So when the version moved, the same poll
+// asks the server whether every blocker still carries the nonce the waiter saw
+// (JSON_CONTAINS, one parse of the document; none while the version stands).
+import type { Entry } from './document.js';
+
+export interface Watched {
+  /** The version the waiter saw its blockers at. */
+  version: number;
+  blockers: Array<{ name: string; entry: Entry }>;
+}
+
+/** `{"l":{name:{"n":nonce}}}` for every blocker of every waiter: JSON_CONTAINS of it holds while none of them changed. */
+export function watchCandidate(waiters: Iterable<Watched>): string {
+  const l: Record<string, { n: string }> = {};
+  for (const w of waiters) for (const b of w.blockers) l[b.name] = { n: b.entry.n };
+  return JSON.stringify({ l });
+}
+
+/**
+ * Whether a waiter should try again, given what the poll saw: `same` is
+ * whether every watched blocker is unchanged (null: not checked, because the
+ * version did not move since the previous poll).
+ */
+export function shouldWake(w: Watched, seen: { version: number; same: boolean | null }, blockerDead: boolean): boolean {
+  if (blockerDead) return true;
+  if (seen.version === w.version) return false;
+  return seen.same === false;
+}

@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { DbClock } from '../../lib/clock.js';
+
+describe('database clock estimate (pure)', () => {
+  it('guesses the wall clock before any observation', () => {
+    const clock = new DbClock(() => 0, () => 1_700_000_000_000);
+    assert.equal(clock.now(), 1_700_000_000_000);
+  });
+
+  it('anchors on the midpoint of the round trip and advances with the monotonic clock only', () => {
+    let mono = 100;
+    let wall = 5;
+    const clock = new DbClock(() => mono, () => wall);
+    clock.observe(2_000_000, 100, 110); // the server said 2,000,000 somewhere between 100 and 110
+    mono = 1_105;
+    wall = 999_999_999; // a step of the wall clock must not move the estimate
+    assert.equal(clock.now(), 2_000_000 + 1_000);
+  });
+
+  it('takes the newest observation', () => {
+    let mono = 0;
+    const clock = new DbClock(() => mono);
+    clock.observe(1_000, 0, 0);
+    clock.observe(5_000, 10, 10);
+    mono = 20;
+    assert.equal(clock.now(), 5_010);
+  });
+});
