@@ -1,9 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import createDebug from 'debug';
+import { applied, canJoin, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { DbClock } from './clock.js';
 import { openDb, type Db } from './db.js';
 import {
   emptyDocument,
   entryOf,
+  ownerKey,
   parseDocument,
   serializeDocument,
   toHolder,
@@ -26,16 +28,19 @@ import {
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
+import { Gate } from './gate.js';
 import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judge, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
+import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, type Owner } from './owner.js';
 import { backoff, sleep } from './retry.js';
-import { createSpace, readSpace, readVersion, writeIfVersion, type Snapshot } from './store.js';
+import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
+import { shouldWake, watchCandidate, type Watched } from './watch.js';
 
 const log = {
   acquire: createDebug('locktable:acquire'),
@@ -85,6 +90,10 @@ export interface LockTableOptions<C = typeof LockTypes> {
   types?: C;
   /** Pool size when `db` is a URI. Default 4. */
   poolSize?: number;
+  /** Lock statements in flight at most; acquires and releases queued behind them go as one statement. Default 2 (at most poolSize for a URI). */
+  maxInFlight?: number;
+  /** Plain acquires and releases as one conditional statement each. Default true; false only to compare. */
+  fastPath?: boolean;
   retry?: { baseMs?: number; capMs?: number; deadlineMs?: number };
   wait?: { pollMinMs?: number; pollMaxMs?: number };
 }
@@ -99,9 +108,7 @@ interface Settle<R> {
   confirm?(doc: LockDocument, snap: Snapshot): R | undefined;
 }
 
-interface Waiter {
-  version: number;
-  blockers: Entry[];
+interface Waiter extends Watched {
   wake(): void;
 }
 
@@ -119,6 +126,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #released = new WeakSet<Lease>();
   readonly #waiters = new Set<Waiter>();
   #polling = false;
+  /** The version the last poll saw; -1 makes the next poll check the blockers. */
+  #polledVersion = -1;
   #closed = false;
   /** Database clock minus local clock, from the last read: lets waiters notice expiry without a query. */
   #clockOffset = 0;
@@ -128,6 +137,13 @@ export class LockTable<N extends string = PlatformLockName> {
     release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined),
     log: log.retry,
   });
+  /** The database's clock as estimated here, for the one-statement writes. */
+  readonly #clock = new DbClock();
+  /** At most maxInFlight statements at once; acquires and releases queued behind them go as one statement. */
+  readonly #gate: Gate<Member, Outcome>;
+  readonly #batch: BatchContext;
+  /** This table's owner record, once a one-statement acquire wrote it: close() drops it if no lock refers to it. */
+  #ownerRecord: { path: string; key: string } | undefined;
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
@@ -137,6 +153,13 @@ export class LockTable<N extends string = PlatformLockName> {
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
     const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
     this.#typeOf = (name) => types.typeOf(name);
+    this.#batch = { owner: toStoredOwner(this.owner) };
+    this.#gate = new Gate<Member, Outcome>({
+      limit: this.#options.maxInFlight,
+      runBatch: async (members) => (await this.#writeFast(members)).map((value) => ({ ok: true as const, value })),
+      canJoin,
+      closedError: () => new ClosedError(),
+    });
   }
 
   /**
@@ -177,7 +200,10 @@ export class LockTable<N extends string = PlatformLockName> {
     const startedAt = performance.now();
     for (let contended = false; ; contended = true) {
       if (signal?.aborted) throw new AbortError(signal.reason);
-      const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options), contended);
+      // After a wake-up, decide from a read: every waiter of the name woke at
+      // once, a read does not queue on the row lock, and only those that find
+      // it free go on to write.
+      const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options, contended), contended);
       if ('lease' in outcome) {
         log.wait('%s acquired after %d ms', call.names.join(','), Date.now() - started);
         return outcome.lease;
@@ -186,12 +212,7 @@ export class LockTable<N extends string = PlatformLockName> {
       if (left !== undefined && left <= 0) {
         throw new TimeoutError(timeoutMs!, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
       }
-      const woke = await this.#sleepUntilChange(
-        outcome.version,
-        outcome.blockers.map((b) => b.entry),
-        left,
-        signal,
-      );
+      const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal);
       if (!woke && timeoutMs !== undefined && Date.now() - started >= timeoutMs) {
         throw new TimeoutError(timeoutMs, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
       }
@@ -206,15 +227,23 @@ export class LockTable<N extends string = PlatformLockName> {
   async release(lease: Lease): Promise<void> {
     this.#checkLease(lease);
     if (this.#released.has(lease)) return;
-    let outcome: T.ReleaseOutcome;
+    let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
     try {
-      outcome = await this.#mutate(
-        'release',
-        (doc) => {
-          const r = T.release(doc, lease.names, lease.nonce);
-          return r.released.length ? { write: r.doc, result: r } : { result: r };
-        },
-        { confirm: (doc) => confirmRelease(doc, lease.names, lease.nonce) },
+      // One statement first (with whatever else is queued); if it is refused
+      // (an entry gone or not ours), read and decide, which says why.
+      if (this.#options.fastPath) {
+        const fast = await this.#gate.submit({ kind: 'release', names: lease.names, nonce: lease.nonce });
+        if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
+      }
+      outcome ??= await this.#gate.run(() =>
+        this.#mutate(
+          'release',
+          (doc) => {
+            const r = T.release(doc, lease.names, lease.nonce);
+            return r.released.length ? { write: r.doc, result: r } : { result: r };
+          },
+          { confirm: (doc) => confirmRelease(doc, lease.names, lease.nonce) },
+        ),
       );
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
@@ -270,11 +299,13 @@ export class LockTable<N extends string = PlatformLockName> {
     if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
       throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
     }
-    const outcome = await this.#mutate('extend', (doc, snap) => {
-      const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
-      const r = T.extend(doc, lease.names, lease.nonce, expiresAt, snap.now);
-      return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
-    });
+    const outcome = await this.#gate.run(() =>
+      this.#mutate('extend', (doc, snap) => {
+        const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
+        const r = T.extend(doc, lease.names, lease.nonce, expiresAt, snap.now);
+        return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
+      }),
+    );
     if (outcome.missing.length) {
       this.#event('lost', { space: this.space, op: 'extend', names: outcome.missing.map((m) => m.name), token: lease.token, reason: outcome.missing[0]!.reason, heldBy: [] });
       throw new NotHeldError(outcome.missing.map((m) => m.name), outcome.missing[0]!.reason);
@@ -327,7 +358,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A snapshot of every held lock, with each owner's liveness as judged from here. Advisory: it may change at once. */
   async list(): Promise<LockInfo[]> {
-    const { doc, snap } = await this.#mutate('list', (doc, snap) => ({ result: { doc, snap } }));
+    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
     const here = localView();
     return Object.entries(doc.l)
       .map(([name, e]) => ({
@@ -356,15 +387,17 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError('releaseName: options are { force?: boolean }');
     }
     const here = localView();
-    const outcome = await this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
-      const entry = entryOf(doc, name);
-      if (!entry) return { result: null };
-      const holder = toHolder(name, entry);
-      const info: LockInfo = { ...holder, liveness: judge(holder.owner, entry.e, snap.now, here), ageMs: Math.max(0, snap.now - entry.a) };
-      if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
-      const why = info.liveness === 'dead' ? 'reaped' : 'forced';
-      return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
-    });
+    const outcome = await this.#gate.run(() =>
+      this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
+        const entry = entryOf(doc, name);
+        if (!entry) return { result: null };
+        const holder = toHolder(name, entry);
+        const info: LockInfo = { ...holder, liveness: judge(holder.owner, entry.e, snap.now, here), ageMs: Math.max(0, snap.now - entry.a) };
+        if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
+        const why = info.liveness === 'dead' ? 'reaped' : 'forced';
+        return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
+      }),
+    );
     if (outcome === null) return null;
     if ('refused' in outcome) {
       const h = outcome.refused;
@@ -397,7 +430,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async repair(expectedRaw: string): Promise<{ replaced: string }> {
     if (typeof expectedRaw !== 'string') throw new InvalidOptionError('repair: pass the raw text of the ECORRUPT error you inspected');
     try {
-      return await this.#repair(expectedRaw);
+      return await this.#gate.run(() => this.#repair(expectedRaw));
     } catch (err) {
       throw toLockError(err, 'repair');
     }
@@ -420,7 +453,14 @@ export class LockTable<N extends string = PlatformLockName> {
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
+    this.#gate.close();
     this.#wakeWaiters();
+    if (this.#ownerRecord) {
+      // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
+      await dropOwnerRecord(this.#db.pool, this.space, this.#ownerRecord.path, this.#ownerRecord.key).catch((err: Error) =>
+        log.release('could not drop the owner record: %s', err.message),
+      );
+    }
     if (this.#db.owned) await this.#db.pool.end();
   }
 
@@ -429,8 +469,8 @@ export class LockTable<N extends string = PlatformLockName> {
   async #acquire(
     names: string[],
     options: AcquireOptions,
+    readFirst = false,
   ): Promise<{ lease: Lease } | { blockers: Array<{ name: string; entry: Entry }>; version: number }> {
-    const newNonce = () => randomBytes(12).toString('base64url');
     let nonce = newNonce();
     // Writes of this acquisition whose reply was lost: nonce → the version each
     // was to replace. Any of them may have been applied, or may still be (a
@@ -450,11 +490,34 @@ export class LockTable<N extends string = PlatformLockName> {
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
       return Object.freeze(lease);
     };
+    // One statement first, with whatever else is queued (lib/batch.ts). If it
+    // is refused — a name held, or anything else the read-decide-write path
+    // must judge — nothing was written, and that path decides below.
+    if (this.#options.fastPath && !readFirst) {
+      let fast: Outcome;
+      try {
+        fast = await this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types });
+      } catch (err) {
+        // A statement that could not be settled may hold the names: released in the background.
+        if (err instanceof DatabaseError && err.outcomeUnknown) this.#leftovers.add({ names, nonce });
+        throw err;
+      }
+      if (fast.kind === 'acquired') {
+        const lease = leaseFrom(nonce, fast.entries);
+        log.acquire('%s token %d', names.join(','), lease.token);
+        return { lease };
+      }
+      if (fast.kind === 'refused' && fast.remnantAt !== undefined) {
+        // It did apply, but ran out or lost a name since: acquire anew, and what is left of it is ours to replace.
+        lost.set(nonce, fast.remnantAt);
+        nonce = newNonce();
+      }
+    }
     type Blocked = { blockers: Array<{ name: string; entry: Entry }>; version: number };
     type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
     let outcome: Blocked | Won;
     try {
-      outcome = await this.#mutate<Blocked | Won>(
+      outcome = await this.#gate.run(() => this.#mutate<Blocked | Won>(
         'acquire',
         (doc, snap) => {
           const settled = settleLost(doc, snap, names, lost);
@@ -479,7 +542,7 @@ export class LockTable<N extends string = PlatformLockName> {
             nonce = newNonce(); // the next attempt must not be mistaken for this one
           },
         },
-      );
+      ));
     } catch (err) {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
@@ -496,18 +559,77 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
   async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#mutate(
-      'background release',
-      (doc) => {
-        const r = T.release(doc, names, nonce);
-        return r.released.length ? { write: r.doc, result: r } : { result: r };
-      },
-      { confirm: (doc) => confirmRelease(doc, names, nonce) },
-      deadlineMs,
+    const outcome = await this.#gate.run(() =>
+      this.#mutate(
+        'background release',
+        (doc) => {
+          const r = T.release(doc, names, nonce);
+          return r.released.length ? { write: r.doc, result: r } : { result: r };
+        },
+        { confirm: (doc) => confirmRelease(doc, names, nonce) },
+        deadlineMs,
+      ),
     );
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#wakeWaiters();
+    }
+  }
+
+  /**
+   * The gate's batch runner: the queued acquires and releases as one
+   * conditional statement. Each member gets its outcome, or `refused` when the
+   * statement did not apply for it (it then reads and decides on its own).
+   */
+  async #writeFast(members: Member[]): Promise<Outcome[]> {
+    const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
+    const fast = planFast(members, this.#batch, this.#clock.now());
+    if (!fast) return refused();
+    this.#assertOpen();
+    let version: number | undefined;
+    try {
+      version = await fastWrite(this.#db.pool, this.space, fast.plan);
+    } catch (err) {
+      if (!isTransient(err)) throw toLockError(err, 'write');
+      log.retry('one-statement write failed: %s', (err as Error).message);
+      // Not sent, or rolled back: nothing was written. Otherwise it may have applied.
+      return isAmbiguous(err) ? this.#settleFast(members, fast) : refused();
+    }
+    if (version === undefined) {
+      log.retry('one-statement write refused (%d members): deciding from a read', members.length);
+      return refused();
+    }
+    if (fast.plan.owner) this.#ownerRecord ??= { path: fast.plan.owner.path, key: ownerKey(this.#batch.owner) };
+    return applied(members, fast, version);
+  }
+
+  /**
+   * A one-statement write whose reply was lost may have applied, or may still
+   * apply while it waits for the row's lock. It can only as long as the row is
+   * evaluated within the clock tolerance of its time (SYSDATE, see store.ts).
+   * So once the server's clock is past that, a locking read — queued behind
+   * the statement if it is still waiting — shows for good whether it did; its
+   * own nonces say so (lib/batch.ts settleFast). Until the deadline.
+   */
+  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>): Promise<Outcome[]> {
+    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+    const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
+    const deadline = Date.now() + deadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      this.#assertOpen();
+      let failure: unknown;
+      try {
+        const snap = await readSpaceLocked(this.#db.pool, this.space);
+        if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
+        if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+        await sleep(closesAt - snap.now + 1);
+        continue;
+      } catch (err) {
+        if (!isTransient(err)) throw toLockError(err, 'write');
+        failure = err;
+      }
+      if (Date.now() >= deadline) throw toUnresolvedError(failure, 'write');
+      await sleep(backoff(attempt, baseMs, capMs));
     }
   }
 
@@ -516,11 +638,13 @@ export class LockTable<N extends string = PlatformLockName> {
     match: (name: string, entry: Entry) => boolean,
     before?: (snap: Snapshot) => void,
   ): Promise<Holder[]> {
-    const removed = await this.#mutate(why, (doc, snap) => {
-      before?.(snap);
-      const r = T.removeWhere(doc, match, why, snap.now);
-      return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
-    });
+    const removed = await this.#gate.run(() =>
+      this.#mutate(why, (doc, snap) => {
+        before?.(snap);
+        const r = T.removeWhere(doc, match, why, snap.now);
+        return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
+      }),
+    );
     if (removed.length) this.#wakeWaiters();
     if (removed.length) this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
     return removed.map((x) => toHolder(x.name, x.entry));
@@ -582,22 +706,27 @@ export class LockTable<N extends string = PlatformLockName> {
 
   async #read(): Promise<Snapshot> {
     this.#assertOpen();
+    let sent = this.#clock.mark();
     let snap = await readSpace(this.#db.pool, this.space).catch((err) => {
       throw isTransient(err) ? err : toLockError(err, 'read');
     });
     if (!snap) {
       await createSpace(this.#db.pool, this.space, serializeDocument(emptyDocument()));
+      sent = this.#clock.mark();
       snap = await readSpace(this.#db.pool, this.space);
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
+    this.#clock.observe(snap.now, sent, this.#clock.mark());
     this.#clockOffset = snap.now - Date.now();
     return snap;
   }
 
-  // wait() support: one poller per table, however many waiters. It reads only
-  // the version; a waiter wakes when the version moved, when a blocker is judged
-  // dead from here, or when a blocker's lease has expired by the database clock.
-  #sleepUntilChange(version: number, blockers: Entry[], timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
+  // wait() support: one poller per table, however many waiters. It reads the
+  // version, and when that moved whether the waiters' blockers are still there
+  // (lib/watch.ts); a waiter wakes when one of its blockers is gone, when a
+  // blocker is judged dead from here, or when a blocker's lease has expired by
+  // the database clock.
+  #sleepUntilChange(version: number, blockers: Waiter['blockers'], timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (value: boolean | Error) => {
@@ -612,6 +741,8 @@ export class LockTable<N extends string = PlatformLockName> {
       if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.add(waiter);
+      // It saw its blockers at another version than the last poll: the next poll must check them.
+      if (version !== this.#polledVersion) this.#polledVersion = -1;
       void this.#poll();
     });
   }
@@ -625,10 +756,19 @@ export class LockTable<N extends string = PlatformLockName> {
     try {
       while (this.#waiters.size && !this.#closed) {
         await sleep(interval);
-        let version: number | undefined;
+        let seen: { version: number; same: boolean | null } | undefined;
         try {
-          version = await readVersion(this.#db.pool, this.space);
+          const since = this.#polledVersion;
+          const holds = watchCandidate(this.#waiters);
+          seen = await this.#gate.run(async () => {
+            const sent = this.#clock.mark();
+            const r = await readVersion(this.#db.pool, this.space, since, holds);
+            if (r) this.#clock.observe(r.now, sent, this.#clock.mark());
+            return r;
+          });
+          if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
+          if (this.#closed) break;
           log.wait('poll failed, will retry: %s', (err as Error).message);
           interval = Math.min(pollMaxMs, interval * 2);
           continue;
@@ -636,8 +776,9 @@ export class LockTable<N extends string = PlatformLockName> {
         const now = Date.now() + this.#clockOffset;
         let woke = 0;
         for (const w of [...this.#waiters]) {
-          const holderGone = w.blockers.some((e) => judge(toHolder('', e).owner, e.e, now, here) === 'dead');
-          if (version !== w.version || holderGone) {
+          const holderGone = w.blockers.some((b) => judge(toHolder(b.name, b.entry).owner, b.entry.e, now, here) === 'dead');
+          // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
+          if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake();
             woke++;
           }

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
+import { parseDocument } from '../../lib/document.js';
 import { migrate } from '../../lib/index.js';
 import { startPrivateServer } from '../helpers/private-server.js';
 import { prng } from '../helpers/prng.js';
@@ -161,7 +162,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       }),
     );
     const rows = (await adminQuery(`SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
-    const l = JSON.parse(rows[0]!.raw).l as Record<string, { o: { p: number }; f: number }>;
+    const l = parseDocument('platform', rows[0]!.raw).l; // owners resolved, whatever the stored format
     const finalHeld = new Map(Object.entries(l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
     const records: LogRecord[] = [];
     for (const file of readdirSync(logs)) {

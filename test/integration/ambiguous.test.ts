@@ -84,7 +84,8 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
   it('a wait() whose winning write lost its reply acquires once, and does not wait on itself', async () => {
     const held = await other.acquire('box_update_task');
     const waiting = locks.wait(['box_update_task'], { timeoutMs: 8_000 });
-    await until('the waiter to have read the held lock', () => proxy.statements.some((s) => s.startsWith('SELECT version FROM')));
+    // Its poll (the version, and whether its blockers still stand): it read the held lock and sleeps.
+    await until('the waiter to have read the held lock', () => proxy.statements.some((s) => s.startsWith('SELECT version, CAST(ROUND(')));
     const cut = proxy.cutAt(CAS, 'drop-reply');
     await other.release(held);
     const lease = await waiting;

@@ -17,7 +17,9 @@ describe('diagnostics channels and metrics()', () => {
 
   before(async () => {
     db = await createTestDb('events');
-    locks = createLockTable({ db: db.pool, space: 'events', owner: { taskId: 'observer' } });
+    // The read-decide-write path, with 8 statements in flight: its compare-and-swap
+    // races are what publish `retried` (the one-statement path does not race).
+    locks = createLockTable({ db: db.pool, space: 'events', owner: { taskId: 'observer' }, fastPath: false, maxInFlight: 8 });
     other = createLockTable({ db: db.url, space: 'events', owner: { taskId: 'other' } });
     for (const kind of Object.keys(LockChannels) as LockEventKind[]) {
       const fn = (event: unknown) => {

@@ -63,7 +63,10 @@ describe('releaseName()', () => {
 
   it('refuses an owner it cannot judge (another host) without force', async () => {
     const lease = await ops.acquire('box_update_task');
-    await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, '$.l.box_update_task.o.h', 'elsewhere') WHERE id = 'platform'`);
+    // The host of its owner record (format 2 stores each owner once, under the key the entry names).
+    await db.pool.query(
+      `UPDATE locks SET dataJson = JSON_SET(dataJson, CONCAT('$.o."', JSON_VALUE(dataJson, '$.l.box_update_task.o'), '".h'), 'elsewhere') WHERE id = 'platform'`,
+    );
     await assert.rejects(ops.releaseName('box_update_task'), (err: LockedError) => {
       assert.equal(err.code, 'ELOCKED');
       assert.match(err.message, /cannot be judged from here/);

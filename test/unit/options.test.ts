@@ -42,6 +42,17 @@ describe('options, retry, faults, migrations (pure)', () => {
     assert.throws(() => resolveOptions({ db: 'x', retry: { baseMs: 100, capMs: 10 } }), /baseMs \(100\) is larger than capMs \(10\)/);
   });
 
+  it('bounds the statements in flight, by the pool when locktable opens it', () => {
+    assert.equal(resolveOptions({ db: {} }).maxInFlight, 2);
+    assert.equal(resolveOptions({ db: {} }).fastPath, true);
+    assert.equal(resolveOptions({ db: 'mysql://x@h/db', poolSize: 1 }).maxInFlight, 1, 'the default follows a smaller pool');
+    assert.equal(resolveOptions({ db: 'mysql://x@h/db', poolSize: 8, maxInFlight: 8 }).maxInFlight, 8);
+    assert.throws(() => resolveOptions({ db: 'mysql://x@h/db', poolSize: 2, maxInFlight: 3 }), /maxInFlight: 3 statements in flight need at least as many connections, but poolSize is 2/);
+    for (const b of [{ maxInFlight: 0 }, { maxInFlight: 1.5 }, { maxInFlight: 65 }, { fastPath: 'yes' }]) {
+      assert.equal(codeOf(() => resolveOptions({ db: {}, ...b })), 'EINVALIDOPTION', JSON.stringify(b));
+    }
+  });
+
   it('validates per-call options', () => {
     assert.deepEqual(resolveCall('a', { ttlMs: 5 }), { names: ['a'], options: { ttlMs: 5 } });
     for (const o of [{ ttlMs: 0 }, { ttlMs: 1.5 }, { timeoutMs: -1 }, { signal: 'x' }, { nope: 1 }]) {

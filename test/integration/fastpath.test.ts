@@ -1,0 +1,267 @@
+// The one-statement acquire and release, the gate and combining, on a real
+// server: what each costs in statements, what they refuse to touch, and how
+// a lost reply is resolved.
+import assert from 'node:assert/strict';
+import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
+import { createTestDb, rawRow, type TestDb } from '../helpers/db.js';
+import { Tap } from '../helpers/tap.js';
+
+const FAST = /^UPDATE locks SET version = LAST_INSERT_ID/;
+const READ = /^SELECT version, CAST\(dataJson/;
+const CAS = /^UPDATE locks SET version = \?, dataJson = \?/;
+
+describe('one-statement paths and combining', () => {
+  let db: TestDb;
+  let tap: Tap;
+  let locks: LockTable;
+  let other: LockTable;
+
+  before(async () => {
+    db = await createTestDb('fastpath');
+    tap = new Tap(db.pool);
+    other = createLockTable({ db: db.pool, owner: { taskId: 'other' } });
+  });
+  beforeEach(async () => {
+    locks = createLockTable({ db: tap.db, owner: { taskId: 'me' } });
+    await other.releaseAll();
+    // Whatever state the last test left, one acquire through the fallback makes the document locktable's own again.
+    await locks.release(await locks.acquire('app_task_warm'));
+    tap.reset();
+  });
+  afterEach(async () => {
+    await locks.close();
+  });
+  after(async () => {
+    await other.close();
+    await db.drop();
+  });
+
+  const stored = async () => JSON.parse((await rawRow(db.pool))!.raw) as { v: number; o: Record<string, unknown>; l: Record<string, { f: number; n: string; o: string }> };
+
+  it('acquires and releases with one statement each; the token is the version that statement produced', async () => {
+    const lease = await locks.acquire(['app_task_1', 'app_backup_1'], { ttlMs: 60_000 });
+    assert.equal(tap.statements.length, 1);
+    assert.match(tap.statements[0]!, FAST);
+    const row = await rawRow(db.pool);
+    const doc = JSON.parse(row!.raw);
+    assert.equal(lease.token, row!.version);
+    assert.deepEqual([doc.l.app_task_1.f, doc.l.app_backup_1.f, doc.l.app_task_1.n], [lease.token, lease.token, lease.nonce]);
+    assert.equal(doc.l.app_task_1.a, lease.acquiredAt.getTime());
+    assert.equal(doc.l.app_task_1.e, lease.expiresAt!.getTime());
+    assert.ok(Math.abs(lease.acquiredAt.getTime() - Date.now()) < 60_000);
+    const listed = await locks.list();
+    assert.deepEqual(listed.map((l) => [l.name, l.token, l.owner.taskId, l.liveness]), [
+      ['app_backup_1', lease.token, 'me', 'alive'],
+      ['app_task_1', lease.token, 'me', 'alive'],
+    ]);
+    tap.reset();
+    await locks.release(lease);
+    assert.equal(tap.statements.length, 1);
+    assert.match(tap.statements[0]!, FAST);
+    assert.deepEqual((await stored()).l, {});
+  });
+
+  it('falls back to read-decide-write when a name is held, and says who holds it', async () => {
+    const theirs = await other.acquire('box_update');
+    tap.reset();
+    await assert.rejects(locks.acquire(['mail_restart', 'box_update']), (err: LockError & { holders: Array<{ name: string; token: number }> }) => {
+      assert.equal(err.code, 'ELOCKED');
+      assert.deepEqual(err.holders.map((h) => [h.name, h.token]), [['box_update', theirs.token]]);
+      return true;
+    });
+    assert.equal(tap.statements.length, 2, 'the refused statement, then the read that decides');
+    assert.match(tap.statements[0]!, FAST);
+    assert.match(tap.statements[1]!, READ);
+    await other.release(theirs);
+  });
+
+  it('releases by nonce only, leaving every other entry exactly as it was', async () => {
+    const theirs = await other.acquire(['app_task_x', 'app_task_y']);
+    const mine = await locks.acquire('app_task_z');
+    const before = await stored();
+    tap.reset();
+    await locks.release(mine);
+    assert.equal(tap.statements.length, 1);
+    const after = await stored();
+    assert.deepEqual(after.l, { app_task_x: before.l.app_task_x, app_task_y: before.l.app_task_y });
+    // A forged lease (another nonce) does not release theirs: the statement refuses, the fallback says taken.
+    await assert.rejects(locks.release({ ...mine, names: ['app_task_x'] }), { code: 'ENOTHELD', reason: 'taken' });
+    assert.deepEqual((await stored()).l, after.l);
+    await other.release(theirs);
+  });
+
+  it('never writes into a document changed outside locktable: the fallback validates it first', async () => {
+    const lease = await locks.acquire('box_update');
+    // Damage one entry as a broken tool might, without touching the checksum.
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, '$.l.box_update.f', 'oops') WHERE id = 'platform'`);
+    const damaged = await rawRow(db.pool);
+    tap.reset();
+    await assert.rejects(locks.acquire('mail_restart'), { code: 'ECORRUPT' });
+    await assert.rejects(locks.release(lease), { code: 'ECORRUPT' });
+    assert.deepEqual(await rawRow(db.pool), damaged, 'not one byte changed');
+    assert.ok(tap.statements.some((s) => FAST.test(s)), 'the one-statement path was tried, and refused');
+    // A valid change made outside (the token put back, and an expiry added) is read, validated and written by the fallback once.
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, '$.l.box_update.f', ?, '$.l.box_update.e', ?) WHERE id = 'platform'`, [
+      lease.token,
+      Date.now() + 3_600_000,
+    ]);
+    tap.reset();
+    const next = await locks.acquire('mail_restart');
+    assert.deepEqual(tap.statements.map((s) => (FAST.test(s) ? 'fast' : READ.test(s) ? 'read' : CAS.test(s) ? 'cas' : s)), ['fast', 'read', 'cas']);
+    tap.reset();
+    await locks.release(next);
+    await locks.release(lease);
+    assert.deepEqual(tap.statements.map((s) => (FAST.test(s) ? 'fast' : s)), ['fast', 'fast'], 'and the document is ours again');
+  });
+
+  it('a freshly migrated space is already in format 2 with its checksum: the first acquire is one statement', async () => {
+    const fresh = await createTestDb('fresh');
+    const ftap = new Tap(fresh.pool);
+    const t = createLockTable({ db: ftap.db });
+    try {
+      assert.equal((await rawRow(fresh.pool))!.raw, '{"v":2,"o":{},"l":{}}');
+      const [rows] = await fresh.pool.query(`SELECT dataCrc = CRC32(dataJson) AS ok FROM locks WHERE id = 'platform'`);
+      assert.equal((rows as Array<{ ok: number }>)[0]!.ok, 1);
+      await t.release(await t.acquire('box_update'));
+      assert.deepEqual(ftap.statements.map((s) => FAST.test(s)), [true, true]);
+    } finally {
+      await t.close();
+      await fresh.drop();
+    }
+  });
+
+  it('upgrades a format-1 document on the first write, through the fallback', async () => {
+    const raw = '{"v":1,"l":{}}';
+    await db.pool.query(`UPDATE locks SET dataJson = ?, dataCrc = NULL WHERE id = 'platform'`, [raw]);
+    const lease = await locks.acquire('box_update');
+    assert.equal((await stored()).v, 2);
+    tap.reset();
+    await locks.release(lease);
+    assert.equal(tap.statements.length, 1);
+  });
+
+  describe('a lost reply', () => {
+    for (const path of ['one-statement', 'compare-and-swap'] as const) {
+      it(`acquire (${path}): the statement ran, the reply was lost: recognised by its nonce, one lease, no second entry`, async () => {
+        if (path === 'compare-and-swap') await db.pool.query(`UPDATE locks SET dataCrc = NULL WHERE id = 'platform'`);
+        tap.fail({ match: path === 'one-statement' ? FAST : CAS, kind: 'lost-reply' });
+        const lease = await locks.acquire('app_task_lost');
+        const doc = await stored();
+        assert.equal(doc.l.app_task_lost?.n, lease.nonce);
+        assert.equal(doc.l.app_task_lost?.f, lease.token);
+        assert.deepEqual(Object.keys(doc.l), ['app_task_lost']);
+        const kinds = tap.statements.map((s) => (FAST.test(s) ? 'fast' : READ.test(s) ? 'read' : CAS.test(s) ? 'cas' : s));
+        if (path === 'one-statement') {
+          // Locking reads until the statement could no longer apply (its clock tolerance), then recognised.
+          assert.equal(kinds[0], 'fast');
+          assert.ok(kinds.length >= 2 && kinds.slice(1).every((k) => k === 'read'), `no second write: ${kinds}`);
+          assert.ok(tap.statements.slice(1).every((s) => s.endsWith(' FOR UPDATE')));
+        } else assert.deepEqual(kinds, ['fast', 'read', 'cas', 'read'], 'the re-read recognised it: no second write');
+        await locks.release(lease);
+      });
+    }
+
+    it('release: recognised as done, no ENOTHELD', async () => {
+      const lease = await locks.acquire('app_task_lost');
+      tap.fail({ match: FAST, kind: 'lost-reply' });
+      await locks.release(lease);
+      assert.deepEqual((await stored()).l, {});
+    });
+
+    it('a combined write: every member gets its own token from the re-read', async () => {
+      const one = createLockTable({ db: tap.db, owner: { taskId: 'me' }, maxInFlight: 1 });
+      try {
+        await one.release(await one.acquire('app_task_warm'));
+        const blocker = one.acquire('app_task_b0'); // occupies the one slot, so the next three queue and combine
+        tap.fail({ match: FAST, kind: 'lost-reply' });
+        const leases = await Promise.all([blocker, ...[1, 2, 3].map((i) => one.acquire(`app_task_b${i}`))]);
+        const doc = await stored();
+        for (const l of leases) assert.equal(doc.l[l.names[0]!]?.f, l.token, l.names[0]);
+        assert.equal(new Set(leases.map((l) => l.token)).size, 4, 'tokens are distinct');
+        for (const l of leases) await one.release(l);
+      } finally {
+        await one.close();
+      }
+    });
+
+    it('a failure before the statement was sent is not taken for success', async () => {
+      tap.fail({ match: FAST, kind: 'before-send' });
+      const lease = await locks.acquire('app_task_lost');
+      assert.equal((await stored()).l.app_task_lost?.n, lease.nonce);
+      await locks.release(lease);
+    });
+  });
+
+  describe('bounded and combined', () => {
+    it('keeps at most maxInFlight statements in flight, and combines what queues into fewer writes', async () => {
+      const k = createLockTable({ db: tap.db, owner: { taskId: 'me' }, maxInFlight: 2 });
+      try {
+        await k.release(await k.acquire('app_task_warm'));
+        tap.reset();
+        const n = 64;
+        const leases = await Promise.all(Array.from({ length: n }, (_, i) => k.acquire(`app_task_c${i}`)));
+        assert.ok(tap.maxInFlight <= 2, `max in flight ${tap.maxInFlight}`);
+        assert.ok(tap.statements.length < n / 4, `${tap.statements.length} statements for ${n} acquires`);
+        const doc = await stored();
+        for (const l of leases) assert.equal(doc.l[l.names[0]!]?.f, l.token);
+        const tokens = leases.map((l) => l.token).sort((a, b) => a - b);
+        assert.equal(new Set(tokens).size, n, 'each acquisition its own token');
+        assert.equal(tokens[n - 1], (await rawRow(db.pool))!.version, 'the last token is the version');
+        tap.reset();
+        await Promise.all(leases.map((l) => k.release(l)));
+        assert.ok(tap.maxInFlight <= 2);
+        assert.ok(tap.statements.length < n / 4, `${tap.statements.length} statements for ${n} releases`);
+        assert.deepEqual((await stored()).l, {});
+      } finally {
+        await k.close();
+      }
+    });
+
+    it('decides each member of a combined batch on its own when one of them conflicts', async () => {
+      const one = createLockTable({ db: tap.db, owner: { taskId: 'me' }, maxInFlight: 1 });
+      try {
+        const theirs = await other.acquire('app_task_held');
+        const mine = await one.acquire('app_task_mine');
+        const first = one.acquire('app_task_first'); // takes the slot; the rest queue behind it
+        const results = await Promise.allSettled([
+          one.acquire('app_task_a'),
+          one.acquire(['app_task_b', 'app_task_held']),
+          one.release(mine),
+          one.acquire('app_task_mine'), // the name released just before it, in the same batch
+          one.release({ ...mine, names: ['app_task_held'] }),
+        ]);
+        const view = results.map((r) => (r.status === 'fulfilled' ? (r.value ? 'ok' : 'void') : (r.reason as LockError).code));
+        assert.deepEqual(view, ['ok', 'ELOCKED', 'void', 'ok', 'ENOTHELD']);
+        const names = Object.keys((await stored()).l).sort();
+        assert.deepEqual(names, ['app_task_a', 'app_task_first', 'app_task_held', 'app_task_mine']);
+        const leases = [await first, ...results.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value as Lease] : []))];
+        for (const l of leases) await one.release(l);
+        await other.release(theirs);
+      } finally {
+        await one.close();
+      }
+    });
+
+    it('serves 20 acquirers of one name in one process with exactly one winner', async () => {
+      const results = await Promise.allSettled(Array.from({ length: 20 }, () => locks.acquire('app_task_hot')));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+      for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as LockError).code, 'ELOCKED');
+    });
+  });
+
+  it('drops its owner record on close() once no lock refers to it', async () => {
+    const t = createLockTable({ db: db.pool, owner: { taskId: 'short-lived' } });
+    await t.release(await t.acquire('app_task_warm'));
+    const lease = await t.acquire('app_task_keep');
+    const key = (await stored()).l.app_task_keep!.o;
+    await t.close(); // still holds app_task_keep: the record stays
+    assert.ok((await stored()).o[key]);
+    await other.releaseAll();
+    const t2 = createLockTable({ db: db.pool, owner: { taskId: 'short-lived' } });
+    await t2.release(await t2.acquire('app_task_again'));
+    assert.ok((await stored()).o[key], 'the one-statement release leaves it');
+    await t2.close();
+    assert.equal((await stored()).o[key], undefined, 'close() dropped it');
+    assert.ok(lease);
+  });
+});
