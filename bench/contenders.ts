@@ -1,0 +1,268 @@
+// The four things the benchmark compares, behind one small interface: this
+// library, and three baselines written for the benchmark — the original
+// algorithm (read, check, compare-and-swap, retry after a fixed 100 ms), a
+// bare single-row UPDATE (the ceiling for anything that writes the row), and
+// GET_LOCK/RELEASE_LOCK on a held connection (a reference without durability).
+// Every contender counts the statements it sends.
+import mysql from 'mysql2/promise';
+import { createLockTable, type LockTable } from '../lib/index.js';
+import { serializeDocument, toStoredOwner, type Entry, type LockDocument, type StoredOwner } from '../lib/document.js';
+import { currentOwner } from '../lib/owner.js';
+
+export type ContenderName = 'locktable' | 'original' | 'bare' | 'getlock';
+
+export interface Place {
+  /** URI of the benchmark's own database. */
+  url: string;
+  /** Its name: GET_LOCK names are server-wide, so they are prefixed with it. */
+  dbName: string;
+}
+
+export interface Session {
+  /** One acquire and release of `name`. */
+  cycle(name: string): Promise<void>;
+  /** Waits until `name` is acquired; resolves with its release. */
+  hold(name: string): Promise<() => Promise<void>>;
+  /** Statements sent so far. */
+  readonly statements: number;
+  close(): Promise<void>;
+}
+
+export interface Contender {
+  name: ContenderName;
+  label: string;
+  /** Whether it is a lock at all (the bare UPDATE is not: no handoff for it). */
+  locks: boolean;
+  /** Fills the database with `held` other locks; resolves with what undoes it. */
+  prepare(place: Place, held: number): Promise<() => Promise<void>>;
+  /** A session for `callers` concurrent callers of one process. */
+  open(place: Place, callers: number): Promise<Session>;
+}
+
+const SPACE = { original: 'original', bare: 'bare' } as const;
+export const heldName = (i: number) => `app_task_held${i}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A pool that counts the statements sent through it. */
+function counted(url: string, connections: number) {
+  const pool = mysql.createPool({ uri: url, connectionLimit: connections });
+  const count = { n: 0 };
+  const db = {
+    query: (sql: string, values?: unknown[]) => {
+      count.n++;
+      return pool.query(sql, values);
+    },
+    getConnection: () => pool.getConnection(),
+  };
+  return { pool, db, count };
+}
+
+async function withPool<T>(url: string, fn: (pool: mysql.Pool) => Promise<T>): Promise<T> {
+  const pool = mysql.createPool({ uri: url, connectionLimit: 2 });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** `held` entries of another owner, as the library stores them in memory. */
+function heldDocument(held: number, owner: StoredOwner, now: number): LockDocument {
+  const l: Record<string, Entry> = {};
+  for (let i = 0; i < held; i++) l[heldName(i)] = { t: 'app_task', o: owner, f: i + 1, n: `filler${String(i).padStart(10, '0')}`, a: now };
+  return { v: 2, l };
+}
+
+const fillerOwner = (): StoredOwner => toStoredOwner(currentOwner({ taskId: 'filler' }));
+
+// ---------------------------------------------------------------------------
+
+export const locktable: Contender = {
+  name: 'locktable',
+  label: 'locktable',
+  locks: true,
+  async prepare(place, held) {
+    // The other locks are taken through the library itself, by another owner of this process.
+    const filler = createLockTable({ db: place.url, owner: { taskId: 'filler' } });
+    // One write turns the migrated row (format 1, no checksum yet) into the steady state every later run sees.
+    await filler.release(await filler.acquire('app_task_warm'));
+    for (let i = 0; i < held; i += 64) {
+      await filler.acquire(Array.from({ length: Math.min(64, held - i) }, (_, j) => heldName(i + j)) as never);
+    }
+    await filler.close();
+    return async () => {};
+  },
+  async open(place) {
+    // The table keeps at most maxInFlight (default 2) statements in flight: that is all the connections it can use.
+    const { pool, db, count } = counted(place.url, 2);
+    const table: LockTable = createLockTable({ db, owner: { taskId: 'bench' } });
+    return {
+      async cycle(name) {
+        await table.release(await table.acquire(name as never));
+      },
+      async hold(name) {
+        const lease = await table.wait(name as never);
+        return () => table.release(lease);
+      },
+      get statements() {
+        return count.n;
+      },
+      async close() {
+        await table.close();
+        await pool.end();
+      },
+    };
+  },
+};
+
+// The original algorithm: read the document, check, write it back with a
+// compare-and-swap on the version; when the name is held or the race is lost,
+// retry after a fixed 100 ms. It stores every entry with its owner inline
+// (format 1, as locktable did before format 2) and checks with JSON.parse only.
+export const original: Contender = {
+  name: 'original',
+  label: 'original (read+CAS, 100 ms retry)',
+  locks: true,
+  async prepare(place, held) {
+    const doc = heldDocument(held, fillerOwner(), Date.now());
+    await withPool(place.url, (pool) =>
+      pool.query('INSERT INTO locks (id, version, dataJson) VALUES (?, 0, ?)', [SPACE.original, JSON.stringify({ ...doc, v: 1 })]),
+    );
+    return async () => {};
+  },
+  async open(place, callers) {
+    const { pool, db, count } = counted(place.url, Math.min(64, Math.max(1, callers)));
+    const owner = toStoredOwner(currentOwner({ taskId: 'bench' }));
+    let nonces = 0;
+    const read = async () => {
+      const [rows] = await db.query(
+        'SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now FROM locks WHERE id = ?',
+        [SPACE.original],
+      );
+      const row = (rows as Array<{ version: number; raw: string; now: number }>)[0]!;
+      return { version: Number(row.version), doc: JSON.parse(row.raw) as { v: 1; l: Record<string, Entry> }, now: Number(row.now) };
+    };
+    const cas = async (version: number, doc: unknown) => {
+      const [res] = await db.query('UPDATE locks SET version = ?, dataJson = ? WHERE id = ? AND version = ?', [version + 1, JSON.stringify(doc), SPACE.original, version]);
+      return (res as { affectedRows: number }).affectedRows === 1;
+    };
+    const acquire = async (name: string): Promise<string> => {
+      const nonce = `n${process.pid}x${++nonces}`;
+      for (;;) {
+        const { version, doc, now } = await read();
+        if (!Object.hasOwn(doc.l, name)) {
+          doc.l[name] = { t: 'app_task', o: owner, f: version + 1, n: nonce, a: now };
+          if (await cas(version, doc)) return nonce;
+        }
+        await sleep(100);
+      }
+    };
+    const release = async (name: string, nonce: string): Promise<void> => {
+      for (;;) {
+        const { version, doc } = await read();
+        if (doc.l[name]?.n !== nonce) return;
+        delete doc.l[name];
+        if (await cas(version, doc)) return;
+        await sleep(100);
+      }
+    };
+    return {
+      async cycle(name) {
+        await release(name, await acquire(name));
+      },
+      async hold(name) {
+        const nonce = await acquire(name);
+        return () => release(name, nonce);
+      },
+      get statements() {
+        return count.n;
+      },
+      close: () => pool.end(),
+    };
+  },
+};
+
+// The ceiling: two single-row UPDATEs per cycle on a row holding the same
+// document as locktable's (so the row is as large), no JSON work, no lock.
+export const bare: Contender = {
+  name: 'bare',
+  label: 'bare UPDATE x2 (the limit)',
+  locks: false,
+  async prepare(place, held) {
+    const raw = serializeDocument(heldDocument(held, fillerOwner(), Date.now()));
+    await withPool(place.url, (pool) => pool.query('INSERT INTO locks (id, version, dataJson) VALUES (?, 0, ?)', [SPACE.bare, raw]));
+    return async () => {};
+  },
+  async open(place, callers) {
+    const { pool, db, count } = counted(place.url, Math.min(64, Math.max(1, callers)));
+    const bump = () => db.query('UPDATE locks SET version = version + 1 WHERE id = ?', [SPACE.bare]);
+    return {
+      async cycle() {
+        await bump();
+        await bump();
+      },
+      hold: () => Promise.reject(new Error('the bare UPDATE is not a lock')),
+      get statements() {
+        return count.n;
+      },
+      close: () => pool.end(),
+    };
+  },
+};
+
+// GET_LOCK/RELEASE_LOCK, each caller on a connection of its own, held for the
+// whole run: the session lock the design avoids (it dies with its connection).
+export const getlock: Contender = {
+  name: 'getlock',
+  label: 'GET_LOCK on a held connection',
+  locks: true,
+  async prepare(place, held) {
+    if (!held) return async () => {};
+    const conn = await mysql.createConnection({ uri: place.url });
+    for (let i = 0; i < held; i++) await conn.query('SELECT GET_LOCK(?, 10)', [`${place.dbName}:${heldName(i)}`]);
+    return () => conn.end();
+  },
+  async open(place, callers) {
+    const conns = await Promise.all(Array.from({ length: Math.max(1, callers) }, () => mysql.createConnection({ uri: place.url })));
+    const free = [...conns];
+    const count = { n: 0 };
+    const q = async (conn: mysql.Connection, sql: string, values: unknown[]) => {
+      count.n++;
+      const [rows] = await conn.query(sql, values);
+      return (rows as Array<{ r: number | null }>)[0]?.r;
+    };
+    const lockName = (name: string) => `${place.dbName}:${name}`;
+    return {
+      async cycle(name) {
+        const conn = free.pop()!; // one caller, one connection, for the whole cycle
+        try {
+          if ((await q(conn, 'SELECT GET_LOCK(?, 10) AS r', [lockName(name)])) !== 1) throw new Error(`GET_LOCK ${name} timed out`);
+          await q(conn, 'SELECT RELEASE_LOCK(?) AS r', [lockName(name)]);
+        } finally {
+          free.push(conn);
+        }
+      },
+      async hold(name) {
+        const conn = free.pop()!;
+        while ((await q(conn, 'SELECT GET_LOCK(?, 60) AS r', [lockName(name)])) !== 1);
+        return async () => {
+          await q(conn, 'SELECT RELEASE_LOCK(?) AS r', [lockName(name)]);
+          free.push(conn);
+        };
+      },
+      get statements() {
+        return count.n;
+      },
+      close: async () => {
+        await Promise.all(conns.map((c) => c.end()));
+      },
+    };
+  },
+};
+
+export const CONTENDERS: Contender[] = [locktable, original, bare, getlock];
+export const contender = (name: string): Contender => {
+  const c = CONTENDERS.find((x) => x.name === name);
+  if (!c) throw new Error(`no contender ${name}`);
+  return c;
+};
