@@ -3,7 +3,8 @@
 // In one run against one server: locktable and the three baselines of
 // bench/contenders.ts, over the scenarios below, each in a database of its own
 // (created, migrated, dropped). Prints a table, checks the targets of the
-// performance issue, writes bench/results/<date>-<mode>.json and docs/bench.svg.
+// performance issue, writes bench/results/<date>-<mode>.json and a chart: docs/bench.svg
+// for a full run (the README shows it), next to the results for --quick.
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -384,11 +385,12 @@ async function main(): Promise<void> {
   const report = { date: new Date(started).toISOString(), mode, seconds, machine: { ...machine, loadAtEnd }, timing: T, scenarios, results: results.map((r) => ({ ...r })), costCurve: curve, targets: checks };
   const dir = path.join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}-${mode}.json`);
+  const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}-${mode}${ONLY ? '-only' : ''}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
   console.log(`results: ${path.relative(ROOT, file)}`);
   if (mode !== 'soak' && !ONLY) {
-    const svg = path.join(ROOT, 'docs', 'bench.svg');
+    // The README's chart is drawn by full runs; a quick run's goes next to its results.
+    const svg = mode === 'full' ? path.join(ROOT, 'docs', 'bench.svg') : file.replace(/\.json$/, '.svg');
     mkdirSync(path.dirname(svg), { recursive: true });
     writeFileSync(svg, renderChart(report));
     console.log(`chart: ${path.relative(ROOT, svg)}`);
