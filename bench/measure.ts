@@ -19,9 +19,11 @@ export interface Sample {
 /**
  * Runs `callers` loops of session.cycle(names[i]) until `endAt`, measuring
  * only from `measureFrom` (both performance.now() times): the warm-up is not
- * counted.
+ * counted. `latencies: false` keeps none (the RSS soak: 8 bytes a cycle would
+ * be the benchmark's own growth, not the library's).
  */
-export async function drive(session: Session, names: string[], measureFrom: number, endAt: number): Promise<Sample> {
+export async function drive(session: Session, names: string[], measureFrom: number, endAt: number, options: { latencies?: boolean } = {}): Promise<Sample> {
+  const keep = options.latencies ?? true;
   const latencies: number[] = [];
   let cycles = 0;
   let errors = 0;
@@ -44,7 +46,7 @@ export async function drive(session: Session, names: string[], measureFrom: numb
         const t1 = performance.now();
         if (t0 >= measureFrom && t1 <= endAt) {
           cycles++;
-          latencies.push(t1 - t0);
+          if (keep) latencies.push(t1 - t0);
         }
       }
     }),
@@ -57,12 +59,16 @@ export async function drive(session: Session, names: string[], measureFrom: numb
   return sample;
 }
 
-/** Merges the samples of several processes measured over the same window. */
-export function merge(samples: Sample[]): Sample {
+/**
+ * Merges samples: of several processes measured over the same window
+ * (`parallel`: the window is theirs), or of slices measured one after another
+ * (`sequential`: the windows add up).
+ */
+export function merge(samples: Sample[], how: 'parallel' | 'sequential'): Sample {
   const out: Sample = { cycles: 0, windowMs: 0, latencies: [], statements: 0, errors: 0 };
   for (const s of samples) {
     out.cycles += s.cycles;
-    out.windowMs = Math.max(out.windowMs, s.windowMs);
+    out.windowMs = how === 'parallel' ? Math.max(out.windowMs, s.windowMs) : out.windowMs + s.windowMs;
     for (const l of s.latencies) out.latencies.push(l);
     out.statements += s.statements;
     out.errors += s.errors;

@@ -166,7 +166,7 @@ async function runScenario(s: Scenario): Promise<Result[]> {
         }
       }
       for (const c of contenders) {
-        const r: Result = { scenario: s.id, contender: c.name, summary: summarise(merge(samples.get(c.name)!)) };
+        const r: Result = { scenario: s.id, contender: c.name, summary: summarise(merge(samples.get(c.name)!, 'sequential')) };
         const bytes = await docBytes(dbs.get(c.name)!.place);
         if (bytes !== undefined && (c.name === 'locktable' || c.name === 'original')) r.docBytes = bytes;
         results.push(r);
@@ -180,10 +180,10 @@ async function runScenario(s: Scenario): Promise<Result[]> {
           const got = (await runChildren(
             Array.from({ length: s.processes }, (_, j) => ({ mode: 'cycles' as const, contender: c.name, place, names: [`app_task_p${j}`], warmMs: T.warmMs, runMs: T.runMs / T.processRounds })),
           )) as Sample[];
-          samples.get(c.name)!.push(merge(got));
+          samples.get(c.name)!.push(merge(got, 'parallel'));
         }
       }
-      return contenders.map((c) => ({ scenario: s.id, contender: c.name, summary: summarise(merge(samples.get(c.name)!)) }));
+      return contenders.map((c) => ({ scenario: s.id, contender: c.name, summary: summarise(merge(samples.get(c.name)!, 'sequential')) }));
     }
     if (s.kind === 'handoff') {
       const runs = new Map<ContenderName, HandoffRun[]>(contenders.map((c) => [c.name, []]));
