@@ -28,7 +28,7 @@ const SERVER = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
 // runMs is each contender's measured time in a scenario, cut into `rounds` slices (in-process) or `processRounds` runs.
 const T = QUICK
-  ? { warmMs: 150, runMs: 600, rounds: 2, processRounds: 1, handoffMs: 1_200, soakMs: 0 }
+  ? { warmMs: 150, runMs: 500, rounds: 2, processRounds: 1, handoffMs: 1_000, soakMs: 0 }
   : { warmMs: 500, runMs: 5_000, rounds: 5, processRounds: 2, handoffMs: 8_000, soakMs: 60_000 };
 
 type Scenario =
