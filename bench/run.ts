@@ -102,7 +102,9 @@ async function startChild(config: ChildConfig): Promise<Child> {
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const lines = createInterface({ input: child.stdout! });
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`bench child exited with ${code}: ${stderr}`))));
+  // 'close', not 'exit': it comes after the child's output has all been read, so
+  // a child that printed its result and exited is never taken for one that died.
+  const exited = new Promise<never>((_, reject) => child.once('close', (code) => reject(new Error(`bench child exited with ${code} before its result: ${stderr}`))));
   const ready = new Promise<{ pid: number }>((resolve) => lines.once('line', (l) => resolve(JSON.parse(l))));
   const { pid } = await Promise.race([ready, exited]);
   const result = Promise.race([
