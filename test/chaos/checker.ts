@@ -25,7 +25,7 @@ export interface Section {
 
 export interface Evidence {
   records: LogRecord[];
-  /** pid → when the controller's kill(SIGKILL) returned. */
+  /** pid → a moment just before the controller's kill(SIGKILL): the victim ran until then at least. */
   killedAt: Map<number, bigint>;
   /** Workers that exited by themselves (asked to stop), having released what they held. */
   stoppedCleanly: Set<number>;

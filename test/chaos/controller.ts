@@ -120,9 +120,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         const victims = [...workers].filter((w) => w.child.exitCode === null && w.child.signalCode === null);
         if (!victims.length) continue;
         const w = random.pick(victims);
-        w.child.kill('SIGKILL');
-        // Read after kill() returned: from here on the victim runs no more code.
+        // Read BEFORE kill(): the victim certainly ran until this moment, and
+        // may have died at any moment after it. A time read after kill() returned
+        // can come late (the controller descheduled in between) while a waiter
+        // has already seen the victim dead and entered — a false overlap, seen
+        // once in CI. The earlier bound can only miss an overlap inside the
+        // few microseconds of the kill() call, never report one that did not happen.
         killedAt.set(w.pid, process.hrtime.bigint());
+        w.child.kill('SIGKILL');
         faults.sigkill++;
         await w.exited;
         spawnWorker();
