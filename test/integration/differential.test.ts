@@ -13,6 +13,7 @@ import { localView } from '../../lib/owner.js';
 import * as T from '../../lib/transitions.js';
 import { createTestDb, rawRow, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
+import { prng } from '../helpers/prng.js';
 
 const OWNERS = ['o0', 'o1', 'o2'];
 const NAMES = Array.from({ length: 24 }, (_, i) => `app_task_${i}`);
@@ -26,17 +27,10 @@ type Op =
   | { kind: 'reapDead'; id: number; owner: number }
   | { kind: 'expire'; id: number; name: string };
 
-/** mulberry32: a small seeded generator, so a failing sequence can be replayed. */
+/** The shared seeded generator (mulberry32), so a failing sequence can be replayed from its seed. */
 function generator(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { int: (n: number) => Math.floor(next() * n), chance: (p: number) => next() < p };
+  const r = prng(seed);
+  return { int: (n: number) => r.int(0, n - 1), chance: r.chance };
 }
 
 /** What each engine must agree on, with nonces and tokens replaced by the id of the op that acquired. */
