@@ -2,9 +2,9 @@
 // what to do about each problem. The diagnostic statements live here, one
 // function each; the judgements are pure functions, unit-tested without a server.
 import type { Queryable } from './db.js';
-import { parseDocument, toHolder } from './document.js';
+import { parseDocument } from './document.js';
 import { LockError } from './errors.js';
-import { judge } from './liveness.js';
+import { judgeEntry } from './liveness.js';
 import { defaultMigrationsDir, listMigrations } from './migrate.js';
 import { localView } from './owner.js';
 import { readSpace } from './store.js';
@@ -335,10 +335,9 @@ async function documentChecks(db: Queryable, space: string): Promise<Check[]> {
   const dead: string[] = [];
   const unknown: string[] = [];
   for (const [name, e] of Object.entries(doc.l)) {
-    const owner = toHolder(name, e).owner;
-    const liveness = judge(owner, e.e, snap.now, here);
+    const liveness = judgeEntry(e, snap.now, here);
     if (liveness === 'dead') dead.push(name);
-    else if (liveness === 'unknown') unknown.push(`${name} (${owner.host})`);
+    else if (liveness === 'unknown') unknown.push(`${name} (${e.o.h})`);
   }
   if (dead.length) {
     checks.push({ name: 'locks', status: 'warn', detail: `${dead.length} held by dead owners: ${dead.join(', ')}`, fix: 'run `locktable reap` (a platform server does it at start-up with reapDead())' });

@@ -1,3 +1,4 @@
+import { fromStoredOwner, type Entry } from './document.js';
 import type { LocalView, Owner } from './owner.js';
 
 /** `unknown` means nothing here can prove the owner dead: its lock stays. */
@@ -24,4 +25,9 @@ export function judge(owner: Owner, expiresAt: number | undefined, now: number, 
   if (proc === undefined || proc.zombie) return 'dead';
   if (owner.startTime && proc.startTime !== undefined && proc.startTime !== owner.startTime) return 'dead';
   return 'alive';
+}
+
+/** judge() for a stored entry: its owner, and its expiry. */
+export function judgeEntry(entry: Entry, now: number, here: LocalView): Liveness {
+  return judge(fromStoredOwner(entry.o), entry.e, now, here);
 }

@@ -31,12 +31,12 @@ import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faul
 import { Gate } from './gate.js';
 import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
-import { judge, type Liveness } from './liveness.js';
+import { judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
-import { currentOwner, localView, type Owner } from './owner.js';
+import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
 import { backoff, sleep } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
@@ -349,7 +349,7 @@ export class LockTable<N extends string = PlatformLockName> {
     let now = 0;
     const removed = await this.#removeWhere(
       'reaped',
-      (_, e) => judge(toHolder('', e).owner, e.e, now, here) === 'dead',
+      (_, e) => judgeEntry(e, now, here) === 'dead',
       (snap) => (now = snap.now),
     );
     if (removed.length) log.reap('released %s', removed.map((h) => h.name).join(','));
@@ -361,11 +361,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
     const here = localView();
     return Object.entries(doc.l)
-      .map(([name, e]) => ({
-        ...toHolder(name, e),
-        liveness: judge(toHolder(name, e).owner, e.e, snap.now, here),
-        ageMs: Math.max(0, snap.now - e.a),
-      }))
+      .map(([name, e]) => lockInfo(name, e, snap.now, here))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -391,8 +387,7 @@ export class LockTable<N extends string = PlatformLockName> {
       this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
         const entry = entryOf(doc, name);
         if (!entry) return { result: null };
-        const holder = toHolder(name, entry);
-        const info: LockInfo = { ...holder, liveness: judge(holder.owner, entry.e, snap.now, here), ageMs: Math.max(0, snap.now - entry.a) };
+        const info = lockInfo(name, entry, snap.now, here);
         if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
         const why = info.liveness === 'dead' ? 'reaped' : 'forced';
         return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
@@ -528,7 +523,7 @@ export class LockTable<N extends string = PlatformLockName> {
               if (held === undefined) return false;
               // A remnant of our own lost write (the rest of it removed since): ours to replace.
               if (lost.has(held.n)) return true;
-              return judge(toHolder(n, held).owner, held.e, snap.now, here) === 'dead';
+              return judgeEntry(held, snap.now, here) === 'dead';
             }),
           );
           const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
@@ -776,7 +771,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const now = Date.now() + this.#clockOffset;
         let woke = 0;
         for (const w of [...this.#waiters]) {
-          const holderGone = w.blockers.some((b) => judge(toHolder(b.name, b.entry).owner, b.entry.e, now, here) === 'dead');
+          const holderGone = w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead');
           // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
           if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake();
@@ -840,6 +835,11 @@ export class LockTable<N extends string = PlatformLockName> {
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError();
   }
+}
+
+/** An entry as list() and releaseName() show it: the holder, its liveness judged from here, and its age (database time). */
+function lockInfo(name: string, entry: Entry, now: number, here: LocalView): LockInfo {
+  return { ...toHolder(name, entry), liveness: judgeEntry(entry, now, here), ageMs: Math.max(0, now - entry.a) };
 }
 
 /**

@@ -21,6 +21,10 @@ export async function readSpace(db: Queryable, space: string): Promise<Snapshot 
     'SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now FROM locks WHERE id = ?',
     [space],
   );
+  return toSnapshot(rows);
+}
+
+function toSnapshot(rows: unknown): Snapshot | undefined {
   const row = (rows as Array<{ version: unknown; raw: unknown; now: unknown }>)[0];
   if (!row) return undefined;
   return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
@@ -125,9 +129,7 @@ export async function readSpaceLocked(db: Queryable, space: string): Promise<Sna
     'SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(3)) * 1000) AS UNSIGNED) AS now FROM locks WHERE id = ? FOR UPDATE',
     [space],
   );
-  const row = (rows as Array<{ version: unknown; raw: unknown; now: unknown }>)[0];
-  if (!row) return undefined;
-  return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
+  return toSnapshot(rows);
 }
 
 /**
