@@ -129,15 +129,13 @@ export class LockTable<N extends string = PlatformLockName> {
   /** The version the last poll saw; -1 makes the next poll check the blockers. */
   #polledVersion = -1;
   #closed = false;
-  /** Database clock minus local clock, from the last read: lets waiters notice expiry without a query. */
-  #clockOffset = 0;
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
     release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined),
     log: log.retry,
   });
-  /** The database's clock as estimated here, for the one-statement writes. */
+  /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
   readonly #clock = new DbClock();
   /** At most maxInFlight statements at once; acquires and releases queued behind them go as one statement. */
   readonly #gate: Gate<Member, Outcome>;
@@ -196,8 +194,8 @@ export class LockTable<N extends string = PlatformLockName> {
   async wait(names: N | readonly N[], options?: WaitOptions): Promise<Lease> {
     const call = resolveCall(names, options);
     const { signal, timeoutMs } = call.options;
-    const started = Date.now();
     const startedAt = performance.now();
+    const elapsed = () => performance.now() - startedAt;
     for (let contended = false; ; contended = true) {
       if (signal?.aborted) throw new AbortError(signal.reason);
       // After a wake-up, decide from a read: every waiter of the name woke at
@@ -205,15 +203,15 @@ export class LockTable<N extends string = PlatformLockName> {
       // it free go on to write.
       const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options, contended), contended);
       if ('lease' in outcome) {
-        log.wait('%s acquired after %d ms', call.names.join(','), Date.now() - started);
+        log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
         return outcome.lease;
       }
-      const left = timeoutMs === undefined ? undefined : timeoutMs - (Date.now() - started);
+      const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
       if (left !== undefined && left <= 0) {
         throw new TimeoutError(timeoutMs!, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
       }
       const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal);
-      if (!woke && timeoutMs !== undefined && Date.now() - started >= timeoutMs) {
+      if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) {
         throw new TimeoutError(timeoutMs, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
       }
     }
@@ -235,16 +233,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const fast = await this.#gate.submit({ kind: 'release', names: lease.names, nonce: lease.nonce });
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
       }
-      outcome ??= await this.#gate.run(() =>
-        this.#mutate(
-          'release',
-          (doc) => {
-            const r = T.release(doc, lease.names, lease.nonce);
-            return r.released.length ? { write: r.doc, result: r } : { result: r };
-          },
-          { confirm: (doc) => confirmRelease(doc, lease.names, lease.nonce) },
-        ),
-      );
+      outcome ??= await this.#releaseFromRead('release', lease.names, lease.nonce);
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
@@ -259,13 +248,11 @@ export class LockTable<N extends string = PlatformLockName> {
       this.#wakeWaiters();
     }
     if (outcome.missing.length) {
-      const first = outcome.missing[0]!;
-      this.#event('lost', { space: this.space, op: 'release', names: outcome.missing.map((m) => m.name), token: lease.token, reason: first.reason, heldBy: outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : [])) });
-      throw new NotHeldError(
-        outcome.missing.map((m) => m.name),
-        first.reason,
-        outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : [])),
-      );
+      const names = outcome.missing.map((m) => m.name);
+      const reason = outcome.missing[0]!.reason;
+      const heldBy = outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : []));
+      this.#event('lost', { space: this.space, op: 'release', names, token: lease.token, reason, heldBy });
+      throw new NotHeldError(names, reason, heldBy);
     }
   }
 
@@ -552,11 +539,11 @@ export class LockTable<N extends string = PlatformLockName> {
     return { lease };
   }
 
-  /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
-  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#gate.run(() =>
+  /** Release through read-decide-write: removes what is still held under `nonce`, says why the rest is gone. */
+  #releaseFromRead(what: string, names: readonly string[], nonce: string, deadlineMs?: number): Promise<T.ReleaseOutcome> {
+    return this.#gate.run(() =>
       this.#mutate(
-        'background release',
+        what,
         (doc) => {
           const r = T.release(doc, names, nonce);
           return r.released.length ? { write: r.doc, result: r } : { result: r };
@@ -565,6 +552,11 @@ export class LockTable<N extends string = PlatformLockName> {
         deadlineMs,
       ),
     );
+  }
+
+  /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
+  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
+    const outcome = await this.#releaseFromRead('background release', names, nonce, deadlineMs);
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#wakeWaiters();
@@ -640,8 +632,10 @@ export class LockTable<N extends string = PlatformLockName> {
         return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
       }),
     );
-    if (removed.length) this.#wakeWaiters();
-    if (removed.length) this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
+    if (removed.length) {
+      this.#wakeWaiters();
+      this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
+    }
     return removed.map((x) => toHolder(x.name, x.entry));
   }
 
@@ -712,7 +706,6 @@ export class LockTable<N extends string = PlatformLockName> {
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
     this.#clock.observe(snap.now, sent, this.#clock.mark());
-    this.#clockOffset = snap.now - Date.now();
     return snap;
   }
 
@@ -768,7 +761,7 @@ export class LockTable<N extends string = PlatformLockName> {
           interval = Math.min(pollMaxMs, interval * 2);
           continue;
         }
-        const now = Date.now() + this.#clockOffset;
+        const now = this.#clock.now();
         let woke = 0;
         for (const w of [...this.#waiters]) {
           const holderGone = w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead');
@@ -815,7 +808,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** From acquisition to now, in database time (estimated from the last read). */
   #heldMs(lease: Lease): number {
-    return Math.max(0, Date.now() + this.#clockOffset - lease.acquiredAt.getTime());
+    return Math.max(0, this.#clock.now() - lease.acquiredAt.getTime());
   }
 
   #wakeWaiters(): void {
