@@ -5,7 +5,13 @@
 // (not applied, the client cannot know either), or by holding it back and
 // delivering it late, after the client has re-read. It also refuses new
 // connections on demand and records every statement it forwards.
+//
+// Prepared statements are statements too: the proxy learns each one's text
+// from COM_STMT_PREPARE and its reply, and decodes the values of every
+// COM_STMT_EXECUTE, so that an execute is recorded, matched and cut as the
+// same text a query with those values would have sent.
 import net from 'node:net';
+import { format } from 'mysql2';
 
 export type Cut =
   /** Forward the statement; when the server's reply arrives, drop both sockets instead of forwarding it. */
@@ -35,7 +41,7 @@ export interface Proxy {
   readonly port: number;
   /** mysql://<user>@127.0.0.1:<proxy port>/<database>, user root by default. */
   url(database: string, user?: string): string;
-  /** Every COM_QUERY text forwarded to the server, in order. */
+  /** Every statement forwarded to the server (COM_QUERY text, or an execute rendered with its values), in order. */
   readonly statements: string[];
   /** Connections accepted (and forwarded) so far. */
   readonly connections: number;
@@ -53,6 +59,58 @@ export interface Proxy {
 }
 
 const COM_QUERY = 0x03;
+const COM_STMT_PREPARE = 0x16;
+const COM_STMT_EXECUTE = 0x17;
+
+/** A length-encoded integer at `at`: its value and the offset after it. */
+function lengthCoded(b: Buffer, at: number): [number, number] {
+  const first = b[at]!;
+  if (first < 0xfb) return [first, at + 1];
+  if (first === 0xfc) return [b.readUInt16LE(at + 1), at + 3];
+  if (first === 0xfd) return [b.readUIntLE(at + 1, 3), at + 4];
+  return [Number(b.readBigUInt64LE(at + 1)), at + 9];
+}
+
+/**
+ * The text a COM_STMT_EXECUTE packet stands for: the prepared statement with
+ * its values put in as a query would have them. Only the layout mysql2 sends
+ * to MariaDB (types bound with every execute, no query attributes); anything
+ * else is left as the statement with its placeholders.
+ */
+export function renderExecute(sql: string, params: number, packet: Buffer): string {
+  if (params === 0) return sql;
+  let at = 4 + 1 + 4 + 1 + 4; // header, command, statement id, flags, iteration count
+  const nulls = packet.subarray(at, at + ((params + 7) >> 3));
+  at += nulls.length;
+  if (packet[at++] !== 1) return sql;
+  const types: Array<{ type: number; unsigned: boolean }> = [];
+  for (let i = 0; i < params; i++, at += 2) types.push({ type: packet[at]!, unsigned: (packet[at + 1]! & 0x80) !== 0 });
+  const values: unknown[] = [];
+  for (let i = 0; i < params; i++) {
+    if (nulls[i >> 3]! & (1 << (i & 7))) {
+      values.push(null);
+      continue;
+    }
+    const { type, unsigned } = types[i]!;
+    switch (type) {
+      case 0x01: values.push(unsigned ? packet.readUInt8(at) : packet.readInt8(at)); at += 1; break; // TINY
+      case 0x02: values.push(unsigned ? packet.readUInt16LE(at) : packet.readInt16LE(at)); at += 2; break; // SHORT
+      case 0x03: case 0x09: values.push(unsigned ? packet.readUInt32LE(at) : packet.readInt32LE(at)); at += 4; break; // LONG, INT24
+      case 0x08: values.push(unsigned ? packet.readBigUInt64LE(at) : packet.readBigInt64LE(at)); at += 8; break; // LONGLONG
+      case 0x04: values.push(packet.readFloatLE(at)); at += 4; break; // FLOAT
+      case 0x05: values.push(packet.readDoubleLE(at)); at += 8; break; // DOUBLE
+      case 0x0f: case 0xf5: case 0xfc: case 0xfd: case 0xfe: { // VARCHAR, JSON, BLOB, VAR_STRING, STRING
+        const [length, start] = lengthCoded(packet, at);
+        values.push(packet.toString('utf8', start, start + length));
+        at = start + length;
+        break;
+      }
+      default:
+        return sql;
+    }
+  }
+  return format(sql, values as Parameters<typeof format>[1]);
+}
 
 export async function startProxy(target: { host?: string; port: number }): Promise<Proxy> {
   const host = target.host ?? '127.0.0.1';
@@ -90,7 +148,15 @@ export async function startProxy(target: { host?: string; port: number }): Promi
 
     let onReply: ((chunk: Buffer) => void) | undefined; // intercepts the reply to the statement just sent
     let awaitingQueryReply = false;
+    // Prepared statements of this connection: id → text and number of parameters.
+    const prepared = new Map<number, { sql: string; params: number }>();
+    let preparing: string | undefined;
     upstream.on('data', (chunk: Buffer) => {
+      if (preparing !== undefined) {
+        // COM_STMT_PREPARE_OK: status 0, statement id, columns, parameters. (An error reply starts with 0xff.)
+        if (chunk.length >= 16 && chunk[4] === 0) prepared.set(chunk.readUInt32LE(5), { sql: preparing, params: chunk.readUInt16LE(11) });
+        preparing = undefined;
+      }
       if (onReply) {
         const intercept = onReply;
         onReply = undefined;
@@ -119,8 +185,11 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     });
 
     async function forward(packet: Buffer): Promise<void> {
-      const isQuery = packet[3] === 0 && packet[4] === COM_QUERY; // sequence 0: the start of a command
-      const sql = isQuery ? packet.subarray(5).toString('utf8') : '';
+      const command = packet[3] === 0 ? packet[4] : undefined; // sequence 0: the start of a command
+      if (command === COM_STMT_PREPARE) preparing = packet.subarray(5).toString('utf8');
+      const statement = command === COM_STMT_EXECUTE ? prepared.get(packet.readUInt32LE(5)) : undefined;
+      const isQuery = command === COM_QUERY || statement !== undefined;
+      const sql = command === COM_QUERY ? packet.subarray(5).toString('utf8') : statement ? renderExecute(statement.sql, statement.params, packet) : '';
       if (isQuery && late && late.match(sql)) await late.ran;
       if (client.destroyed) return;
       const rule = isQuery ? rules.find((r) => r.match(sql)) : undefined;

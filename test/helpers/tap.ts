@@ -13,6 +13,8 @@ export interface TapFault {
 
 export class Tap {
   readonly statements: string[] = [];
+  /** Those of them that went as prepared statements (execute). */
+  readonly prepared: string[] = [];
   /** affectedRows of each UPDATE that answered, in order. */
   readonly updates: Array<{ sql: string; affectedRows: number }> = [];
   inFlight = 0;
@@ -42,12 +44,14 @@ export class Tap {
   /** Forgets what was counted so far. */
   reset(): void {
     this.statements.length = 0;
+    this.prepared.length = 0;
     this.updates.length = 0;
     this.maxInFlight = this.inFlight;
   }
 
   async #query(sql: string, values: unknown[] | undefined, prepared: boolean): Promise<unknown> {
     this.statements.push(sql);
+    if (prepared) this.prepared.push(sql);
     const i = this.#faults.findIndex((f) => f.match.test(sql));
     const fault = i >= 0 ? this.#faults.splice(i, 1)[0] : undefined;
     const dropped = () => Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true });

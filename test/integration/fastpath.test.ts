@@ -3,6 +3,7 @@
 // a lost reply is resolved.
 import assert from 'node:assert/strict';
 import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
+import { PREPARED_MAX_ENTRIES } from '../../lib/store.js';
 import { createTestDb, rawRow, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
@@ -37,6 +38,17 @@ describe('one-statement paths and combining', () => {
   });
 
   const stored = async () => JSON.parse((await rawRow(db.pool))!.raw) as { v: number; o: Record<string, unknown>; l: Record<string, { f: number; n: string; o: string }> };
+
+  it('a plain acquire and release are prepared statements; one with more entries goes as text', async () => {
+    const small = Array.from({ length: PREPARED_MAX_ENTRIES }, (_, i) => `app_task_p${i}` as const);
+    await locks.release(await locks.acquire(small));
+    assert.equal(tap.statements.length, 2);
+    assert.deepEqual(tap.prepared, tap.statements, 'both went as execute');
+    tap.reset();
+    await locks.release(await locks.acquire([...small, 'app_task_more']));
+    assert.equal(tap.statements.length, 2);
+    assert.deepEqual(tap.prepared, [], 'a bounded number of statement shapes is prepared, the rest is text');
+  });
 
   it('acquires and releases with one statement each; the token is the version that statement produced', async () => {
     const lease = await locks.acquire(['app_task_1', 'app_backup_1'], { ttlMs: 60_000 });

@@ -57,6 +57,23 @@ describe('server and driver facts', () => {
     assert.equal(row.fresh, 1);
   });
 
+  it('as a prepared statement (mysql2 execute), the same write keeps the token an integer', async () => {
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('prep', 10, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
+    const [res] = await db.pool.execute(
+      `UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataJson = JSON_SET(dataJson, ?, JSON_SET(?, '$.f', version - ?)), dataCrc = CRC32(dataJson)
+       WHERE id = 'prep' AND dataCrc = CRC32(dataJson)`,
+      [1, '$.l."a"', '{"n":"x","f":0}', 0],
+    );
+    assert.equal((res as { insertId: number }).insertId, 11);
+    const [rows] = await db.pool.query(`SELECT CAST(dataJson AS CHAR) AS raw, JSON_TYPE(JSON_EXTRACT(dataJson, '$.l."a".f')) AS type FROM locks WHERE id = 'prep'`);
+    const row = (rows as Array<{ raw: string; type: string }>)[0]!;
+    assert.equal(row.type, 'INTEGER', 'mysql2 sends a JS number as a DOUBLE; the server keeps an integral one an integer');
+    assert.match(row.raw, /"f": ?11[,}]/);
+    // What would break it: a fraction stays one.
+    const [frac] = await db.pool.execute(`SELECT JSON_TYPE(JSON_EXTRACT(JSON_SET('{}', '$.f', 10 + ?), '$.f')) AS type`, [0.5]);
+    assert.equal((frac as Array<{ type: string }>)[0]?.type, 'DOUBLE');
+  });
+
   it('an INSERT value may refer to a column given earlier in the same row (the checksum of the stored text)', async () => {
     await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('ins', 0, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
     const [rows] = await db.pool.query(`SELECT dataCrc = CRC32(dataJson) AS fresh FROM locks WHERE id = 'ins'`);
