@@ -113,8 +113,20 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
     return intents.push({ entries, back });
   });
   if (plan.removes.length) plan.holds = JSON.stringify({ l: holds });
-  if (acquiring) plan.owner = { path: `$.o."${key}"`, json: ownerText(ctx.owner) };
+  if (acquiring) plan.owner = ownerRecord(ctx.owner);
   return { plan, included, intents };
+}
+
+const ownerRecords = new WeakMap<StoredOwner, Readonly<{ path: string; json: string }>>();
+
+/** Where an owner's record goes and its text: the same for every statement of a table, so made once. */
+function ownerRecord(owner: StoredOwner): Readonly<{ path: string; json: string }> {
+  let record = ownerRecords.get(owner);
+  if (record === undefined) {
+    record = Object.freeze({ path: `$.o."${ownerKey(owner)}"`, json: ownerText(owner) });
+    ownerRecords.set(owner, record);
+  }
+  return record;
 }
 
 /** The members' outcomes once the statement applied and reported the new version. */

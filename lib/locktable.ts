@@ -124,6 +124,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #db: Db;
   readonly #typeOf: (name: string) => string | undefined;
   readonly #released = new WeakSet<Lease>();
+  /** Leases this table made (frozen): release() and extend() need not re-check them. */
+  readonly #issued = new WeakSet<Lease>();
   readonly #waiters = new Set<Waiter>();
   #polling = false;
   /** The version the last poll saw; -1 makes the next poll check the blockers. */
@@ -243,7 +245,7 @@ export class LockTable<N extends string = PlatformLockName> {
     }
     this.#released.add(lease);
     if (outcome.released.length) {
-      log.release('%s (token %d)', outcome.released.join(','), lease.token);
+      if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), lease.token);
       this.#event('released', { space: this.space, names: outcome.released, token: lease.token, owner: lease.owner, heldMs: this.#heldMs(lease) });
       this.#wakeWaiters();
     }
@@ -300,7 +302,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const { expiresAt: _old, ...rest } = lease;
     const renewed: Lease = outcome.expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(outcome.expiresAt) };
     this.#released.add(lease); // the old object is superseded
-    return Object.freeze(renewed);
+    return this.#issue(renewed);
   }
 
   /** Releases every lock of the space: the platform server's start-up wipe. Returns what it removed. */
@@ -459,7 +461,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // statement cut off from its client can finish on the server after the
     // client has re-read), so every read looks for them, not just the next one.
     const lost = new Map<string, number>();
-    const owner = toStoredOwner(this.owner);
+    const owner = this.#batch.owner;
     const here = localView();
     // The catalogue is the host's code: what it returns is checked here, before
     // any SQL, since a type the document schema refuses would make the row
@@ -470,7 +472,7 @@ export class LockTable<N extends string = PlatformLockName> {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
-      return Object.freeze(lease);
+      return this.#issue(lease);
     };
     // One statement first, with whatever else is queued (lib/batch.ts). If it
     // is refused — a name held, or anything else the read-decide-write path
@@ -486,7 +488,7 @@ export class LockTable<N extends string = PlatformLockName> {
       }
       if (fast.kind === 'acquired') {
         const lease = leaseFrom(nonce, fast.entries);
-        log.acquire('%s token %d', names.join(','), lease.token);
+        if (log.acquire.enabled) log.acquire('%s token %d', names.join(','), lease.token);
         return { lease };
       }
       if (fast.kind === 'refused' && fast.remnantAt !== undefined) {
@@ -815,7 +817,14 @@ export class LockTable<N extends string = PlatformLockName> {
     for (const w of [...this.#waiters]) w.wake();
   }
 
+  #issue(lease: Lease): Lease {
+    Object.freeze(lease);
+    this.#issued.add(lease);
+    return lease;
+  }
+
   #checkLease(lease: Lease): void {
+    if (this.#issued.has(lease)) return;
     if (!lease || typeof lease !== 'object' || typeof lease.nonce !== 'string' || !Array.isArray(lease.names)) {
       throw new InvalidOptionError('pass the lease that acquire(), tryAcquire() or wait() returned');
     }
