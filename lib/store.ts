@@ -113,30 +113,11 @@ export async function fastWrite(db: Queryable, space: string, plan: FastPlan): P
   // (server-facts pins this).
   where += ' AND ABS(? - UNIX_TIMESTAMP(SYSDATE(3)) * 1000) <= ?';
   values.push(plan.at.ms, plan.at.toleranceMs);
-  // Assignments run left to right, and a later one sees what an earlier one
-  // wrote (server-facts pins it): dataCrc holds the old length for a moment.
-  const sql = `UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataCrc = CHAR_LENGTH(dataJson), dataJson = ${doc}, dataJson = ${PADDED}, dataCrc = CRC32(dataJson) WHERE ${where}`;
+  const sql = `UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
   const [res] = preparable(db, plan) ? await db.execute(sql, values) : await db.query(sql, values);
   const r = res as { affectedRows: number; insertId: number };
   return r.affectedRows === 1 ? Number(r.insertId) : undefined;
 }
-
-/**
- * Documents up to this many characters are stored padded with trailing spaces
- * (valid JSON all the same), so that most writes keep the row's length.
- * InnoDB updates a row of unchanged length in place; one whose length changes
- * is rewritten, and with a statement of each of 16 processes queued on the
- * row that costs about a sixth of the throughput (bench/). The padded length
- * is kept while the text fits in it and fills at least a third of it;
- * otherwise it becomes the text's length plus a quarter plus 64. Larger
- * documents are not padded: InnoDB stores them off the row anyway, where
- * their length makes no difference.
- */
-export const PADDED_MAX_CHARS = 6000;
-
-/** The new text (dataJson) padded as PADDED_MAX_CHARS says; dataCrc holds the old text's length meanwhile. */
-const PADDED = `IF(CHAR_LENGTH(dataJson) <= dataCrc AND CHAR_LENGTH(dataJson) * 3 >= dataCrc AND dataCrc <= ${PADDED_MAX_CHARS}, RPAD(dataJson, dataCrc, ' '),
-  IF(CHAR_LENGTH(dataJson) * 5 DIV 4 + 64 <= ${PADDED_MAX_CHARS}, RPAD(dataJson, CHAR_LENGTH(dataJson) * 5 DIV 4 + 64, ' '), dataJson))`;
 
 /**
  * At most this many entries set or removed for a statement to go as a

@@ -3,7 +3,7 @@
 // a lost reply is resolved.
 import assert from 'node:assert/strict';
 import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
-import { PADDED_MAX_CHARS, PREPARED_MAX_ENTRIES } from '../../lib/store.js';
+import { PREPARED_MAX_ENTRIES } from '../../lib/store.js';
 import { createTestDb, rawRow, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
@@ -38,37 +38,6 @@ describe('one-statement paths and combining', () => {
   });
 
   const stored = async () => JSON.parse((await rawRow(db.pool))!.raw) as { v: number; o: Record<string, unknown>; l: Record<string, { f: number; n: string; o: string }> };
-
-  it('keeps a small document at one padded length across acquires and releases; a large one is not padded', async () => {
-    const lengths = async () => {
-      const [rows] = await db.pool.query(`SELECT CHAR_LENGTH(dataJson) AS padded, CHAR_LENGTH(TRIM(TRAILING ' ' FROM dataJson)) AS text FROM locks WHERE id = 'platform'`);
-      return (rows as Array<{ padded: number; text: number }>)[0]!;
-    };
-    // The first one-statement write pads the document; after that, cycles of a few locks keep its length.
-    await locks.release(await locks.acquire('app_task_pad0'));
-    const settled = (await lengths()).padded;
-    const seen = new Set<number>();
-    for (let i = 0; i < 10; i++) {
-      const lease = await locks.acquire([`app_task_pad${i}`, `app_backup_pad${i}`]);
-      const held = await lengths();
-      assert.ok(held.text < held.padded, `padded while held: ${JSON.stringify(held)}`);
-      seen.add(held.padded);
-      await locks.release(lease);
-      seen.add((await lengths()).padded);
-    }
-    assert.deepEqual([...seen], [settled], 'the row kept one length');
-    assert.equal(tap.statements.filter((s) => FAST.test(s)).length, tap.statements.length, 'all of it one statement each');
-    assert.equal(JSON.parse((await rawRow(db.pool))!.raw).v, 2, 'and the padded text parses');
-    // A document past the limit is stored as it is.
-    const many = Array.from({ length: 64 }, (_, i) => `app_task_${'x'.repeat(40)}${i}` as const);
-    const big = await other.acquire(many.slice(0, 32));
-    const bigger = await locks.acquire(many.slice(32));
-    const large = await lengths();
-    assert.ok(large.text > PADDED_MAX_CHARS, `${large.text} characters`);
-    assert.equal(large.padded, large.text, 'not padded');
-    await locks.release(bigger);
-    await other.release(big);
-  });
 
   it('a plain acquire and release are prepared statements; one with more entries goes as text', async () => {
     const small = Array.from({ length: PREPARED_MAX_ENTRIES }, (_, i) => `app_task_p${i}` as const);

@@ -74,27 +74,6 @@ describe('server and driver facts', () => {
     assert.equal((frac as Array<{ type: string }>)[0]?.type, 'DOUBLE');
   });
 
-  it('an UPDATE may assign a column twice: each assignment sees the ones before it (the padding of the one-statement write)', async () => {
-    await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('twice', 0, '{"a": 1}', 0)`);
-    await db.pool.query(
-      `UPDATE locks SET dataCrc = CHAR_LENGTH(dataJson), dataJson = JSON_SET(dataJson, '$.b', 2), dataJson = RPAD(dataJson, dataCrc + 20, ' '), version = CHAR_LENGTH(dataJson) WHERE id = 'twice'`,
-    );
-    const [rows] = await db.pool.query(`SELECT version, dataCrc, CAST(dataJson AS CHAR) AS raw FROM locks WHERE id = 'twice'`);
-    const row = (rows as Array<{ version: number; dataCrc: number; raw: string }>)[0]!;
-    assert.equal(row.dataCrc, 8, 'the old length, taken before dataJson changed');
-    assert.equal(row.raw, `{"a": 1, "b": 2}${' '.repeat(12)}`, 'padded from the new text to the old length + 20');
-    assert.equal(Number(row.version), 28, 'and the assignment after it saw the padded text');
-  });
-
-  it('trailing spaces keep a document valid JSON, and JSON_SET/JSON_REMOVE return it without them', async () => {
-    const [rows] = await db.pool.query(
-      `SELECT JSON_VALID('{"a": 1}    ') AS valid, CONCAT('<', JSON_SET('{"a": 1}    ', '$.b', 2), '>') AS setText,
-              CONCAT('<', JSON_REMOVE('{"a": 1, "b": 2}    ', '$.b'), '>') AS removeText, JSON_CONTAINS_PATH('{"a": 1}    ', 'one', '$.a') AS has`,
-    );
-    assert.deepEqual((rows as unknown[])[0], { valid: 1, setText: '<{"a": 1, "b": 2}>', removeText: '<{"a": 1}>', has: 1 });
-    assert.deepEqual(JSON.parse('{"a": 1}    '), { a: 1 });
-  });
-
   it('an INSERT value may refer to a column given earlier in the same row (the checksum of the stored text)', async () => {
     await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('ins', 0, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
     const [rows] = await db.pool.query(`SELECT dataCrc = CRC32(dataJson) AS fresh FROM locks WHERE id = 'ins'`);
