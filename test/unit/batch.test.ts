@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, MAX_BATCH_NAMES, planFast, settleFast, type BatchContext, type Member } from '../../lib/batch.js';
 import { emptyDocument, ownerKey, ownerText, type Entry, type LockDocument, type StoredOwner } from '../../lib/document.js';
-import type { FastPlan } from '../../lib/store.js';
+import { fastStatement, PREPARED_MAX_ENTRIES, type FastPlan } from '../../lib/store.js';
 import * as T from '../../lib/transitions.js';
 
 const me: StoredOwner = { h: 'box', b: 'boot', ns: 'pid:[1]', p: 100, s: 5, u: 'root', t: 'me' };
@@ -168,5 +168,38 @@ describe('batch (pure)', () => {
     const of = (n: number): Member => release(Array.from({ length: n }, (_, i) => `x${i}`), 'n');
     assert.equal(canJoin([of(MAX_BATCH_NAMES - 1)], of(1)), true);
     assert.equal(canJoin([of(MAX_BATCH_NAMES - 1)], of(2)), false);
+  });
+});
+
+describe('fastStatement: which one-statement writes are prepared', () => {
+  // Every batch of up to PREPARED_MAX_ENTRIES entries: acquires and releases of one or two names, alone or combined.
+  const batches: Member[][] = [
+    [acquire(['app_task_a'], 'n1')],
+    [acquire(['app_task_a', 'app_backup_a'], 'n1')],
+    [acquire(['app_task_a'], 'n1'), acquire(['app_task_b'], 'n2')],
+    [release(['app_task_a'], 'n1')],
+    [release(['app_task_a', 'app_backup_a'], 'n1')],
+    [release(['app_task_a'], 'n1'), release(['app_task_b'], 'n2')],
+    [acquire(['app_task_a'], 'n1'), release(['app_task_b'], 'n2')],
+    [release(['app_task_b'], 'n2'), acquire(['app_task_a'], 'n1', 60_000)],
+  ];
+
+  it(`prepares at most 5 distinct statements, whatever the names, nonces and order (PREPARED_MAX_ENTRIES = ${PREPARED_MAX_ENTRIES})`, () => {
+    const prepared = new Set<string>();
+    for (const members of batches) {
+      const { sql, prepared: isPrepared, values } = fastStatement('platform', planFast(members, ctx, 1_000)!.plan);
+      assert.ok(isPrepared, sql);
+      assert.equal(sql.split('?').length - 1, values.length, 'one value per placeholder');
+      prepared.add(sql);
+    }
+    assert.equal(prepared.size, 5);
+  });
+
+  it('sends a larger batch as text, and never puts a name or a nonce in the statement text', () => {
+    const members = [acquire(['app_task_a', 'app_backup_a'], 'nonce1'), release(['app_task_b'], 'nonce2')];
+    const { sql, prepared, values } = fastStatement('platform', planFast(members, ctx, 1_000)!.plan);
+    assert.equal(prepared, false);
+    for (const secret of ['app_task_a', 'app_task_b', 'nonce1', 'nonce2', 'platform']) assert.ok(!sql.includes(secret), secret);
+    assert.ok(values.some((v) => String(v).includes('nonce1')));
   });
 });
