@@ -13,7 +13,7 @@
 // each gets its own token in that range, in queue order. So tokens stay unique
 // and strictly increasing across every acquisition of the space, exactly as
 // with one write per acquisition.
-import { entryOf, ownerKey, ownerText, type Entry, type LockDocument, type StoredOwner } from './document.js';
+import { entryOf, nonceCandidate, ownerKey, ownerText, type Entry, type LockDocument, type StoredOwner } from './document.js';
 import type { FastPlan } from './store.js';
 import { isExpired } from './transitions.js';
 
@@ -88,8 +88,8 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
   if (!included.some(Boolean)) return undefined;
   const acquiring = members.filter((m, i) => included[i] && m.kind === 'acquire').length;
   const key = ownerKey(ctx.owner);
-  const plan: FastPlan = { bump: Math.max(1, acquiring), removes: [], sets: [], absent: [], at: { ms: at, toleranceMs: CLOCK_TOLERANCE_MS } };
-  const holds: Record<string, { n: string }> = {};
+  const plan: FastPlan = { bump: Math.max(1, acquiring), removes: [], sets: [], at: { ms: at, toleranceMs: CLOCK_TOLERANCE_MS } };
+  const holds: Array<[string, string]> = [];
   const intents: FastBatch['intents'] = [];
   let index = 0;
   members.forEach((m, i) => {
@@ -97,7 +97,7 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
     if (m.kind === 'release') {
       for (const n of m.names) {
         plan.removes.push(entryPath(n));
-        holds[n] = { n: m.nonce };
+        holds.push([n, m.nonce]);
       }
       return intents.push({});
     }
@@ -108,11 +108,10 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
       if (m.ttlMs !== undefined) entry.e = at + m.ttlMs;
       entries[n] = entry;
       plan.sets.push({ path: entryPath(n), json: JSON.stringify({ ...entry, o: key }), back });
-      plan.absent.push(entryPath(n));
     }
     return intents.push({ entries, back });
   });
-  if (plan.removes.length) plan.holds = JSON.stringify({ l: holds });
+  if (holds.length) plan.holds = nonceCandidate(holds);
   if (acquiring) plan.owner = ownerRecord(ctx.owner);
   return { plan, included, intents };
 }
@@ -123,7 +122,7 @@ const ownerRecords = new WeakMap<StoredOwner, Readonly<{ path: string; json: str
 function ownerRecord(owner: StoredOwner): Readonly<{ path: string; json: string }> {
   let record = ownerRecords.get(owner);
   if (record === undefined) {
-    record = Object.freeze({ path: `$.o."${ownerKey(owner)}"`, json: ownerText(owner) });
+    record = Object.freeze({ path: ownerPath(ownerKey(owner)), json: ownerText(owner) });
     ownerRecords.set(owner, record);
   }
   return record;
@@ -172,6 +171,11 @@ function withToken(entries: Record<string, Entry>, f: number): Record<string, En
   const out: Record<string, Entry> = {};
   for (const [n, e] of Object.entries(entries)) out[n] = { ...e, f };
   return out;
+}
+
+/** The JSON path of an owner's record in format 2. Keys are hex (document.ts ownerKey). */
+export function ownerPath(key: string): string {
+  return `$.o."${key}"`;
 }
 
 /** The JSON path of a lock's entry. Names are validated (no quote, no backslash), so quoting is enough. */

@@ -4,7 +4,7 @@
 // document; the one-statement acquire cannot return anything but the new
 // version, so it writes an acquisition time estimated here, and the statement
 // itself refuses to run unless that estimate is within a tolerance of NOW(3)
-// (see lib/fastpath.ts). The estimate is anchored on the last observation of
+// (see lib/store.ts fastStatement). The estimate is anchored on the last observation of
 // the database's time and advanced with a monotonic clock, so a step of the
 // host's wall clock does not move it; before any observation the host's wall
 // clock is the guess, and the statement's check is what makes it safe.
@@ -32,6 +32,14 @@ export class DbClock {
    */
   observe(dbNow: number, sent: number, received: number): void {
     this.#offset = dbNow - (sent + received) / 2;
+  }
+
+  /** Runs a read that returns the database's time (`now`, or nothing), and observes it bracketed by the read. */
+  async track<T extends { now: number } | undefined>(read: () => Promise<T>): Promise<T> {
+    const sent = this.mark();
+    const result = await read();
+    if (result) this.observe(result.now, sent, this.mark());
+    return result;
   }
 
   /** The database's time now, as best known here, in whole ms. */

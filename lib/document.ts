@@ -170,6 +170,17 @@ export function serializeDocument(doc: LockDocument): string {
   return JSON.stringify(stored);
 }
 
+/**
+ * `{"l":{name:{"n":nonce}},…}`: `JSON_CONTAINS(dataJson, it)` holds while every
+ * name still carries its nonce. The one-statement release guards with it, and
+ * wait()'s poll asks it of the waiters' blockers.
+ */
+export function nonceCandidate(pairs: Iterable<readonly [name: string, nonce: string]>): string {
+  const l: Record<string, { n: string }> = {};
+  for (const [name, n] of pairs) l[name] = { n };
+  return JSON.stringify({ l });
+}
+
 const keys = new WeakMap<StoredOwner, string>();
 
 /**

@@ -1,5 +1,5 @@
 import createDebug from 'debug';
-import { applied, canJoin, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
 import { openDb, type Db } from './db.js';
 import {
@@ -142,8 +142,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** At most maxInFlight statements at once; acquires and releases queued behind them go as one statement. */
   readonly #gate: Gate<Member, Outcome>;
   readonly #batch: BatchContext;
-  /** This table's owner record, once a one-statement acquire wrote it: close() drops it if no lock refers to it. */
-  #ownerRecord: { path: string; key: string } | undefined;
+  /** Whether a one-statement acquire wrote this table's owner record: close() then drops it if no lock refers to it. */
+  #wroteOwnerRecord = false;
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
@@ -439,9 +439,10 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#closed = true;
     this.#gate.close();
     this.#wakeWaiters();
-    if (this.#ownerRecord) {
+    if (this.#wroteOwnerRecord) {
       // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
-      await dropOwnerRecord(this.#db.pool, this.space, this.#ownerRecord.path, this.#ownerRecord.key).catch((err: Error) =>
+      const key = ownerKey(this.#batch.owner);
+      await dropOwnerRecord(this.#db.pool, this.space, ownerPath(key), key).catch((err: Error) =>
         log.release('could not drop the owner record: %s', err.message),
       );
     }
@@ -588,7 +589,7 @@ export class LockTable<N extends string = PlatformLockName> {
       log.retry('one-statement write refused (%d members): deciding from a read', members.length);
       return refused();
     }
-    if (fast.plan.owner) this.#ownerRecord ??= { path: fast.plan.owner.path, key: ownerKey(this.#batch.owner) };
+    if (fast.plan.owner) this.#wroteOwnerRecord = true;
     return applied(members, fast, version);
   }
 
@@ -697,17 +698,16 @@ export class LockTable<N extends string = PlatformLockName> {
 
   async #read(): Promise<Snapshot> {
     this.#assertOpen();
-    let sent = this.#clock.mark();
-    let snap = await readSpace(this.#db.pool, this.space).catch((err) => {
-      throw isTransient(err) ? err : toLockError(err, 'read');
-    });
+    let snap = await this.#clock.track(() =>
+      readSpace(this.#db.pool, this.space).catch((err) => {
+        throw isTransient(err) ? err : toLockError(err, 'read');
+      }),
+    );
     if (!snap) {
       await createSpace(this.#db.pool, this.space, serializeDocument(emptyDocument()));
-      sent = this.#clock.mark();
-      snap = await readSpace(this.#db.pool, this.space);
+      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.space));
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
-    this.#clock.observe(snap.now, sent, this.#clock.mark());
     return snap;
   }
 
@@ -750,12 +750,7 @@ export class LockTable<N extends string = PlatformLockName> {
         try {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
-          seen = await this.#gate.run(async () => {
-            const sent = this.#clock.mark();
-            const r = await readVersion(this.#db.pool, this.space, since, holds);
-            if (r) this.#clock.observe(r.now, sent, this.#clock.mark());
-            return r;
-          });
+          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.space, since, holds)));
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;

@@ -48,7 +48,7 @@ export async function writeIfVersion(db: Queryable, space: string, expected: num
   return (res as { affectedRows: number }).affectedRows === 1;
 }
 
-/** What one fastWrite statement does; built by lib/fastpath.ts. */
+/** What one fastWrite statement does; built by lib/batch.ts planFast. */
 export interface FastPlan {
   /** Version increment: the number of acquisitions granted (each gets its own token), at least 1. */
   bump: number;
@@ -58,10 +58,8 @@ export interface FastPlan {
   holds?: string;
   /** The acquiring owner's record, `$.o."key"` and its JSON text. */
   owner?: { path: string; json: string };
-  /** Entries to add; `f` in `json` is replaced by `version - back` (the new version minus back). */
+  /** Entries to add, at paths that must not exist yet; `f` in `json` is replaced by `version - back` (the new version minus back). */
   sets: Array<{ path: string; json: string; back: number }>;
-  /** Paths that must not exist (the names being acquired). */
-  absent: string[];
   /**
    * The database time as estimated here (written into new entries): the
    * statement runs only if it is within `toleranceMs` of the server's clock
@@ -107,9 +105,9 @@ export function fastStatement(space: string, plan: FastPlan): { sql: string; val
   }
   let where = 'id = ? AND dataCrc = CRC32(dataJson)';
   values.push(space);
-  if (plan.absent.length) {
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(plan.absent.length)})`;
-    values.push(...plan.absent);
+  if (plan.sets.length) {
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(plan.sets.length)})`;
+    for (const s of plan.sets) values.push(s.path);
   }
   if (plan.holds !== undefined) {
     where += ' AND JSON_CONTAINS(dataJson, ?)';

@@ -7,7 +7,7 @@
 // a herd of attempts that all fail. So when the version moved, the same poll
 // asks the server whether every blocker still carries the nonce the waiter saw
 // (JSON_CONTAINS, one parse of the document; none while the version stands).
-import type { Entry } from './document.js';
+import { nonceCandidate, type Entry } from './document.js';
 
 export interface Watched {
   /** The version the waiter saw its blockers at. */
@@ -17,9 +17,9 @@ export interface Watched {
 
 /** `{"l":{name:{"n":nonce}}}` for every blocker of every waiter: JSON_CONTAINS of it holds while none of them changed. */
 export function watchCandidate(waiters: Iterable<Watched>): string {
-  const l: Record<string, { n: string }> = {};
-  for (const w of waiters) for (const b of w.blockers) l[b.name] = { n: b.entry.n };
-  return JSON.stringify({ l });
+  const pairs: Array<[string, string]> = [];
+  for (const w of waiters) for (const b of w.blockers) pairs.push([b.name, b.entry.n]);
+  return nonceCandidate(pairs);
 }
 
 /**

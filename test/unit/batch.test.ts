@@ -25,7 +25,7 @@ function holding(doc: LockDocument, names: string[], owner: StoredOwner, nonce: 
  */
 function simulate(doc: LockDocument, plan: FastPlan, version: number): LockDocument | undefined {
   const name = (path: string) => JSON.parse(path.slice('$.l.'.length)) as string;
-  if (plan.absent.some((p) => Object.hasOwn(doc.l, name(p)))) return undefined;
+  if (plan.sets.some((s) => Object.hasOwn(doc.l, name(s.path)))) return undefined;
   const holds = plan.holds ? (JSON.parse(plan.holds) as { l: Record<string, { n: string }> }).l : {};
   if (Object.entries(holds).some(([n, { n: nonce }]) => doc.l[n]?.n !== nonce)) return undefined;
   const l = { ...doc.l };
@@ -43,7 +43,7 @@ describe('batch (pure)', () => {
     it('builds one statement: quoted paths, the owner record, nonce guards, the time, tokens counted back from the new version', () => {
       const fast = planFast([acquire(['app.task-1', '9lives'], 'n1', 30), release(['r_1'], 'nr'), acquire(['c_1'], 'n2')], ctx, 5000)!;
       const key = ownerKey(me);
-      assert.deepEqual(fast.plan.absent, ['$.l."app.task-1"', '$.l."9lives"', '$.l."c_1"']);
+      assert.deepEqual(fast.plan.sets.map((s) => s.path), ['$.l."app.task-1"', '$.l."9lives"', '$.l."c_1"']);
       assert.deepEqual(fast.plan.removes, ['$.l."r_1"']);
       assert.equal(fast.plan.holds, '{"l":{"r_1":{"n":"nr"}}}');
       assert.deepEqual(fast.plan.owner, { path: `$.o."${key}"`, json: ownerText(me) });
@@ -68,7 +68,7 @@ describe('batch (pure)', () => {
       const members = [release(['a'], 'x'), acquire(['a', 'b'], 'y'), acquire(['c'], 'z')];
       const fast = planFast(members, ctx, 1)!;
       assert.deepEqual(fast.included, [true, false, true]);
-      assert.deepEqual(fast.plan.absent, ['$.l."c"']);
+      assert.deepEqual(fast.plan.sets.map((s) => s.path), ['$.l."c"']);
       assert.deepEqual(applied(members, fast, 9).map((o) => o.kind), ['released', 'refused', 'acquired']);
       assert.equal(planFast([], ctx, 1), undefined);
     });

@@ -25,4 +25,18 @@ describe('database clock estimate (pure)', () => {
     mono = 20;
     assert.equal(clock.now(), 5_010);
   });
+
+  it('track() observes a read bracketed by its own round trip, and nothing when the read found no row', async () => {
+    let mono = 100;
+    const clock = new DbClock(() => mono, () => 7);
+    assert.equal(await clock.track(async () => undefined), undefined);
+    assert.equal(clock.now(), 7, 'no row, no observation');
+    const row = await clock.track(async () => {
+      mono = 120; // the read took 20 ms; the server's time was taken somewhere in it
+      return { now: 50_000 };
+    });
+    assert.deepEqual(row, { now: 50_000 });
+    mono = 130;
+    assert.equal(clock.now(), 50_000 + 20);
+  });
 });
