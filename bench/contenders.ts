@@ -4,8 +4,10 @@
 // bare single-row UPDATE (the ceiling for anything that writes the row), and
 // GET_LOCK/RELEASE_LOCK on a held connection (a reference without durability).
 // Every contender counts the statements it sends.
+import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { createLockTable, type LockTable } from '../lib/index.js';
+import { migrate } from '../lib/migrate.js';
 import { serializeDocument, toStoredOwner, type Entry, type LockDocument, type StoredOwner } from '../lib/document.js';
 import { currentOwner } from '../lib/owner.js';
 
@@ -16,6 +18,29 @@ export interface Place {
   url: string;
   /** Its name: GET_LOCK names are server-wide, so they are prefixed with it. */
   dbName: string;
+}
+
+/** The server the benchmarks run against: the tests' (MYSQL_URL, else the local one). */
+export const SERVER = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+
+/** A database of its own on SERVER, migrated; drop() removes it. */
+export async function createDatabase(label: string): Promise<{ place: Place; drop(): Promise<void> }> {
+  const dbName = `ltb_${label.replace(/\W/g, '_').slice(0, 30)}_${randomBytes(3).toString('hex')}`;
+  const admin = await mysql.createConnection({ uri: SERVER });
+  await admin.query(`CREATE DATABASE \`${dbName}\``);
+  const url = new URL(SERVER);
+  url.pathname = `/${dbName}`;
+  const drop = async () => {
+    await admin.query(`DROP DATABASE IF EXISTS \`${dbName}\``).catch(() => {});
+    await admin.end();
+  };
+  try {
+    await migrate(url.toString());
+  } catch (err) {
+    await drop();
+    throw err;
+  }
+  return { place: { url: url.toString(), dbName }, drop };
 }
 
 export interface Session {
@@ -68,6 +93,20 @@ function counted(url: string, connections: number) {
   return { pool, db, count };
 }
 
+/** A session over a counted pool: its operations, the count, and closing the pool (after `before`, if given). */
+function countedSession(counted: { pool: mysql.Pool; count: { n: number } }, ops: Pick<Session, 'cycle' | 'hold'>, before?: () => Promise<void>): Session {
+  return {
+    ...ops,
+    get statements() {
+      return counted.count.n;
+    },
+    async close() {
+      await before?.();
+      await counted.pool.end();
+    },
+  };
+}
+
 async function withPool<T>(url: string, fn: (pool: mysql.Pool) => Promise<T>): Promise<T> {
   const pool = mysql.createPool({ uri: url, connectionLimit: 2, ...CONNECTION });
   try {
@@ -95,8 +134,6 @@ export const locktable: Contender = {
   async prepare(place, held) {
     // The other locks are taken through the library itself, by another owner of this process.
     const filler = createLockTable({ db: place.url, owner: { taskId: 'filler' } });
-    // One write turns the migrated row (format 1, no checksum yet) into the steady state every later run sees.
-    await filler.release(await filler.acquire('app_task_warm'));
     for (let i = 0; i < held; i += 64) {
       await filler.acquire(Array.from({ length: Math.min(64, held - i) }, (_, j) => heldName(i + j)) as never);
     }
@@ -105,24 +142,21 @@ export const locktable: Contender = {
   },
   async open(place) {
     // The table keeps at most maxInFlight (default 2) statements in flight: that is all the connections it can use.
-    const { pool, db, count } = counted(place.url, 2);
-    const table: LockTable = createLockTable({ db, owner: { taskId: 'bench' } });
-    return {
-      async cycle(name) {
-        await table.release(await table.acquire(name as never));
+    const pool = counted(place.url, 2);
+    const table: LockTable = createLockTable({ db: pool.db, owner: { taskId: 'bench' } });
+    return countedSession(
+      pool,
+      {
+        async cycle(name) {
+          await table.release(await table.acquire(name as never));
+        },
+        async hold(name) {
+          const lease = await table.wait(name as never);
+          return () => table.release(lease);
+        },
       },
-      async hold(name) {
-        const lease = await table.wait(name as never);
-        return () => table.release(lease);
-      },
-      get statements() {
-        return count.n;
-      },
-      async close() {
-        await table.close();
-        await pool.end();
-      },
-    };
+      () => table.close(),
+    );
   },
 };
 
@@ -142,7 +176,8 @@ export const original: Contender = {
     return async () => {};
   },
   async open(place, callers) {
-    const { pool, db, count } = counted(place.url, Math.min(64, Math.max(1, callers)));
+    const pool = counted(place.url, Math.min(64, Math.max(1, callers)));
+    const { db } = pool;
     const owner = toStoredOwner(currentOwner({ taskId: 'bench' }));
     let nonces = 0;
     const read = async () => {
@@ -177,7 +212,7 @@ export const original: Contender = {
         await sleep(100);
       }
     };
-    return {
+    return countedSession(pool, {
       async cycle(name) {
         await release(name, await acquire(name));
       },
@@ -185,11 +220,7 @@ export const original: Contender = {
         const nonce = await acquire(name);
         return () => release(name, nonce);
       },
-      get statements() {
-        return count.n;
-      },
-      close: () => pool.end(),
-    };
+    });
   },
 };
 
@@ -205,20 +236,16 @@ export const bare: Contender = {
     return async () => {};
   },
   async open(place, callers) {
-    const { pool, db, count } = counted(place.url, Math.min(64, Math.max(1, callers)));
+    const pool = counted(place.url, Math.min(64, Math.max(1, callers)));
     // A prepared statement, as locktable's own one-statement writes are.
-    const bump = () => db.execute('UPDATE locks SET version = version + 1 WHERE id = ?', [SPACE.bare]);
-    return {
+    const bump = () => pool.db.execute('UPDATE locks SET version = version + 1 WHERE id = ?', [SPACE.bare]);
+    return countedSession(pool, {
       async cycle() {
         await bump();
         await bump();
       },
       hold: () => Promise.reject(new Error('the bare UPDATE is not a lock')),
-      get statements() {
-        return count.n;
-      },
-      close: () => pool.end(),
-    };
+    });
   },
 };
 

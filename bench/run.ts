@@ -9,11 +9,9 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import mysql from 'mysql2/promise';
-import { migrate } from '../lib/migrate.js';
-import { CONTENDERS, type Contender, type ContenderName, type Place } from './contenders.js';
+import { CONTENDERS, createDatabase, SERVER, type Contender, type ContenderName, type Place } from './contenders.js';
 import type { ChildConfig } from './child.js';
 import { drive, merge, percentile, summarise, type Sample, type Summary } from './measure.js';
 import { renderChart } from './chart.js';
@@ -24,7 +22,6 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const SOAK_ONLY = args.includes('--soak');
 const ONLY = args.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
-const SERVER = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
 // runMs is each contender's measured time in a scenario, cut into `rounds` slices (in-process) or `processRounds` runs.
 const T = QUICK
@@ -60,25 +57,6 @@ interface Result {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function createDatabase(label: string): Promise<{ place: Place; drop(): Promise<void> }> {
-  const dbName = `ltb_${label.replace(/\W/g, '_').slice(0, 30)}_${randomBytes(3).toString('hex')}`;
-  const admin = await mysql.createConnection({ uri: SERVER });
-  await admin.query(`CREATE DATABASE \`${dbName}\``);
-  const url = new URL(SERVER);
-  url.pathname = `/${dbName}`;
-  const drop = async () => {
-    await admin.query(`DROP DATABASE IF EXISTS \`${dbName}\``).catch(() => {});
-    await admin.end();
-  };
-  try {
-    await migrate(url.toString());
-  } catch (err) {
-    await drop();
-    throw err;
-  }
-  return { place: { url: url.toString(), dbName }, drop };
-}
 
 async function docBytes(place: Place): Promise<number | undefined> {
   const conn = await mysql.createConnection({ uri: place.url });

@@ -11,28 +11,26 @@
 //
 // Then the same steps with 16 connections of one process queued on the row:
 // what each clause costs once writers wait for the row's lock.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
-import { migrate } from '../lib/migrate.js';
-import { createLockTable } from '../lib/index.js';
+import { createLockTable, type LockTable } from '../lib/index.js';
 import { planFast, type Member } from '../lib/batch.js';
 import { toStoredOwner } from '../lib/document.js';
 import { currentOwner } from '../lib/owner.js';
 import { fastWrite } from '../lib/store.js';
 import { nonce as newNonce } from '../lib/nonce.js';
+import { createDatabase } from './contenders.js';
 import { percentile } from './measure.js';
 
 const ROOT = path.join(__dirname, '..', '..');
 const QUICK = process.argv.includes('--quick');
-const SERVER = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 const T = QUICK ? { block: 20, blocks: 20, concurrentMs: 500, rounds: 1 } : { block: 50, blocks: 80, concurrentMs: 2_000, rounds: 3 };
 
 type Pool = mysql.Pool;
-/** One cycle of a step for caller `j` (its own name), on row `id`. */
-type Cycle = (pool: Pool, id: string, j: number) => Promise<void>;
+/** One cycle of a step for caller `j` (its own name), on its own row `id` (the library's space of that name). */
+type Cycle = (on: { pool: Pool; id: string; table: LockTable }, j: number) => Promise<void>;
 
 const EMPTY = '{"v":2,"o":{},"l":{}}';
 const OWNER = toStoredOwner(currentOwner({ taskId: 'statements' }));
@@ -53,7 +51,7 @@ function step(parts: { lastInsertId?: boolean; text?: boolean; json?: boolean; g
   const crcSet = parts.crc ? ', dataCrc = CRC32(dataJson)' : '';
   const crcWhere = parts.crc ? ' AND dataCrc = CRC32(dataJson)' : '';
   const clockWhere = parts.clock ? ' AND ABS(? - UNIX_TIMESTAMP(SYSDATE(3)) * 1000) <= ?' : '';
-  return async (pool, id, j) => {
+  return async ({ pool, id }, j) => {
     const nonce = newNonce();
     if (parts.text) {
       // The document written whole, as text of another length each time: what a row of changing length costs.
@@ -79,7 +77,7 @@ function step(parts: { lastInsertId?: boolean; text?: boolean; json?: boolean; g
 }
 
 /** locktable's own two statements, as lib/batch.ts plans them and lib/store.ts sends them. */
-const fastPath: Cycle = async (pool, id, j) => {
+const fastPath: Cycle = async ({ pool, id }, j) => {
   const names = [`app_task_s${j}`];
   const nonce = newNonce();
   const ctx = { owner: OWNER };
@@ -89,7 +87,11 @@ const fastPath: Cycle = async (pool, id, j) => {
   }
 };
 
-const STEPS: Array<{ id: string; what: string; cycle: Cycle | 'library' }> = [
+const library: Cycle = async ({ table }, j) => {
+  await table.release(await table.acquire(`app_task_s${j}`));
+};
+
+const STEPS: Array<{ id: string; what: string; cycle: Cycle }> = [
   { id: 'bare', what: 'bare UPDATE x2 (the limit)', cycle: step({}) },
   { id: 'last-insert-id', what: '+ version = LAST_INSERT_ID(version + 1)', cycle: step({ lastInsertId: true }) },
   { id: 'text', what: '(aside) + the document written as text whose length changes, no JSON functions', cycle: step({ lastInsertId: true, text: true }) },
@@ -99,26 +101,17 @@ const STEPS: Array<{ id: string; what: string; cycle: Cycle | 'library' }> = [
   { id: 'clock', what: '+ clock guard: SYSDATE within 250 ms', cycle: step({ lastInsertId: true, json: true, guard: true, crc: true, clock: true }) },
   { id: 'nonce', what: '+ release checks the nonce: JSON_CONTAINS', cycle: step({ lastInsertId: true, json: true, guard: true, crc: true, clock: true, nonce: true }) },
   { id: 'fastWrite', what: "locktable's statements (+ owner record, token from version)", cycle: fastPath },
-  { id: 'library', what: 'locktable: acquire() + release() (16 callers: combined by the gate)', cycle: 'library' },
+  { id: 'library', what: 'locktable: acquire() + release() (16 callers: combined by the gate)', cycle: library },
 ];
 
 async function main(): Promise<void> {
-  const dbName = `ltb_statements_${randomBytes(3).toString('hex')}`;
-  const admin = await mysql.createConnection({ uri: SERVER });
-  await admin.query(`CREATE DATABASE \`${dbName}\``);
-  const url = new URL(SERVER);
-  url.pathname = `/${dbName}`;
+  const { place, drop } = await createDatabase('statements');
   // Every step on the same kind of pool: prepared statements, no stack trace per statement (as locktable's own pools).
-  const pool = mysql.createPool({ uri: url.toString(), connectionLimit: 16, trace: false });
+  const pool = mysql.createPool({ uri: place.url, connectionLimit: 16, trace: false });
   try {
-    await migrate(pool);
-    for (const s of STEPS) {
-      if (s.cycle !== 'library') await pool.query('INSERT INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [s.id, EMPTY]);
-    }
+    for (const s of STEPS) await pool.query('INSERT INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [s.id, EMPTY]);
     const table = createLockTable({ db: pool, space: 'library', owner: { taskId: 'statements' } });
-    const cycles = new Map<string, (j: number) => Promise<void>>(
-      STEPS.map((s) => [s.id, s.cycle === 'library' ? async (j: number) => { await table.release(await table.acquire(`app_task_s${j}`)); } : (j: number) => (s.cycle as Cycle)(pool, s.id, j)]),
-    );
+    const cycles = new Map(STEPS.map((s) => [s.id, (j: number) => s.cycle({ pool, id: s.id, table }, j)]));
     const version = ((await pool.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>)[0]!.v;
     console.log(`statement costs on ${os.cpus().length} x ${os.cpus()[0]?.model}, ${version}, node ${process.version}; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
@@ -175,8 +168,7 @@ async function main(): Promise<void> {
     console.log(`\nresults: ${path.relative(ROOT, file)}`);
   } finally {
     await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS \`${dbName}\``).catch(() => {});
-    await admin.end();
+    await drop();
   }
 }
 
