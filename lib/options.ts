@@ -53,9 +53,16 @@ const schema = z
         /** First and last interval of the version poll of wait(). */
         pollMinMs: ms(10_000).default(5),
         pollMaxMs: ms(60_000).default(50),
+        /**
+         * How long a waiter's place in line lasts unless renewed; a waiter
+         * renews it every third of that while it waits. A waiter whose
+         * process is gone on this host is dropped at once; elsewhere (or a
+         * stuck one) when this runs out.
+         */
+        intentTtlMs: z.number().int().min(100).max(600_000).default(10_000),
       })
       .strict()
-      .default({ pollMinMs: 5, pollMaxMs: 50 }),
+      .default({ pollMinMs: 5, pollMaxMs: 50, intentTtlMs: 10_000 }),
   })
   .strict();
 
@@ -91,6 +98,12 @@ export function resolveOptions(input: unknown): ResolvedOptions {
 export interface AcquireOptions {
   /** Lease length: the lock expires this long after acquisition (database time) unless extended. */
   ttlMs?: number;
+  /**
+   * Take names no one holds even when waiters are in line for them (and, for
+   * wait(), wait without getting in line). Default false: a name with a live
+   * waiter in line is not free for a later acquisition.
+   */
+  barge?: boolean;
 }
 
 export interface WaitOptions extends AcquireOptions {
@@ -105,6 +118,7 @@ export const MAX_TTL_MS = 365 * 24 * 3_600_000;
 const acquireSchema = z
   .object({
     ttlMs: z.number().int().min(1).max(MAX_TTL_MS).optional(),
+    barge: z.boolean().optional(),
     signal: z.instanceof(AbortSignal).optional(),
     timeoutMs: z.number().int().nonnegative().max(2_147_483_647).optional(),
   })
