@@ -77,7 +77,7 @@ export function waitersAhead(doc: LockDocument, name: string, waiter: string | u
  * dead, are free. A name with live waiters in line in front of this
  * acquisition (every waiter, unless it is itself in line) is not free either,
  * unless `barge`. On success the acquisition's own intents leave every line,
- * and intents found expired or dead on its names are dropped.
+ * and so do the waiters found expired or dead in the lines of its names.
  */
 export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome {
   const blockers: Array<{ name: string; entry: Entry }> = [];
@@ -113,9 +113,13 @@ export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome 
   let next: LockDocument = { ...doc, l };
   if (s) next.s = s;
   else delete next.s;
-  const gone = new Set(input.deadWaiters ?? []);
+  // Its own intents leave every line, and so do waiters found dead or expired
+  // in the lines of its names (only there: a write that meets no line, like
+  // the one-statement acquire, changes no line).
+  const gone = new Set<string>();
   if (input.waiter !== undefined) gone.add(input.waiter);
-  next = dropWaiters(next, (intent) => gone.has(intent.n) || intent.e <= input.now);
+  for (const name of input.names) for (const i of lineOf(doc, name)) if (!isLiveIntent(i, input.now, input.deadWaiters)) gone.add(i.n);
+  next = dropWaiters(next, (intent) => gone.has(intent.n));
   return { ok: true, doc: withTombstones(next, removed, input.now), entries, removed };
 }
 
