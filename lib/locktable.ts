@@ -83,6 +83,8 @@ export interface WaiterInfo extends Waiting {
   names: string[];
   /** Its owner judged from this process. A dead waiter is dropped by the next write that meets it. */
   liveness: Liveness;
+  /** How long it has been in line, ms of database time. */
+  ageMs: number;
 }
 
 export type OwnerMatch = { taskId: string } | { pid: number; host?: string };
@@ -423,7 +425,8 @@ export class LockTable<N extends string = PlatformLockName> {
     const out: WaiterInfo[] = [];
     for (const name of Object.keys(doc.q ?? {}).sort()) {
       for (const a of T.waitersAhead(doc, name, undefined, snap.now)) {
-        out.push({ ...waitingOf(a), names: names.get(a.intent.n) ?? [name], liveness: judge(fromStoredOwner(a.intent.o), a.intent.e, snap.now, here) });
+        const liveness = judge(fromStoredOwner(a.intent.o), a.intent.e, snap.now, here);
+        out.push({ ...waitingOf(a), names: names.get(a.intent.n) ?? [name], liveness, ageMs: Math.max(0, snap.now - a.intent.a) });
       }
     }
     return out;
