@@ -832,6 +832,8 @@ export class LockTable<N extends string = PlatformLockName> {
       const onAbort = () => done(new AbortError(signal!.reason));
       const waiter: Waiter = { version, blockers, ahead, wake: () => done(this.#closed || this.#closing ? new ClosedError() : true) };
       if (this.#closing) return waiter.wake();
+      // Aborted while the last attempt was in flight: the 'abort' event has already fired.
+      if (signal?.aborted) return onAbort();
       if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.add(waiter);
