@@ -1,6 +1,9 @@
 // Writes dist/index.mjs: an ES module facade over the CommonJS build, so that
 // `import` and `require` share one copy of the library (one LockError class,
 // one set of diagnostics channels) instead of the dual-package hazard.
+// Named exports only, as from require(): there is no default export, and
+// dist/index.d.mts (the types `import` resolves to) says so, so that
+// `import locktable from 'locktable'` fails to compile rather than at run time.
 const fs = require('node:fs');
 const path = require('node:path');
 const dist = path.join(__dirname, '..', 'dist');
