@@ -10,4 +10,6 @@ const dist = path.join(__dirname, '..', 'dist');
 const names = Object.keys(require(path.join(dist, 'index.js'))).filter((n) => n !== 'default' && n !== '__esModule');
 const body = `import cjs from './index.js';\nexport const { ${names.join(', ')} } = cjs;\n`;
 fs.writeFileSync(path.join(dist, 'index.mjs'), body);
-fs.writeFileSync(path.join(dist, 'index.d.mts'), `export * from './index.js';\n`);
+// Its declarations: the same values by name (so that the types list exactly
+// what index.mjs exports), and every type.
+fs.writeFileSync(path.join(dist, 'index.d.mts'), `export type * from './index.js';\nexport { ${names.join(', ')} } from './index.js';\n`);

@@ -58,7 +58,7 @@ describe('the built package', () => {
     });
 
     for (const kind of ['module', 'commonjs'] as const) {
-      it(`an ${kind === 'module' ? 'ES module' : 'CommonJS'} project installs it offline, compiles strict under NodeNext and runs`, () => {
+      it(`${kind === 'module' ? 'an ES module' : 'a CommonJS'} project installs it offline, compiles strict under NodeNext and runs`, () => {
         const project = path.join(dir, kind);
         mkdirSync(project);
         writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: `consumer-${kind}`, private: true, type: kind }));
