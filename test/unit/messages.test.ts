@@ -3,7 +3,7 @@
 // the next step. Change a message here on purpose, never by accident.
 import assert from 'node:assert/strict';
 import { parseCommandLine } from '../../lib/cli/args.js';
-import { LockError } from '../../lib/errors.js';
+import { ClosedError, LockedError, LockError, NotHeldError, TimeoutError, type Holder } from '../../lib/errors.js';
 import { toLockError } from '../../lib/faults.js';
 import { createLockTable } from '../../lib/locktable.js';
 import { defineLockTypes } from '../../lib/names.js';
@@ -27,6 +27,17 @@ function onTable(options: Record<string, unknown>, fn: (t: ReturnType<typeof cre
     }
   };
 }
+
+const HOLDER = {
+  name: 'app_task_blog',
+  type: 'app_task',
+  owner: { host: 'box1', pid: 4242, taskId: '101' },
+  token: 7,
+  acquiredAt: new Date('2026-01-02T03:04:05.000Z'),
+} as unknown as Holder;
+const fail = (err: Error) => () => {
+  throw err;
+};
 
 const MyLocks = defineLockTypes({ singletons: ['reindex'], prefixes: { user: 'user_' } } as const);
 
@@ -96,6 +107,27 @@ const TABLE: Row[] = [
     'EDATABASE',
     "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the locks table (CREATE to migrate), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
   ],
+  // What a user meets while using locks.
+  [
+    'acquire of a held name',
+    fail(new LockedError([HOLDER])),
+    'ELOCKED',
+    'locked: app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7); wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
+  ],
+  [
+    'release of an expired, retaken lease',
+    fail(new NotHeldError(['app_task_blog'], 'expired', [HOLDER])),
+    'ENOTHELD',
+    'lease no longer held on app_task_blog: expired (its ttlMs ran out and another acquirer took it: extend() the lease before it ends, or give a longer ttlMs); now held by app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7)',
+  ],
+  ['a second release', fail(new NotHeldError(['a'], 'released')), 'ENOTHELD', 'lease no longer held on a: released (it was released already: a lease is released once)'],
+  [
+    'wait() past timeoutMs',
+    fail(new TimeoutError(5000, [HOLDER])),
+    'ETIMEDOUT',
+    'gave up after 5000 ms; held by app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7): wait longer (timeoutMs), or see who holds what with `locktable list`',
+  ],
+  ['acquire after close()', fail(new ClosedError()), 'ECLOSED', 'the lock table was closed: create another with createLockTable() to go on'],
   // The command line.
   ['locktable lst', () => parseCommandLine(['lst'], {}), 'EINVALIDOPTION', "unknown command 'lst': did you mean list? (see locktable --help)"],
   ['locktable help relase', () => parseCommandLine(['help', 'relase'], {}), 'EINVALIDOPTION', "unknown command 'relase': did you mean release? (see locktable --help)"],
