@@ -69,7 +69,12 @@ export class LockedError extends LockError {
   readonly holders: Holder[];
   readonly waiters: Waiting[];
   constructor(holders: Holder[], message?: string, waiters: Waiting[] = []) {
-    super('ELOCKED', message ?? `locked: ${describeBlockers(holders, waiters)}`);
+    super(
+      'ELOCKED',
+      message ??
+        `locked: ${describeBlockers(holders, waiters)}; wait for ${holders.length + waiters.length === 1 ? 'it' : 'them'} with wait() or using(names, fn, { wait: true }), ` +
+          'or see who holds what with `locktable list`',
+    );
     this.holders = holders;
     this.waiters = waiters;
   }
@@ -77,8 +82,12 @@ export class LockedError extends LockError {
 
 function describeBlockers(holders: Holder[], waiters: Waiting[]): string {
   const parts = holders.map(describeHolder);
-  if (waiters.length) parts.push(`waiters in line first (pass { barge: true } to ignore the line): ${waiters.map(describeWaiting).join('; ')}`);
+  if (waiters.length) parts.push(describeLine(waiters));
   return parts.join('; ');
+}
+
+function describeLine(waiters: Waiting[]): string {
+  return `waiters in line first (pass { barge: true } to ignore the line): ${waiters.map(describeWaiting).join('; ')}`;
 }
 
 export function describeWaiting(w: Waiting): string {
@@ -94,12 +103,22 @@ export class NotHeldError extends LockError {
   readonly heldBy: Holder[];
   constructor(names: string[], reason: NotHeldReason, heldBy: Holder[] = []) {
     const by = heldBy.length ? `; now held by ${heldBy.map(describeHolder).join('; ')}` : '';
-    super('ENOTHELD', `lease no longer held on ${names.join(', ')}: ${reason}${by}`);
+    super('ENOTHELD', `lease no longer held on ${names.join(', ')}: ${reason} (${NOT_HELD_WHY[reason]})${by}`);
     this.names = names;
     this.reason = reason;
     this.heldBy = heldBy;
   }
 }
+
+const NOT_HELD_WHY: Record<NotHeldReason, string> = {
+  released: 'it was released already: a lease is released once',
+  reaped: 'reapDead() released it, judging its owner dead',
+  wiped: 'releaseAll() released it',
+  owner: 'releaseByOwner() released it',
+  forced: 'releaseName() or `locktable release` released it',
+  expired: 'its ttlMs ran out and another acquirer took it: extend() the lease before it ends, or give a longer ttlMs',
+  taken: 'another acquisition holds the name now',
+};
 
 export class InvalidNameError extends LockError {
   readonly value: unknown;
@@ -152,7 +171,10 @@ export class TimeoutError extends LockError {
   readonly holders: Holder[];
   readonly waiters: Waiting[];
   constructor(ms: number, holders: Holder[], waiters: Waiting[] = []) {
-    super('ETIMEDOUT', `gave up after ${ms} ms${holders.length || waiters.length ? `; ${describeBlockers(holders, waiters)}` : ''}`);
+    super(
+      'ETIMEDOUT',
+      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${waiters.length ? `; ${describeLine(waiters)}` : ''}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
+    );
     this.holders = holders;
     this.waiters = waiters;
   }
@@ -160,7 +182,7 @@ export class TimeoutError extends LockError {
 
 export class AbortError extends LockError {
   constructor(reason?: unknown) {
-    super('EABORTED', 'aborted', { cause: reason });
+    super('EABORTED', 'aborted by the signal', { cause: reason });
   }
 }
 
@@ -186,7 +208,7 @@ export class DatabaseError extends LockError {
 
 export class ClosedError extends LockError {
   constructor() {
-    super('ECLOSED', 'the lock table was closed');
+    super('ECLOSED', 'the lock table was closed: create another with createLockTable() to go on');
   }
 }
 
