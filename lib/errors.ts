@@ -11,7 +11,8 @@ export type LockErrorCode =
   | 'EABORTED'
   | 'ECONTENDED'
   | 'EDATABASE'
-  | 'ECLOSED';
+  | 'ECLOSED'
+  | 'EDEADLK';
 
 /** Who holds a lock that was in the way. Times are database time. */
 export interface Holder {
@@ -148,6 +149,18 @@ export class DatabaseError extends LockError {
   constructor(message: string, cause: unknown, options: { outcomeUnknown?: boolean } = {}) {
     super('EDATABASE', message, { cause });
     this.outcomeUnknown = options.outcomeUnknown ?? false;
+  }
+}
+
+/** wait() on a name this table already holds: it would wait for itself. `holders` are its own leases in the way. */
+export class DeadlockError extends LockError {
+  readonly holders: Holder[];
+  constructor(holders: Holder[]) {
+    super(
+      'EDEADLK',
+      `would wait for itself: this lock table already holds ${holders.map(describeHolder).join('; ')}; release that lease first (a name cannot be held twice)`,
+    );
+    this.holders = holders;
   }
 }
 

@@ -1,6 +1,6 @@
 // The public surface of locktable, and nothing else.
 export { createLockTable, LockTable } from './locktable.js';
-export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions } from './locktable.js';
+export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, KeepAlive, KeepAliveOptions } from './locktable.js';
 export { LockChannels } from './events.js';
 export type {
   LockEventKind,
@@ -31,6 +31,7 @@ export {
   ContendedError,
   DatabaseError,
   ClosedError,
+  DeadlockError,
 } from './errors.js';
 export type { Holder, LockErrorCode, NotHeldReason } from './errors.js';
 export type { Owner } from './owner.js';

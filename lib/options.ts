@@ -39,6 +39,12 @@ const schema = z
      * only to compare: every operation then reads, decides here, and writes.
      */
     fastPath: z.boolean().default(true),
+    /**
+     * Lease length for acquisitions that give none, ms (database time). For
+     * workers whose death cannot be judged from where others run (another
+     * host or pid namespace): using() renews it while the work runs.
+     */
+    ttlMs: z.number().int().min(1).max(365 * 24 * 3_600_000).optional(),
     retry: z
       .object({
         baseMs: ms(10_000).default(2),

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidOptionError } from '../errors.js';
 import { assertName } from '../names.js';
+import { MAX_PID } from '../owner.js';
 
 /** Exit codes of the CLI. Documented in --help and the README; scripts rely on them. */
 export const EXIT = Object.freeze({
@@ -138,7 +139,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         if (!values.task) throw new UsageError('release-owner: --task needs a task id');
         return { name: 'release-owner', conn, match: { taskId: values.task }, json };
       }
-      const pid = integer('--pid', values.pid!, 1, 2 ** 31 - 1);
+      const pid = integer('--pid', values.pid!, 1, MAX_PID); // the API's bound: Linux's largest pid
       return { name: 'release-owner', conn, match: values.host === undefined ? { pid } : { pid, host: values.host }, json };
     }
     case 'reap':
