@@ -1,5 +1,5 @@
 import createDebug from 'debug';
-import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
 import { openDb, type Db } from './db.js';
 import {
@@ -111,6 +111,12 @@ interface Held {
   ttlMs: number | undefined;
   /** Database ms, as last known here. */
   expiresAt: number | undefined;
+  /**
+   * When it certainly runs out unless renewed, in local monotonic ms
+   * (performance.now()): from a moment before the database read the time it
+   * counted the lease from, so never later than the database's expiry.
+   */
+  localExpiresAt: number | undefined;
   released: boolean;
   /** Why it was lost, once a renewal, an extend or the expiry said so. */
   lost?: NotHeldError;
@@ -410,7 +416,7 @@ export class LockTable<N extends string = PlatformLockName> {
           this.#event('lost', { space: this.space, op: 'keepAlive', names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });
         },
       },
-      this.#localTime(held.expiresAt),
+      held.localExpiresAt,
     );
     return keepAliveOf(held.keeper);
   }
@@ -443,7 +449,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // A lease the work was told it lost stays lost, even where the database would still renew it.
     if (held.lost) throw held.lost;
     const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
-    held.keeper?.renewed(this.#localTime(expiresAt));
+    held.keeper?.renewed(held.localExpiresAt);
     const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
     const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
     return this.#issue(renewed, held);
@@ -457,11 +463,14 @@ export class LockTable<N extends string = PlatformLockName> {
       if (r.missing.length) throw notHeld(r.missing);
       return undefined;
     }
-    return this.#localTime(await this.#extend(held, ttlMs, 'keepAlive', deadlineMs));
+    await this.#extend(held, ttlMs, 'keepAlive', deadlineMs);
+    return held.localExpiresAt;
   }
 
   /** Sets the expiry (database ms from now; undefined: none) of what `held` holds; ENOTHELD, and the lease lost, when it holds nothing. */
   async #extend(held: Held, ttlMs: number | undefined, op: 'extend' | 'keepAlive', deadlineMs?: number): Promise<number | undefined> {
+    // Before any read of this renewal: the database's `now` it counts from is later.
+    const sent = performance.now();
     const outcome = await this.#gate.run(() =>
       this.#mutate(
         op,
@@ -485,6 +494,7 @@ export class LockTable<N extends string = PlatformLockName> {
     }
     held.ttlMs = ttlMs;
     held.expiresAt = outcome.expiresAt;
+    held.localExpiresAt = ttlMs === undefined ? undefined : sent + ttlMs;
     return outcome.expiresAt;
   }
 
@@ -663,11 +673,15 @@ export class LockTable<N extends string = PlatformLockName> {
     // unreadable (ECORRUPT) for every process once written.
     const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n))]));
     const typeOf = (n: string) => types.get(n)!;
-    const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
+    // Before any statement of this attempt: the acquisition time the database records is later
+    // (a one-statement write's estimate of it by at most CLOCK_TOLERANCE_MS earlier).
+    const sent = performance.now();
+    const leaseFrom = (held: string, entries: Record<string, Entry>, fast = false): Lease => {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
-      this.#newHeld(lease, options.ttlMs);
+      const h = this.#newHeld(lease, options.ttlMs);
+      if (options.ttlMs !== undefined) h.localExpiresAt = sent + options.ttlMs - (fast ? CLOCK_TOLERANCE_MS : 0);
       return lease;
     };
     // One statement first, with whatever else is queued (lib/batch.ts). If it
@@ -683,7 +697,7 @@ export class LockTable<N extends string = PlatformLockName> {
         throw err;
       }
       if (fast.kind === 'acquired') {
-        const lease = leaseFrom(nonce, fast.entries);
+        const lease = leaseFrom(nonce, fast.entries, true);
         if (log.acquire.enabled) log.acquire('%s token %d', names.join(','), lease.token);
         return { lease };
       }
@@ -1021,6 +1035,7 @@ export class LockTable<N extends string = PlatformLockName> {
       acquiredAt: lease.acquiredAt.getTime(),
       ttlMs,
       expiresAt: lease.expiresAt?.getTime(),
+      localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
       released: false,
     };
     this.#held.set(held.nonce, held);
@@ -1064,7 +1079,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#held.delete(held.nonce);
   }
 
-  /** A database time (ms) as a local monotonic time, through the database clock estimate. */
+  /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
   #localTime(dbMs: number | undefined): number | undefined {
     return dbMs === undefined ? undefined : performance.now() + (dbMs - this.#clock.now());
   }
