@@ -48,7 +48,8 @@ const leaseSchema = z
     space: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/),
     names: z.array(z.string()),
     token: z.number().int().positive(),
-    nonce: z.string().min(1).max(64),
+    // Any string: a nonce no acquisition has is simply not held (ENOTHELD), as the database says.
+    nonce: z.string(),
     owner: ownerSchema,
     acquiredAt: date,
     expiresAt: date.optional(),

@@ -288,7 +288,8 @@ export class LockTable<N extends string = PlatformLockName> {
   async release(lease: Lease): Promise<void> {
     const held = this.#heldOf(lease);
     if (held.released) return;
-    await held.keeper?.stop();
+    // Only when there is one: an await here would let statements queued after this release go before it.
+    if (held.keeper) await held.keeper.stop();
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
     try {
       // One statement first (with whatever else is queued); if it is refused
@@ -403,6 +404,9 @@ export class LockTable<N extends string = PlatformLockName> {
     if (held.lost) throw held.lost;
     if (held.keeper) return keepAliveOf(held.keeper);
     const ttl = ttlMs ?? held.ttlMs;
+    if (ttl === undefined && held.expiresAt !== undefined) {
+      throw new InvalidOptionError('keepAlive: pass { ttlMs }: this lease expires, and was not acquired or extended by this table, so its length is not known here');
+    }
     if (ttl !== undefined && periodMs !== undefined && periodMs >= ttl) {
       throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
     }
@@ -638,6 +642,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Renewals stop (their leases stay held until they expire or are released elsewhere).
+    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
@@ -1056,13 +1062,13 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError(`the lease belongs to space '${parsed.space}', not '${this.space}'`);
     }
     let held = this.#held.get(parsed.nonce);
-    if (held && (held.names.length !== parsed.names.length || held.names.some((n, i) => n !== parsed.names[i]) || held.token !== parsed.token)) {
-      throw new InvalidOptionError('lease: its names or token are not those of the acquisition its nonce belongs to');
+    if (held && (held.names.length !== parsed.names.length || held.names.some((n, i) => n !== parsed.names[i]))) {
+      // Some of an acquisition's names (a lease narrowed by hand): released on their own, it leaves the acquisition as it is.
+      return { ...held, names: parsed.names, keeper: undefined, released: false };
     }
-    if (!held) {
-      const ttl = parsed.expiresAt ? parsed.expiresAt.getTime() - parsed.acquiredAt.getTime() : undefined;
-      held = this.#newHeld(parsed, ttl !== undefined && ttl >= 1 && ttl <= MAX_TTL_MS ? ttl : undefined);
-    } else this.#issue(parsed, held);
+    // A lease from elsewhere does not say how long its renewals should make it: keepAlive() asks.
+    if (!held) held = this.#newHeld(parsed, undefined);
+    else this.#issue(parsed, held);
     if (typeof lease === 'object' && lease !== null) this.#heldBy.set(lease, held);
     return held;
   }

@@ -97,7 +97,6 @@ describe('long tasks', () => {
         { ...JSON.parse(json), acquiredAt: 'yesterday' },
         { ...JSON.parse(json), extra: 1 },
         { ...JSON.parse(json), space: 'elsewhere' },
-        { ...JSON.parse(json), names: ['app_task_other'] }, // not the names of its nonce's acquisition
         null,
         42,
       ];
@@ -108,6 +107,27 @@ describe('long tasks', () => {
       assert.ok(await entry('app_task_valid'), 'nothing was released by a bad lease');
       await locks.release(locks.lease(json));
       assert.equal(await entry('app_task_valid'), undefined);
+    });
+  });
+
+  describe('keepAlive() of a lease from elsewhere', () => {
+    it('needs its ttlMs, then renews it; close() stops the renewal and leaves the lock held', async () => {
+      const lease = await locks.acquire('app_task_foreign', { ttlMs: 900 });
+      const elsewhere = createLockTable({ db: db.pool, owner: { taskId: 'task' } });
+      tables.push(elsewhere);
+      const copy = elsewhere.lease(JSON.stringify(lease));
+      assert.throws(() => elsewhere.keepAlive(copy), { code: 'EINVALIDOPTION', message: /pass \{ ttlMs \}/ });
+      const kept = elsewhere.keepAlive(copy, { ttlMs: 900 });
+      const first = lease.expiresAt!.getTime();
+      await until('the lease to outlive its first expiry', async () => (await dbNow()) > first + 300 && (await entry('app_task_foreign'))?.n === lease.nonce);
+      assert.equal(kept.signal.aborted, false);
+      await elsewhere.close();
+      const last = (await entry('app_task_foreign'))!.e!;
+      await until('its last expiry to pass', async () => (await dbNow()) > last + 400);
+      assert.equal((await entry('app_task_foreign'))?.e, last, 'no renewal after close()');
+      assert.equal(kept.signal.aborted, false, 'stopping is not a loss');
+      await locks.release(lease);
+      assert.equal(await entry('app_task_foreign'), undefined);
     });
   });
 
