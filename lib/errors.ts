@@ -152,13 +152,13 @@ export class DatabaseError extends LockError {
   }
 }
 
-/** wait() on a name this table already holds: it would wait for itself. `holders` are its own leases in the way. */
+/** wait() from inside using() work on a name its own lease holds: it would wait for itself. `holders` are those leases. */
 export class DeadlockError extends LockError {
   readonly holders: Holder[];
   constructor(holders: Holder[]) {
     super(
       'EDEADLK',
-      `would wait for itself: this lock table already holds ${holders.map(describeHolder).join('; ')}; release that lease first (a name cannot be held twice)`,
+      `would wait for itself: the using() work this wait() runs in holds ${holders.map(describeHolder).join('; ')}; a name cannot be held twice: do not wait for it inside that work`,
     );
     this.holders = holders;
   }

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
@@ -123,6 +124,13 @@ interface Held {
   keeper?: Keeper;
 }
 
+/**
+ * The nonces of the leases whose using() work is running in this async
+ * context: a wait() made from inside that work on one of their names could
+ * only end when the work does, which waits for it.
+ */
+const working = new AsyncLocalStorage<ReadonlySet<string>>();
+
 /** Default check period of a lease kept alive that does not expire, ms. */
 const CHECK_MS = 5_000;
 
@@ -243,8 +251,9 @@ export class LockTable<N extends string = PlatformLockName> {
    * Waits until every name can be taken at once. Wakes when the row changes
    * (a release anywhere), when a holder dies (its locks are taken over), or
    * when a lease expires. Rejects with ETIMEDOUT or EABORTED, and at once
-   * with EDEADLK when a name is held by a lease of this table (it would wait
-   * for itself).
+   * with EDEADLK when called from inside using() work whose lease holds a
+   * name (it would wait for itself). Elsewhere a name held by another task of
+   * this process is waited for like any other.
    *
    * @example
    * const lease = await locks.wait([LockTypes.BOX_UPDATE], { timeoutMs: 60_000, signal });
@@ -264,7 +273,8 @@ export class LockTable<N extends string = PlatformLockName> {
         log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
         return outcome.lease;
       }
-      const own = outcome.blockers.filter((b) => this.#held.get(b.entry.n)?.released === false);
+      const inside = working.getStore();
+      const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
       if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
       const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
       if (left !== undefined && left <= 0) {
@@ -359,7 +369,9 @@ export class LockTable<N extends string = PlatformLockName> {
     }
     let result: T;
     try {
-      result = await fn(lease, kept.signal);
+      const nonces = new Set(working.getStore());
+      nonces.add(lease.nonce);
+      result = await working.run(nonces, () => fn(lease, kept.signal));
     } catch (workError) {
       try {
         await this.release(lease);
@@ -410,11 +422,13 @@ export class LockTable<N extends string = PlatformLockName> {
     if (ttl !== undefined && periodMs !== undefined && periodMs >= ttl) {
       throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
     }
+    held.ttlMs = ttl;
     held.keeper = new Keeper(
       {
         names: held.names,
         periodMs: periodMs ?? (ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3))),
-        renew: (deadlineMs) => this.#renew(held, ttl, deadlineMs),
+        // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
+        renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
         onLost: (err) => {
           held.lost = err;
           this.#event('lost', { space: this.space, op: 'keepAlive', names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });

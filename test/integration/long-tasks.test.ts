@@ -306,22 +306,40 @@ describe('long tasks', () => {
     });
   });
 
-  describe('wait() on a name this table holds', () => {
-    it('fails at once with EDEADLK naming the lease, instead of waiting for itself', async () => {
-      const lease = await locks.acquire('app_task_self');
+  describe('wait() on a name its own using() work holds', () => {
+    it('fails at once with EDEADLK naming the lease, instead of waiting for itself until its timeout', async () => {
+      let token = 0;
       const started = performance.now();
-      await assert.rejects(locks.wait('app_task_self', { timeoutMs: 30_000 }), (err: unknown) => {
-        assert.equal((err as LockError).code, 'EDEADLK');
-        assert.equal((err as { holders: Array<{ token: number }> }).holders[0]!.token, lease.token);
-        assert.match((err as Error).message, /app_task_self .*token/);
-        return true;
-      });
+      await assert.rejects(
+        locks.using('app_task_self', async (lease) => {
+          token = lease.token;
+          await locks.wait('app_task_self', { timeoutMs: 30_000 });
+        }),
+        (err: unknown) => {
+          assert.equal((err as LockError).code, 'EDEADLK');
+          assert.equal((err as { holders: Array<{ token: number }> }).holders[0]!.token, token);
+          assert.match((err as Error).message, /app_task_self .*token/);
+          return true;
+        },
+      );
       assert.ok(performance.now() - started < 10_000);
-      await assert.rejects(locks.using('app_task_self', () => 1, { wait: true, timeoutMs: 30_000 }), { code: 'EDEADLK' });
-      // Another table of the same process is another holder: it waits, and gets it once released.
-      const waiting = other.wait('app_task_self', { timeoutMs: 10_000 });
+      assert.equal(await entry('app_task_self'), undefined, 'released all the same');
+      // Nested, and with several names: the outer work's lease is in the way.
+      await assert.rejects(
+        locks.using(['app_task_outer'], () => locks.using(['app_task_inner', 'app_task_outer'], () => 1, { wait: true, timeoutMs: 30_000 })),
+        { code: 'EDEADLK' },
+      );
+      assert.equal(await entry('app_task_outer'), undefined);
+    });
+
+    it('another task of the same process holding the name is waited for, as before', async () => {
+      const lease = await locks.acquire('app_task_queue');
+      const waiting = locks.wait('app_task_queue', { timeoutMs: 10_000 });
+      await until('the waiter to be blocked', () => locks.metrics().counters.contended > 0);
       await locks.release(lease);
-      await other.release(await waiting);
+      const next = await waiting;
+      assert.notEqual(next.nonce, lease.nonce);
+      await locks.release(next);
     });
   });
 
