@@ -344,6 +344,34 @@ describe('long tasks', () => {
   });
 
   describe('renewal through killed connections', () => {
+    it('renews on a new connection when the server closed the idle ones (wait_timeout shorter than the renewal period)', async function () {
+      this.timeout(60_000);
+      const pool = mysql.createPool({ uri: db.url, connectionLimit: 2 });
+      let opened = 0;
+      pool.pool.on('connection', (c: { query(sql: string): void }) => {
+        opened++;
+        c.query('SET SESSION wait_timeout = 1'); // this session only: the server closes it after 1 s idle
+      });
+      const t = createLockTable({ db: pool, owner: { taskId: 'idle' } });
+      try {
+        const ttlMs = 4_500; // renewals every 1.5 s: each finds its connection closed by the server
+        await t.using('app_task_idle', async (lease, signal) => {
+          const end = performance.now() + 7_000;
+          while (performance.now() < end) {
+            assert.equal((await entry('app_task_idle'))?.n, lease.nonce, 'held by this lease throughout');
+            assert.equal(signal.aborted, false, `no abort: ${String(signal.reason)}`);
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }, { ttlMs });
+        assert.equal(await entry('app_task_idle'), undefined, 'released at the end');
+        assert.ok(opened >= 4, `the server closed idle connections and renewals opened new ones (${opened} opened)`);
+      } finally {
+        await t.close();
+        await pool.end();
+      }
+    });
+
+
     it('keeps a 2 s lease alive through 20 s of work while every connection of its pool is killed every second', async function () {
       this.timeout(60_000);
       const pool = mysql.createPool({ uri: db.url, connectionLimit: 4 });
