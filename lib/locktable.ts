@@ -38,7 +38,7 @@ import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
-import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
+import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
@@ -149,6 +149,12 @@ export interface LockTableOptions<C = typeof LockTypes> {
    * or pid namespace): using() renews it while the work runs. Default none.
    */
   ttlMs?: number;
+  /**
+   * Refuse names outside the catalogue at run time: acquire, tryAcquire, wait
+   * and using fail with EINVALIDNAME naming the builder to use. For callers the
+   * compiler does not check (JavaScript, names from configuration). Default false.
+   */
+  strictNames?: boolean;
   /** Pool size when `db` is a URI. Default 4. */
   poolSize?: number;
   /** Lock statements in flight at most; acquires and releases queued behind them go as one statement. Default 2 (at most poolSize for a URI). */
@@ -184,6 +190,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #options: ResolvedOptions;
   readonly #db: Db;
   readonly #typeOf: (name: string) => string | undefined;
+  /** The catalogue, when strictNames refuses names outside it. */
+  readonly #strictCatalogue: object | undefined;
   /** Every lease object this table made or validated → its acquisition: release() and extend() need not re-check them. */
   readonly #heldBy = new WeakMap<Lease, Held>();
   /** Acquisitions not yet released, by nonce: a lease rebuilt from JSON finds its own. */
@@ -215,6 +223,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
     const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
     this.#typeOf = (name) => types.typeOf(name);
+    this.#strictCatalogue = this.#options.strictNames ? types : undefined;
     this.#batch = { owner: toStoredOwner(this.owner) };
     this.#gate = new Gate<Member, Outcome>({
       limit: this.#options.maxInFlight,
@@ -691,7 +700,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // The catalogue is the host's code: what it returns is checked here, before
     // any SQL, since a type the document schema refuses would make the row
     // unreadable (ECORRUPT) for every process once written.
-    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n))]));
+    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n), this.#strictCatalogue)]));
     const typeOf = (n: string) => types.get(n)!;
     // Before any statement of this attempt: the acquisition time the database records is later
     // (a one-statement write's estimate of it by at most CLOCK_TOLERANCE_MS earlier).
@@ -809,7 +818,7 @@ export class LockTable<N extends string = PlatformLockName> {
     try {
       version = await fastWrite(this.#db.pool, this.space, fast.plan);
     } catch (err) {
-      if (!isTransient(err)) throw toLockError(err, 'write');
+      if (!isTransient(err)) throw toLockError(err, operationOf(members));
       log.retry('one-statement write failed: %s', (err as Error).message);
       // Not sent, or rolled back: nothing was written. Otherwise it may have applied.
       return isAmbiguous(err) ? this.#settleFast(members, fast) : refused();
@@ -844,10 +853,10 @@ export class LockTable<N extends string = PlatformLockName> {
         await sleep(closesAt - snap.now + 1);
         continue;
       } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, 'write');
+        if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
       }
-      if (Date.now() >= deadline) throw toUnresolvedError(failure, 'write');
+      if (Date.now() >= deadline) throw toUnresolvedError(failure, operationOf(members));
       await sleep(backoff(attempt, baseMs, capMs));
     }
   }
@@ -1132,18 +1141,26 @@ export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<
   return new LockTable(options as LockTableOptions<unknown>);
 }
 
-function checkedType(name: string, typeOf: () => unknown): string {
+function checkedType(name: string, typeOf: () => unknown, strictCatalogue: object | undefined): string {
   let t: unknown;
   try {
     t = typeOf();
   } catch (err) {
     throw Object.assign(new InvalidOptionError(`types.typeOf('${name}') threw: ${(err as Error)?.message ?? String(err)}`), { cause: err });
   }
-  if (t === undefined) return name;
+  if (t === undefined) {
+    if (strictCatalogue) throw notInCatalogue(name, strictCatalogue);
+    return name;
+  }
   if (typeof t !== 'string' || t.length === 0 || t.length > MAX_NAME_LENGTH) {
     throw new InvalidOptionError(`types.typeOf('${name}') returned ${typeof t === 'string' ? `a string of ${t.length} characters` : typeof t}: a type is a string of 1-${MAX_NAME_LENGTH} characters`);
   }
   return t;
+}
+
+/** What a one-statement write was doing, for its errors: the operations its members called. */
+function operationOf(members: readonly Member[]): string {
+  return [...new Set(members.map((m) => m.kind))].join(' and ');
 }
 
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */

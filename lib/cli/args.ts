@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidOptionError } from '../errors.js';
 import { assertName } from '../names.js';
 import { MAX_PID } from '../owner.js';
+import { closest } from '../suggest.js';
 
 /** Exit codes of the CLI. Documented in --help and the README; scripts rely on them. */
 export const EXIT = Object.freeze({
@@ -87,7 +88,10 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, tokens: true, strict: true });
   } catch (err) {
     // parseArgs explains at length how to pass a positional starting with '-': one sentence is enough.
-    throw new UsageError(`${String((err as Error).message).split('. ')[0]!.replace(/\.$/, '')} (see locktable --help)`);
+    const first = String((err as Error).message).split('. ')[0]!.replace(/\.$/, '');
+    const unknown = /^Unknown option '--?([^']+)'/.exec(first)?.[1];
+    const guess = unknown === undefined ? undefined : closest(unknown, Object.keys(OPTIONS));
+    throw new UsageError(`${first}${guess ? `: did you mean --${guess}?` : ''} (see locktable --help)`);
   }
   const { values, positionals, tokens } = parsed;
   const [word, ...rest] = positionals;
@@ -97,14 +101,15 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     throw new UsageError('no command given (see locktable --help)');
   }
   if (word === 'help') {
-    if (rest[0] !== undefined && !isCommand(rest[0])) throw new UsageError(`unknown command '${rest[0]}' (see locktable --help)`);
+    if (rest[0] !== undefined && !isCommand(rest[0])) throw unknownCommand(rest[0]);
     return rest[0] === undefined ? { name: 'help' } : { name: 'help', topic: rest[0] as CommandName };
   }
-  if (!isCommand(word)) throw new UsageError(`unknown command '${word}' (see locktable --help)`);
+  if (!isCommand(word)) throw unknownCommand(word);
   const spec = COMMANDS[word];
   for (const t of tokens) {
     if (t.kind === 'option' && !(spec.options as string[]).includes(t.name)) {
-      throw new UsageError(`${word} takes no option --${t.name} (see locktable ${word} --help)`);
+      const guess = closest(t.name, spec.options);
+      throw new UsageError(`${word} takes no option --${t.name}${guess ? `: did you mean --${guess}?` : ''} (see locktable ${word} --help)`);
     }
   }
   if (values.help) return { name: 'help', topic: word };
@@ -149,6 +154,14 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     case 'doctor':
       return { name: 'doctor', conn, json };
   }
+}
+
+/** Linux's largest possible pid (PID_MAX_LIMIT, 2^22); releaseByOwner() accepts the same range (one constant, in owner.ts). */
+export { MAX_PID };
+
+function unknownCommand(word: string): UsageError {
+  const guess = closest(word, [...Object.keys(COMMANDS), 'help']);
+  return new UsageError(`unknown command '${word}'${guess ? `: did you mean ${guess}?` : ''} (see locktable --help)`);
 }
 
 function isCommand(word: string): word is CommandName {
