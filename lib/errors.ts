@@ -11,7 +11,8 @@ export type LockErrorCode =
   | 'EABORTED'
   | 'ECONTENDED'
   | 'EDATABASE'
-  | 'ECLOSED';
+  | 'ECLOSED'
+  | 'EDEADLK';
 
 /** Who holds a lock that was in the way. Times are database time. */
 export interface Holder {
@@ -203,6 +204,18 @@ export class DatabaseError extends LockError {
   constructor(message: string, cause: unknown, options: { outcomeUnknown?: boolean } = {}) {
     super('EDATABASE', message, { cause });
     this.outcomeUnknown = options.outcomeUnknown ?? false;
+  }
+}
+
+/** wait() from inside using() work on a name its own lease holds: it would wait for itself. `holders` are those leases. */
+export class DeadlockError extends LockError {
+  readonly holders: Holder[];
+  constructor(holders: Holder[]) {
+    super(
+      'EDEADLK',
+      `would wait for itself: the using() work this wait() runs in holds ${holders.map(describeHolder).join('; ')}; a name cannot be held twice: do not wait for it inside that work`,
+    );
+    this.holders = holders;
   }
 }
 

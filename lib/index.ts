@@ -1,6 +1,6 @@
 // The public surface of locktable, and nothing else.
 export { createLockTable, LockTable } from './locktable.js';
-export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, WaiterInfo } from './locktable.js';
+export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, KeepAlive, KeepAliveOptions, WaiterInfo } from './locktable.js';
 export { LockChannels } from './events.js';
 export type {
   LockEventKind,
@@ -33,6 +33,7 @@ export {
   ContendedError,
   DatabaseError,
   ClosedError,
+  DeadlockError,
 } from './errors.js';
 export type { Holder, LockErrorCode, NotHeldReason, Waiting } from './errors.js';
 export type { Owner } from './owner.js';

@@ -42,6 +42,12 @@ const schema = z
      * only to compare: every operation then reads, decides here, and writes.
      */
     fastPath: z.boolean().default(true),
+    /**
+     * Lease length for acquisitions that give none, ms (database time). For
+     * workers whose death cannot be judged from where others run (another
+     * host or pid namespace): using() renews it while the work runs.
+     */
+    ttlMs: z.number().int().min(1).max(365 * 24 * 3_600_000).optional(),
     retry: z
       .object({
         baseMs: msSchema(10_000).default(2),
@@ -167,6 +173,7 @@ const TABLE_FIELDS: Record<string, Field> = {
   poolSize: { whole: 'connections', min: 1, max: 64 },
   maxInFlight: { whole: 'statements', min: 1, max: 64 },
   fastPath: { text: 'true or false' },
+  ttlMs: ms(1, 365 * 24 * 3_600_000, 'a year'),
   retry: { text: 'an object { baseMs?, capMs?, deadlineMs? }' },
   'retry.baseMs': ms(0, 10_000),
   'retry.capMs': ms(0, 60_000),

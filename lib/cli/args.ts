@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidOptionError } from '../errors.js';
 import { assertName } from '../names.js';
+import { MAX_PID } from '../owner.js';
 import { closest } from '../suggest.js';
 
 /** Exit codes of the CLI. Documented in --help and the README; scripts rely on them. */
@@ -143,7 +144,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         if (!values.task) throw new UsageError('release-owner: --task needs a task id');
         return { name: 'release-owner', conn, match: { taskId: values.task }, json };
       }
-      const pid = integer('--pid', values.pid!, 1, MAX_PID);
+      const pid = integer('--pid', values.pid!, 1, MAX_PID); // the API's bound: Linux's largest pid
       return { name: 'release-owner', conn, match: values.host === undefined ? { pid } : { pid, host: values.host }, json };
     }
     case 'reap':
@@ -155,8 +156,8 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   }
 }
 
-/** Linux's largest possible pid (PID_MAX_LIMIT, 2^22); releaseByOwner() accepts the same range. */
-export const MAX_PID = 4_194_304;
+/** Linux's largest possible pid (PID_MAX_LIMIT, 2^22); releaseByOwner() accepts the same range (one constant, in owner.ts). */
+export { MAX_PID };
 
 function unknownCommand(word: string): UsageError {
   const guess = closest(word, [...Object.keys(COMMANDS), 'help']);

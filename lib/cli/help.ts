@@ -44,7 +44,9 @@ ENOTHELD, reason 'forced'. A name nobody holds is not an error.
 a task exits. It does not check that the owner is dead.
 
   --task <id>      the task id the owner recorded (createLockTable({ owner: { taskId } }))
-  --pid <pid>      a process id; on this host unless --host is given
+  --pid <pid>      a process id (1-4194304): the locks of that process and of the
+                   processes it started (through sudo, runuser or a shell, up
+                   to 4 levels down); on this host unless --host is given
   --host <host>    the host of --pid
   --json           print the released locks as JSON`,
   },

@@ -68,6 +68,9 @@ describe('CLI arguments (pure)', () => {
     assert.match(usage(['release-owner', '--task', '1', '--host', 'h']), /--host goes with --pid/);
     assert.match(usage(['release-owner', '--pid', '0']), /--pid '0': give a whole number from 1/);
     assert.match(usage(['release-owner', '--pid', '12abc']), /--pid '12abc'/);
+    // The API's bounds: Linux's largest pid is 4194304.
+    assert.match(usage(['release-owner', '--pid', '4194305']), /--pid '4194305': give a whole number from 1 to 4194304/);
+    assert.deepEqual((parseCommandLine(['release-owner', '--pid', '4194304'], env) as { match?: unknown }).match, { pid: 4194304 });
     assert.match(usage(['watch', '--interval', '10']), /--interval '10': give a whole number from 100/);
     assert.match(usage(['list'], {}), /no database: set MYSQL_URL or pass --url/);
     assert.match(usage(['list', '--url', 'postgres://x@h/db']), /scheme 'postgres:'/);
