@@ -3,7 +3,8 @@ import { COMMANDS, DEFAULT_INTERVAL_MS, EXIT, type CommandName } from './args.js
 
 const CONNECTION = `Connection:
   --url <uri>      mysql://user:password@host:port/database (default: $MYSQL_URL)
-  --space <id>     the lock space, i.e. the row of the locks table (default: platform)`;
+  --space <id>     the lock space, i.e. the row of the lock table (default: platform)
+  --table <name>   the lock table (default: locks)`;
 
 const EXIT_CODES = `Exit codes:
   ${EXIT.OK}  done
