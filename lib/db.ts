@@ -106,8 +106,11 @@ export function openDb(input: unknown, poolSize = 4): Db {
   if (isFn(o.query) && isFn(o.escape) && !isFn(o.execute) && (isFn(o.getConnection) || isFn(o.beginTransaction))) {
     return { pool: mysqljsConn(input as CallbackQueryable) };
   }
-  if (isFn(o.getConnection) && isFn(o.of) && !isFn(o.query)) {
-    throw new InvalidOptionError("db: this is a PoolCluster; pass one of its namespaces, cluster.of('*') (mysql2/promise), or an object with query(sql, values) (docs/shared-database.md)");
+  // A PoolCluster (either package, either API): mysql2/promise's has a query() that cannot work.
+  if (isFn(o.getConnection) && isFn(o.of) && isFn(o.add)) {
+    throw new InvalidOptionError(
+      "db: this is a PoolCluster; pass one of its namespaces: cluster.of('*') of mysql2/promise's createPoolCluster as it is, or a callback cluster's namespace wrapped as a Queryable (docs/shared-database.md)",
+    );
   }
   if (isFn(o.query)) return { pool: contractConn(input as Queryable) };
   throw new InvalidOptionError(`db: ${ACCEPTED}`);
