@@ -101,6 +101,8 @@ export interface TableState {
   applied: string[];
   /** Files begun and not finished (a crash in the middle). */
   started: string[];
+  /** The lock table exists but this user cannot see its columns (no privilege on it). */
+  hidden?: boolean;
 }
 
 /** The columns of `table` in the current database; empty when it does not exist (or this user may not see it). */
@@ -131,6 +133,15 @@ export async function inspectTable(db: Conn, table: string): Promise<TableState>
     else if (rest.endsWith('#started') && FILE.test(rest.slice(0, -'#started'.length))) state.started.push(rest.slice(0, -'#started'.length));
   }
   state.applied.sort();
+  if (!columns.length && state.applied.length) {
+    // information_schema shows only tables the user has a privilege on: ask the table itself whether it exists.
+    try {
+      await db.query(`SELECT 1 FROM ${quoteTable(table)} WHERE FALSE`);
+      state.hidden = true;
+    } catch (err) {
+      if ((err as { errno?: number }).errno !== 1146) state.hidden = true;
+    }
+  }
   return state;
 }
 
@@ -166,6 +177,7 @@ export function judgeOwnership(state: TableState, first: string, database = 'thi
   }
   const created = state.applied.includes(first);
   const begun = state.started.includes(first);
+  if (state.hidden) return { kind: 'ours' };
   if (!state.columns.length) {
     if (!created) return { kind: 'missing' };
     const where = `name LIKE '${recordPrefix(state.table).replace(/_/g, '\\_')}%'${state.table === DEFAULT_TABLE ? " AND name NOT LIKE '%/%'" : ''}`;

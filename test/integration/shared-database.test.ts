@@ -144,6 +144,17 @@ describe('a database with its own locks table', () => {
     }
   });
 
+  it('says how to start over when its own table was dropped but is still recorded', async () => {
+    db = await createTestDb('dropped');
+    await db.pool.query('DROP TABLE locks');
+    const err = await migrate(db.pool).then(() => assert.fail('migrated'), (e: unknown) => e as Error);
+    assert.equal(codeOf(err), 'ENOTMIGRATED');
+    const del = /\(DELETE FROM locktable_migrations WHERE (.*?)\), then migrate/.exec(err.message);
+    assert.ok(del, err.message);
+    await db.pool.query(`DELETE FROM locktable_migrations WHERE ${del[1]}`);
+    assert.deepEqual((await migrate(db.pool)).applied, listMigrations(defaultMigrationsDir()));
+  });
+
   it('refuses a locktable_migrations that is not its record', async () => {
     db = await createTestDb('foreign_record', { migrate: false });
     await db.pool.query('CREATE TABLE locktable_migrations (id INT PRIMARY KEY, version VARCHAR(20))');
@@ -285,6 +296,120 @@ describe('the migration lock', () => {
       assert.deepEqual((await migrate(db.pool, { lockTimeoutSec: 5 })).applied, listMigrations(defaultMigrationsDir()));
     } finally {
       await db.drop();
+    }
+  });
+});
+
+// The privilege table of docs/shared-database.md, with users that have exactly
+// what it lists. Users get random names and are dropped afterwards.
+describe('least privilege (docs/shared-database.md)', () => {
+  const RUNTIME = (db: string, t: string) => [`SELECT, INSERT, UPDATE ON \`${db}\`.\`${t}\``];
+  const STARTUP = (db: string) => [`SELECT ON \`${db}\`.locktable_migrations`];
+  const MIGRATOR_TABLE = ['CREATE', 'ALTER', 'SELECT', 'INSERT', 'UPDATE'];
+  const MIGRATOR_RECORD = ['CREATE', 'SELECT', 'INSERT', 'UPDATE', 'DELETE'];
+  const MIGRATOR = (db: string, t: string, drop?: string) => [
+    `${MIGRATOR_TABLE.filter((p) => `${t}:${p}` !== drop).join(', ')} ON \`${db}\`.\`${t}\``,
+    `${MIGRATOR_RECORD.filter((p) => `record:${p}` !== drop).join(', ')} ON \`${db}\`.locktable_migrations`,
+  ];
+  let admin: mysql.Connection;
+  const users: string[] = [];
+  before(async function () {
+    admin = await mysql.createConnection({ uri: serverUrl() });
+    try {
+      await admin.query("CREATE USER 'lt_probe_x'@'%'");
+      await admin.query("DROP USER 'lt_probe_x'@'%'");
+    } catch {
+      await admin.end();
+      this.skip(); // the test server's user cannot create users
+    }
+  });
+  after(async () => {
+    for (const u of users) await admin.query(`DROP USER IF EXISTS '${u}'@'%'`);
+    await admin.end();
+  });
+
+  /** A user with exactly `grants`; the URI to connect as it. */
+  async function userWith(db: TestDb, grants: string[]): Promise<string> {
+    const name = `lt_u_${Math.random().toString(16).slice(2, 10)}`;
+    users.push(name);
+    await admin.query(`CREATE USER '${name}'@'%' IDENTIFIED BY 'pw'`);
+    for (const g of grants.filter((g) => !/^ ON/.test(g))) await admin.query(`GRANT ${g} TO '${name}'@'%'`);
+    const url = new URL(db.url);
+    url.username = name;
+    url.password = 'pw';
+    return url.toString();
+  }
+
+  it('migrate() with nothing pending needs only SELECT on locktable_migrations (the start-up call of a runtime user)', async () => {
+    const db = await createTestDb('priv_startup');
+    try {
+      const onlyRecord = await userWith(db, STARTUP(db.name));
+      assert.deepEqual((await migrate(onlyRecord)).applied, []);
+      const runtime = await userWith(db, [...RUNTIME(db.name, 'locks'), ...STARTUP(db.name)]);
+      assert.deepEqual((await migrate(runtime)).applied, []);
+      const locks = createLockTable({ db: runtime, space: 'fresh_space' }); // INSERT: a space's row is created on first use
+      try {
+        const lease = await locks.acquire('box_update');
+        await locks.release(lease);
+        assert.deepEqual(await locks.list(), []);
+      } finally {
+        await locks.close();
+      }
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('the runtime needs SELECT, INSERT and UPDATE on its table, and each of them', async () => {
+    const db = await createTestDb('priv_runtime');
+    try {
+      for (const missing of ['SELECT', 'INSERT', 'UPDATE']) {
+        const url = await userWith(db, [`${['SELECT', 'INSERT', 'UPDATE'].filter((p) => p !== missing).join(', ')} ON \`${db.name}\`.\`locks\``]);
+        const locks = createLockTable({ db: url, space: `s_${missing}`, retry: { deadlineMs: 200 } });
+        try {
+          await assert.rejects(
+            (async () => {
+              const lease = await locks.acquire('box_update');
+              await locks.release(lease);
+            })(),
+            (e: unknown) => codeOf(e) === 'EDATABASE' && new RegExp(`${missing} command denied`).test((e as Error).message),
+            missing,
+          );
+        } finally {
+          await locks.close();
+        }
+      }
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('applying the migrations needs exactly the privileges listed, on a table of any name', async () => {
+    for (const t of ['locks', 'app_locks']) {
+      const db = await createTestDb('priv_migrator', { migrate: false });
+      try {
+        const url = await userWith(db, MIGRATOR(db.name, t));
+        assert.deepEqual((await migrate(url, { table: t })).all, listMigrations(defaultMigrationsDir()));
+      } finally {
+        await db.drop();
+      }
+    }
+    const all = [...MIGRATOR_TABLE.map((p) => `t:${p}`), ...MIGRATOR_RECORD.map((p) => `record:${p}`)];
+    for (const drop of all) {
+      const db = await createTestDb('priv_less', { migrate: false });
+      try {
+        let url: string;
+        try {
+          url = await userWith(db, MIGRATOR(db.name, 't', drop));
+        } catch (err) {
+          // A table-level grant on a table that does not exist yet is refused unless it includes CREATE.
+          assert.ok(drop.endsWith(':CREATE') && (err as { errno?: number }).errno === 1146, `${drop}: ${(err as Error).message}`);
+          continue;
+        }
+        await assert.rejects(migrate(url, { table: 't' }), (e: unknown) => /denied/.test((e as Error).message), `without ${drop}`);
+      } finally {
+        await db.drop();
+      }
     }
   });
 });
