@@ -54,6 +54,7 @@ const NOT_APPLIED_ERRNOS = new Set([
 const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN']); // connecting: nothing was sent
 
 const NO_SUCH_TABLE = 1146;
+const BAD_FIELD = 1054;
 
 export function isTransient(err: unknown): boolean {
   if (err instanceof LockError) return false;
@@ -94,7 +95,9 @@ export function toLockError(err: unknown, what: string): LockError {
   const e = err as DriverError & { message?: string };
   if (e?.errno === NO_SUCH_TABLE) return new NotMigratedError(`${what}: the locks table does not exist`, err);
   const code = e?.code ?? (e?.errno !== undefined ? `errno ${e.errno}` : 'unknown');
-  return new DatabaseError(`${what} failed: ${e?.message ?? String(err)} (${code})`, err);
+  // A lock table without a column locktable uses: another program's table of the same name, or one not migrated.
+  const hint = e?.errno === BAD_FIELD ? '; the lock table lacks a column locktable uses: it belongs to another program, or migrations are pending (`locktable doctor` tells which)' : '';
+  return new DatabaseError(`${what} failed: ${e?.message ?? String(err)} (${code})${hint}`, err);
 }
 
 /**

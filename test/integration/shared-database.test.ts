@@ -66,6 +66,9 @@ describe('a database with its own locks table', () => {
     await assert.rejects(migrate(db.pool), (e: unknown) => codeOf(e) === 'EFOREIGN' && /columns name varchar, holder int/.test((e as Error).message));
     assert.deepEqual(await columnsOf(db.pool, 'locks'), ['name', 'holder']);
     assert.deepEqual(await tables(db.pool), ['locks']);
+    const locks = createLockTable({ db: db.pool, retry: { deadlineMs: 200 } });
+    await assert.rejects(locks.list(), (e: unknown) => codeOf(e) === 'EDATABASE' && /lacks a column locktable uses: it belongs to another program, or migrations are pending/.test((e as Error).message));
+    await locks.close();
   });
 
   it("doctor says whose table it is, suggests no GRANT and no repair(), for both kinds of host table", async () => {
