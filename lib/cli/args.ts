@@ -72,7 +72,7 @@ export const COMMANDS: Record<CommandName, { options: OptionName[]; positionals:
     summary: 'release every lock of one task (--task) or process (--pid)',
   },
   reap: { options: [...COMMON, 'dry-run', 'json'], positionals: [], summary: 'release every lock whose owner is provably dead' },
-  migrate: { options: [...COMMON], positionals: [], summary: 'create or upgrade the locks table' },
+  migrate: { options: [...COMMON], positionals: [], summary: 'create or upgrade the lock table' },
   doctor: { options: [...COMMON, 'json'], positionals: [], summary: 'check the server, privileges, schema, document and clock; say what to fix' },
   demo: { options: ['url', 'help'], positionals: [], summary: 'a platform server with task workers, a crash and its cleanup' },
 };

@@ -59,8 +59,9 @@ without an expired lease). Run it on the host where the tasks run.
   },
   migrate: {
     usage: 'locktable migrate',
-    text: `Creates or upgrades the locks table (migrations recorded in
-locktable_migrations). Idempotent; safe from several processes at once.`,
+    text: `Creates or upgrades the lock table (locks, or --table; migrations recorded
+in locktable_migrations). Idempotent; safe from several processes at once.
+Refuses, changing nothing, a table of that name that locktable did not create.`,
   },
   doctor: {
     usage: 'locktable doctor [--json]',
