@@ -15,6 +15,7 @@ export type {
 export type { LockMetrics, LockCounters, DurationSummary } from './metrics.js';
 export { migrate } from './migrate.js';
 export type { MigrateOptions, MigrateResult } from './migrate.js';
+export type { Queryable } from './db.js';
 export { LockTypes, defineLockTypes, MAX_NAME_LENGTH } from './names.js';
 export type { LockCatalogue, LockNameOf, PlatformLockName } from './names.js';
 export {
@@ -26,6 +27,7 @@ export {
   CorruptDocumentError,
   FormatError,
   NotMigratedError,
+  ForeignTableError,
   TimeoutError,
   AbortError,
   ContendedError,
