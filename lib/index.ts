@@ -17,6 +17,7 @@ export type {
 export type { LockMetrics, LockCounters, DurationSummary } from './metrics.js';
 export { migrate } from './migrate.js';
 export type { MigrateOptions, MigrateResult } from './migrate.js';
+export type { Queryable } from './db.js';
 export { LockTypes, defineLockTypes, MAX_NAME_LENGTH } from './names.js';
 export type { LockCatalogue, LockNameOf, PlatformLockName } from './names.js';
 export {
@@ -28,6 +29,7 @@ export {
   CorruptDocumentError,
   FormatError,
   NotMigratedError,
+  ForeignTableError,
   TimeoutError,
   AbortError,
   ContendedError,

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
-import { openDb, type Db } from './db.js';
+import { openDb, quoteTable, type Db } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -150,8 +150,10 @@ const working = new AsyncLocalStorage<ReadonlySet<string>>();
 const CHECK_MS = 5_000;
 
 export interface LockTableOptions<C = typeof LockTypes> {
-  /** A mysql2 pool (promise or callback) or a mysql:// URI. A pool stays yours; a URI's pool is closed by close(). */
+  /** A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close(). */
   db: unknown;
+  /** The lock table: 1-64 characters of A-Z a-z 0-9 _. Default 'locks'. migrate() must have been run for it. */
+  table?: string;
   /** The row that holds this table's locks. Default 'platform'. */
   space?: string;
   /** Recorded with every lock this table takes. */
@@ -216,6 +218,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
   readonly #db: Db;
+  /** The lock table's name, validated and quoted for SQL. */
+  readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   readonly #strictCatalogue: object | undefined;
@@ -250,6 +254,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
+    this.#table = quoteTable(this.#options.table);
     this.#db = openDb(this.#options.db, this.#options.poolSize);
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
@@ -734,7 +739,7 @@ export class LockTable<N extends string = PlatformLockName> {
     if (snap.raw !== expectedRaw) {
       throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
     }
-    if (!(await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(emptyDocument())))) {
+    if (!(await writeIfVersion(this.#db.pool, this.#table, this.space, snap.version, serializeDocument(emptyDocument())))) {
       throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
     }
     return { replaced: snap.raw };
@@ -759,11 +764,11 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#wroteOwnerRecord) {
       // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
       const key = ownerKey(this.#batch.owner);
-      await dropOwnerRecord(this.#db.pool, this.space, ownerPath(key), key).catch((err: Error) =>
+      await dropOwnerRecord(this.#db.pool, this.#table, this.space, ownerPath(key), key).catch((err: Error) =>
         log.release('could not drop the owner record: %s', err.message),
       );
     }
-    if (this.#db.owned) await this.#db.pool.end();
+    if (this.#db.end) await this.#db.end();
   }
 
   // ---------------------------------------------------------------------------
@@ -909,7 +914,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#assertOpen();
     let version: number | undefined;
     try {
-      version = await fastWrite(this.#db.pool, this.space, fast.plan);
+      version = await fastWrite(this.#db.pool, this.#table, this.space, fast.plan);
     } catch (err) {
       if (!isTransient(err)) throw toLockError(err, operationOf(members));
       log.retry('one-statement write failed: %s', (err as Error).message);
@@ -940,7 +945,7 @@ export class LockTable<N extends string = PlatformLockName> {
       this.#assertOpen();
       let failure: unknown;
       try {
-        const snap = await readSpaceLocked(this.#db.pool, this.space);
+        const snap = await readSpaceLocked(this.#db.pool, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
         await sleep(closesAt - snap.now + 1);
@@ -1007,7 +1012,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const next = step(doc, snap);
         if (!next.write) return next.result;
         try {
-          if (await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(next.write))) return next.result;
+          if (await writeIfVersion(this.#db.pool, this.#table, this.space, snap.version, serializeDocument(next.write))) return next.result;
           failure = undefined; // lost the race
         } catch (err) {
           if (isAmbiguous(err)) {
@@ -1034,13 +1039,13 @@ export class LockTable<N extends string = PlatformLockName> {
   async #read(): Promise<Snapshot> {
     this.#assertOpen();
     let snap = await this.#clock.track(() =>
-      readSpace(this.#db.pool, this.space).catch((err) => {
+      readSpace(this.#db.pool, this.#table, this.space).catch((err) => {
         throw isTransient(err) ? err : toLockError(err, 'read');
       }),
     );
     if (!snap) {
-      await createSpace(this.#db.pool, this.space, serializeDocument(emptyDocument()));
-      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.space));
+      await createSpace(this.#db.pool, this.#table, this.space, serializeDocument(emptyDocument()));
+      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.#table, this.space));
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
     return snap;
@@ -1094,7 +1099,7 @@ export class LockTable<N extends string = PlatformLockName> {
         try {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
-          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.space, since, holds)));
+          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.#table, this.space, since, holds)));
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;

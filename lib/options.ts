@@ -14,6 +14,7 @@ const DEFAULT_IN_FLIGHT = 2;
 const schema = z
   .object({
     db: z.unknown(),
+    table: z.string().default('locks'),
     space: z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a space is 1-128 characters of A-Z a-z 0-9 _ . -')

@@ -5,7 +5,7 @@ import { helpText } from '../../lib/cli/help.js';
 import { DatabaseError, NotMigratedError } from '../../lib/errors.js';
 
 const env = { MYSQL_URL: 'mysql://u:secret@db:3306/box' };
-const conn = { url: env.MYSQL_URL, space: 'platform' };
+const conn = { url: env.MYSQL_URL, space: 'platform', table: 'locks' };
 const usage = (argv: string[], e: Record<string, string | undefined> = env) => {
   try {
     parseCommandLine(argv, e);
@@ -22,7 +22,7 @@ describe('CLI arguments (pure)', () => {
   it('parses every command with its options', () => {
     assert.deepEqual(parseCommandLine(['list'], env), { name: 'list', conn, json: false });
     assert.deepEqual(parseCommandLine(['list', '--json', '--space', 'other'], env), { name: 'list', conn: { ...conn, space: 'other' }, json: true });
-    assert.deepEqual(parseCommandLine(['--url', 'mysql://x@h/db', 'list'], {}), { name: 'list', conn: { url: 'mysql://x@h/db', space: 'platform' }, json: false });
+    assert.deepEqual(parseCommandLine(['--url', 'mysql://x@h/db', 'list'], {}), { name: 'list', conn: { url: 'mysql://x@h/db', space: 'platform', table: 'locks' }, json: false });
     assert.deepEqual(parseCommandLine(['watch'], env), { name: 'watch', conn, intervalMs: 1000 });
     assert.deepEqual(parseCommandLine(['watch', '--interval', '250'], env), { name: 'watch', conn, intervalMs: 250 });
     assert.deepEqual(parseCommandLine(['release', 'box_update'], env), { name: 'release', conn, lock: 'box_update', force: false });
@@ -42,7 +42,7 @@ describe('CLI arguments (pure)', () => {
   });
 
   it('--url wins over MYSQL_URL', () => {
-    assert.deepEqual(parseCommandLine(['list', '--url', 'mysql://other@h/x'], env), { name: 'list', conn: { url: 'mysql://other@h/x', space: 'platform' }, json: false });
+    assert.deepEqual(parseCommandLine(['list', '--url', 'mysql://other@h/x'], env), { name: 'list', conn: { url: 'mysql://other@h/x', space: 'platform', table: 'locks' }, json: false });
   });
 
   it('answers help and version', () => {

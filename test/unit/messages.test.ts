@@ -113,7 +113,7 @@ const TABLE: Row[] = [
     'releaseAll without UPDATE privilege',
     () => { throw toLockError({ errno: 1142, code: 'ER_TABLEACCESS_DENIED_ERROR', message: "UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`" }, 'wiped'); },
     'EDATABASE',
-    "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the locks table (CREATE to migrate), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
+    "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the lock table (docs/shared-database.md lists what migrate() needs), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
   ],
   // What a user meets while using locks.
   [
