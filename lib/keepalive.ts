@@ -43,6 +43,8 @@ export class Keeper {
   #watchdog: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> | undefined;
   #stopped = false;
+  /** False once renewals stopped while the expiry is still watched (stopRenewing()). */
+  #renewing = true;
   #lost: NotHeldError | undefined;
 
   constructor(deps: KeeperDeps, expiresAt: number | undefined) {
@@ -99,6 +101,23 @@ export class Keeper {
     this.#armWatchdog();
   }
 
+  /** Whether it was stopped (or the lease lost): it renews and watches nothing any more. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /**
+   * Stops renewing, waits for a renewal in flight, and goes on watching the
+   * expiry: the signal still aborts (reason expired) when the lease runs out,
+   * since work may still run under it (the table was closed under it).
+   */
+  async stopRenewing(): Promise<void> {
+    this.#renewing = false;
+    if (this.#tick) clearTimeout(this.#tick);
+    this.#tick = undefined;
+    await this.#inFlight;
+  }
+
   /** Stops renewing and waits for a renewal in flight. Idempotent. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -108,8 +127,10 @@ export class Keeper {
 
   #arm(delayMs: number): void {
     if (this.#stopped) return;
-    this.#tick = setTimeout(() => void this.#renew(), Math.max(0, delayMs));
-    this.#tick.unref();
+    if (this.#renewing) {
+      this.#tick = setTimeout(() => void this.#renew(), Math.max(0, delayMs));
+      this.#tick.unref();
+    }
     this.#armWatchdog();
   }
 
@@ -131,7 +152,7 @@ export class Keeper {
 
   async #renew(): Promise<void> {
     this.#tick = undefined;
-    if (this.#stopped) return;
+    if (this.#stopped || !this.#renewing) return;
     const started = this.#now();
     // A process stopped (SIGSTOP, a VM paused) past the expiry resumes here, or in the watchdog.
     if (this.#expiresAt !== undefined && started >= this.#expiresAt) return this.#expire();

@@ -401,9 +401,10 @@ export class LockTable<N extends string = PlatformLockName> {
    * `reaped`, `wiped`, `owner`, `taken` or `expired`) when the lease is lost,
    * and a `lost` event is published at that moment. A lease without expiry is
    * only checked, every 5 s by default. Calling it again for the same
-   * acquisition returns the same renewal. Timers do not keep the process alive.
-   * EINVALIDOPTION for a bad lease or option; ENOTHELD for a lease released
-   * or already lost.
+   * acquisition returns the same renewal while it runs (a new one after
+   * stop()). Timers do not keep the process alive. EINVALIDOPTION for a bad
+   * lease or option; ENOTHELD for a lease released or already lost; ECLOSED
+   * after close().
    *
    * @example
    * const lease = await locks.acquire(LockTypes.appBackup(appId), { ttlMs: 30_000 });
@@ -421,9 +422,11 @@ export class LockTable<N extends string = PlatformLockName> {
     if (periodMs !== undefined && (!Number.isInteger(periodMs) || periodMs < 1 || periodMs > 2_147_483_647)) {
       throw new InvalidOptionError('keepAlive: periodMs is a positive integer number of milliseconds');
     }
+    this.#assertOpen();
     if (held.released) throw new NotHeldError([...held.names], 'released');
     if (held.lost) throw held.lost;
-    if (held.keeper) return keepAliveOf(held.keeper);
+    // A renewal stopped with stop() is not one to hand out again: a new one starts.
+    if (held.keeper && !held.keeper.stopped) return keepAliveOf(held.keeper);
     const ttl = ttlMs ?? held.ttlMs;
     if (ttl === undefined && held.expiresAt !== undefined) {
       throw new InvalidOptionError('keepAlive: pass { ttlMs }: this lease expires, and was not acquired or extended by this table, so its length is not known here');
@@ -662,11 +665,18 @@ export class LockTable<N extends string = PlatformLockName> {
     return { replaced: snap.raw };
   }
 
-  /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
+  /**
+   * Closes the pool if this table opened it (from a URI); a pool you passed
+   * stays open. Pending waits fail with ECLOSED. Renewals stop and leases stay
+   * held; the signal of a lease still kept alive aborts (reason expired) when
+   * it runs out.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
-    // Renewals stop (their leases stay held until they expire or are released elsewhere).
-    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
+    // Renewals stop (their leases stay held until they expire or are released
+    // elsewhere); work may still run under them, so their signals still abort
+    // when they run out.
+    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stopRenewing()));
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
