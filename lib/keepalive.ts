@@ -33,6 +33,16 @@ export interface KeeperDeps {
 /** Shortest wait between a failed renewal and the next try, ms. */
 const RETRY_MIN_MS = 20;
 
+/**
+ * Longest delay a Node timer takes, ms: a longer one fires after 1 ms (with a
+ * TimeoutOverflowWarning). Leases may last up to a year, so longer waits are
+ * cut to this; a timer that fires early re-checks and waits again.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** A timer delay, in what setTimeout takes. */
+const delay = (ms: number) => Math.min(MAX_TIMER_MS, Math.max(0, ms));
+
 export class Keeper {
   readonly #deps: KeeperDeps;
   readonly #now: () => number;
@@ -128,7 +138,8 @@ export class Keeper {
   #arm(delayMs: number): void {
     if (this.#stopped) return;
     if (this.#renewing) {
-      this.#tick = setTimeout(() => void this.#renew(), Math.max(0, delayMs));
+      // A period cut to the timer's limit renews early, which is harmless.
+      this.#tick = setTimeout(() => void this.#renew(), delay(delayMs));
       this.#tick.unref();
     }
     this.#armWatchdog();
@@ -140,7 +151,7 @@ export class Keeper {
     if (this.#watchdog) clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
     if (this.#stopped || this.#expiresAt === undefined) return;
-    this.#watchdog = setTimeout(() => this.#expire(), Math.max(0, this.#expiresAt - this.#now()));
+    this.#watchdog = setTimeout(() => this.#expire(), delay(this.#expiresAt - this.#now()));
     this.#watchdog.unref();
   }
 
