@@ -15,7 +15,7 @@ import { NotHeldError } from './errors.js';
 
 export interface KeeperDeps {
   names: readonly string[];
-  /** Renewal period, ms. */
+  /** Renewal period, ms (renewed() may change it). */
   periodMs: number;
   /**
    * One renewal: resolves with the new expiry as a local monotonic time (ms,
@@ -53,6 +53,8 @@ export class Keeper {
   #watchdog: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> | undefined;
   #stopped = false;
+  /** Renewal period, ms. */
+  #periodMs: number;
   /** False once renewals stopped while the expiry is still watched (stopRenewing()). */
   #renewing = true;
   #lost: NotHeldError | undefined;
@@ -60,9 +62,10 @@ export class Keeper {
   constructor(deps: KeeperDeps, expiresAt: number | undefined) {
     this.#deps = deps;
     this.#now = deps.now ?? (() => performance.now());
+    this.#periodMs = deps.periodMs;
     this.#expiresAt = expiresAt;
     this.#checkOnRead(this.#controller.signal);
-    this.#arm(deps.periodMs);
+    this.#arm(this.#periodMs);
   }
 
   // A process stopped past its lease (SIGSTOP, a paused VM, a long GC) may
@@ -104,11 +107,21 @@ export class Keeper {
     this.#controller.abort(err);
   }
 
-  /** A renewal done elsewhere (an explicit extend()) moved the expiry. */
-  renewed(expiresAt: number | undefined): void {
+  /**
+   * A renewal done elsewhere (an explicit extend()) moved the expiry, and may
+   * have changed the lease's length: the next renewal comes one new period
+   * from now (a shorter lease would run out before the old period).
+   */
+  renewed(expiresAt: number | undefined, periodMs: number = this.#periodMs): void {
     if (this.#stopped) return;
     this.#expiresAt = expiresAt;
-    this.#armWatchdog();
+    this.#periodMs = periodMs;
+    // Not while a renewal is in flight: it arms the next one when it ends.
+    if (this.#tick) {
+      clearTimeout(this.#tick);
+      this.#tick = undefined;
+      this.#arm(periodMs);
+    } else this.#armWatchdog();
   }
 
   /** Whether it was stopped (or the lease lost): it renews and watches nothing any more. */
@@ -167,8 +180,8 @@ export class Keeper {
     const started = this.#now();
     // A process stopped (SIGSTOP, a VM paused) past the expiry resumes here, or in the watchdog.
     if (this.#expiresAt !== undefined && started >= this.#expiresAt) return this.#expire();
-    const left = this.#expiresAt === undefined ? this.#deps.periodMs : this.#expiresAt - started;
-    let next = this.#deps.periodMs;
+    const left = this.#expiresAt === undefined ? this.#periodMs : this.#expiresAt - started;
+    let next = this.#periodMs;
     const attempt = this.#deps.renew(Math.max(1, Math.floor(left))).then(
       (expiresAt) => {
         if (this.#stopped) return;
@@ -178,8 +191,8 @@ export class Keeper {
         if (this.#stopped) return;
         if (err instanceof NotHeldError) return this.lose(err);
         // Try again soon: a few tries fit before the expiry.
-        const remaining = this.#expiresAt === undefined ? this.#deps.periodMs : this.#expiresAt - this.#now();
-        next = Math.max(RETRY_MIN_MS, Math.min(this.#deps.periodMs, remaining / 4));
+        const remaining = this.#expiresAt === undefined ? this.#periodMs : this.#expiresAt - this.#now();
+        next = Math.max(RETRY_MIN_MS, Math.min(this.#periodMs, remaining / 4));
       },
     );
     this.#inFlight = attempt;

@@ -119,6 +119,8 @@ interface Held {
    */
   localExpiresAt: number | undefined;
   released: boolean;
+  /** The renewal period keepAlive() was given, ms; undefined: a third of ttlMs. */
+  periodMs?: number | undefined;
   /** Why it was lost, once a renewal, an extend or the expiry said so. */
   lost?: NotHeldError;
   keeper?: Keeper;
@@ -435,10 +437,11 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
     }
     held.ttlMs = ttl;
+    held.periodMs = periodMs;
     held.keeper = new Keeper(
       {
         names: held.names,
-        periodMs: periodMs ?? (ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3))),
+        periodMs: periodOf(held),
         // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
         renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
         onLost: (err) => {
@@ -479,7 +482,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // A lease the work was told it lost stays lost, even where the database would still renew it.
     if (held.lost) throw held.lost;
     const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
-    held.keeper?.renewed(held.localExpiresAt);
+    held.keeper?.renewed(held.localExpiresAt, periodOf(held));
     const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
     const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
     return this.#issue(renewed, held);
@@ -1191,6 +1194,13 @@ function isPid(value: unknown): value is number {
 export function ownedByTree(o: StoredOwner, pid: number, startTime: number | undefined): boolean {
   const same = (p: number, s: number) => p === pid && (startTime === undefined || s === 0 || s === startTime);
   return same(o.p, o.s) || (o.a?.some(([p, s]) => same(p, s)) ?? false);
+}
+
+/** How often a kept lease is renewed: the period keepAlive() was given while shorter than the lease, else a third of it (checks every 5 s without expiry). */
+function periodOf(held: Held): number {
+  const ttl = held.ttlMs;
+  if (held.periodMs !== undefined && (ttl === undefined || held.periodMs < ttl)) return held.periodMs;
+  return ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3));
 }
 
 function notHeld(missing: T.ReleaseOutcome['missing']): NotHeldError {

@@ -286,6 +286,17 @@ describe('long tasks', () => {
       await other.release(taken!);
     });
 
+    it('extend() to a shorter ttlMs while kept alive renews at a third of the new length', async () => {
+      const lease = await locks.acquire('app_task_shorter', { ttlMs: 60_000 });
+      const kept = locks.keepAlive(lease);
+      const short = (await locks.extend(lease, 900)).expiresAt!.getTime();
+      await until('a renewal past the shorter expiry', async () => (await dbNow()) > short + 600 && (await entry('app_task_shorter'))!.e! > short);
+      assert.equal(kept.signal.aborted, false, String(kept.signal.reason));
+      const e = (await entry('app_task_shorter'))!.e!;
+      assert.ok(e - (await dbNow()) <= 900, 'renewals set the new length');
+      await locks.release(lease);
+    });
+
     it('renewals and extend() never resurrect a lease another owner has taken', async () => {
       const lease = await locks.acquire('app_task_resurrect', { ttlMs: 10_000 });
       const kept = locks.keepAlive(lease, { ttlMs: 10_000, periodMs: 200 });
