@@ -9,8 +9,8 @@ export interface Queryable {
   execute?(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]>;
 }
 
-/** A mysql2 promise pool, a mysql2 callback pool, or a connection URI. */
-export type DbInput = mysql.Pool | CallbackPool | string;
+/** A mysql2 promise pool, a mysql2 callback pool, or a connection URI; for a cluster, a list of URIs or a mysql2 PoolCluster (lib/cluster.ts). */
+export type DbInput = mysql.Pool | CallbackPool | string | string[] | mysql.PoolCluster;
 
 export interface Db {
   pool: mysql.Pool;
@@ -24,23 +24,7 @@ export interface Db {
  */
 export function openDb(input: unknown, poolSize = 4): Db {
   if (typeof input === 'string') {
-    let url: URL;
-    try {
-      url = new URL(input);
-    } catch {
-      throw new InvalidOptionError(`db: '${redact(input)}' is not a URI; pass mysql://user:password@host:port/database or a mysql2 pool`);
-    }
-    if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
-      throw new InvalidOptionError(`db: URI scheme '${url.protocol}' is not supported; use mysql://user:password@host:port/database`);
-    }
-    if (!url.hostname) throw new InvalidOptionError('db: the URI names no host; pass mysql://user:password@host:port/database');
-    if (url.pathname.length <= 1) throw new InvalidOptionError('db: the URI names no database; add /<database> to its path');
-    url.protocol = 'mysql:';
-    // trace: false — mysql2 otherwise captures a stack trace for every
-    // statement (about a tenth of the client's CPU per lock operation); our
-    // errors carry their own context and keep the driver's error as `cause`.
-    const pool = mysql.createPool({ uri: url.toString(), connectionLimit: poolSize, enableKeepAlive: true, trace: false });
-    guardPool(pool);
+    const pool = createOwnedPool(parseUri(input), poolSize);
     return { pool, owned: true };
   }
   if (input && typeof input === 'object') {
@@ -54,6 +38,39 @@ export function openDb(input: unknown, poolSize = 4): Db {
     }
   }
   throw new InvalidOptionError('db: pass a mysql2 pool (mysql2 or mysql2/promise createPool) or a mysql:// URI');
+}
+
+/** Checks a mysql:// URI and returns it parsed; InvalidOptionError saying what is wrong otherwise. */
+export function parseUri(input: string): URL {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new InvalidOptionError(`db: '${redact(input)}' is not a URI; pass mysql://user:password@host:port/database or a mysql2 pool`);
+  }
+  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
+    throw new InvalidOptionError(`db: URI scheme '${url.protocol}' is not supported; use mysql://user:password@host:port/database`);
+  }
+  if (!url.hostname) throw new InvalidOptionError('db: the URI names no host; pass mysql://user:password@host:port/database');
+  if (url.pathname.length <= 1) throw new InvalidOptionError('db: the URI names no database; add /<database> to its path');
+  url.protocol = 'mysql:';
+  return url;
+}
+
+/** A pool of our own on `url`. `connectTimeoutMs`: how long opening a connection may take (a node list bounds it). */
+export function createOwnedPool(url: URL, poolSize: number, connectTimeoutMs?: number): mysql.Pool {
+  // trace: false — mysql2 otherwise captures a stack trace for every
+  // statement (about a tenth of the client's CPU per lock operation); our
+  // errors carry their own context and keep the driver's error as `cause`.
+  const pool = mysql.createPool({
+    uri: url.toString(),
+    connectionLimit: poolSize,
+    enableKeepAlive: true,
+    trace: false,
+    ...(connectTimeoutMs === undefined ? {} : { connectTimeout: connectTimeoutMs }),
+  });
+  guardPool(pool);
+  return pool;
 }
 
 export function redact(uri: string): string {

@@ -24,6 +24,7 @@ const MARIADBD = '/usr/sbin/mariadbd';
 const INSTALL_DB = ['/usr/bin/mariadb-install-db', '/usr/bin/mysql_install_db'].find((p) => existsSync(p));
 const PROVIDER = '/usr/lib/galera/libgalera_smm.so';
 const STATE_FILE = 'cluster.json';
+const FAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
 export interface NodePorts {
   /** SQL. */
@@ -85,7 +86,7 @@ export class GaleraCluster {
     const why = galeraAvailable();
     if (why) throw new Error(`cannot start a Galera cluster: ${why}`);
     const size = options.size ?? 3;
-    const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), 'locktable-galera-'));
+    const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), 'galera-cluster-'));
     mkdirSync(dir, { recursive: true });
     const nodes: NodePorts[] = [];
     const taken = new Set<number>();
@@ -173,8 +174,10 @@ export class GaleraCluster {
    * Starts a stopped or killed node: recovers its position from InnoDB, then
    * rejoins with it (IST where possible). Resolves when it is Synced. When no
    * node is running, the most advanced one bootstraps the cluster again.
+   * `env.FAKETIME` (e.g. '-2'): the node's clock runs that many seconds off,
+   * through libfaketime (the libfaketime package).
    */
-  async start(node: number): Promise<void> {
+  async start(node: number, env?: Record<string, string>): Promise<void> {
     const i = this.#index(node);
     if (this.running(node)) return;
     const position = this.#recover(i);
@@ -184,7 +187,7 @@ export class GaleraCluster {
       this.#markSafeToBootstrap(i);
       extra.push('--wsrep-new-cluster');
     }
-    await this.#spawn(i, extra);
+    await this.#spawn(i, extra, env);
   }
 
   async restart(node: number, how: 'kill' | 'stop' = 'kill'): Promise<void> {
@@ -342,10 +345,15 @@ wsrep_provider_options="${provider}"
     writeFileSync(this.#cnf(i), cnf);
   }
 
-  async #spawn(i: number, extra: string[]): Promise<void> {
+  async #spawn(i: number, extra: string[], env?: Record<string, string>): Promise<void> {
     const dir = this.#nodeDir(i);
     chownR(dir);
-    const child = spawn(MARIADBD, [`--defaults-file=${this.#cnf(i)}`, ...extra], { stdio: 'ignore', detached: true });
+    let childEnv = process.env;
+    if (env?.FAKETIME !== undefined) {
+      if (!existsSync(FAKETIME)) throw new Error(`FAKETIME needs libfaketime (${FAKETIME}): apt-get install -y libfaketime`);
+      childEnv = { ...process.env, ...env, LD_PRELOAD: FAKETIME, FAKETIME_DONT_RESET: '1' };
+    }
+    const child = spawn(MARIADBD, [`--defaults-file=${this.#cnf(i)}`, ...extra], { stdio: 'ignore', detached: true, env: childEnv });
     child.unref();
     let exited: string | undefined;
     child.once('exit', (code, signal) => (exited = `${code ?? signal}`));
