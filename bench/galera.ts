@@ -3,14 +3,16 @@
 // Throughput of locktable over a 3-node Galera cluster against a standalone
 // server, in one run on this machine: a private standalone MariaDB and a
 // private cluster (test/helpers/galera.ts), both from the installed packages,
-// both with durable commits. Each scenario runs `callers` in-process callers,
-// each looping acquire → release on a name of its own, for the same time:
+// both with durable commits. Each scenario runs 3 lock tables in one process
+// (as 3 processes would, each with its own pool and statements in flight) and
+// 6 callers over them, each looping acquire → release on a name of its own,
+// for the same time:
 //
-//   standalone     one server
-//   one-writer     the cluster through one node list (every statement on node 1)
+//   standalone     the 3 tables on one server
+//   one-writer     the 3 tables with the same node list (every statement on node 1)
 //   node-failure   as one-writer, with node 1 killed a third of the way in and
 //                  restarted (it rejoins by IST); the longest cycle is the outage
-//   three-writers  one table per node (lists rotated): writes through every
+//   three-writers  each table's list starts at another node: writes through every
 //                  node, all on one row — what one writer per space avoids
 //
 // Prints cycles/s, each scenario's ratio to standalone and the longest cycle,
@@ -24,7 +26,7 @@ import { startPrivateServer } from '../test/helpers/private-server.js';
 
 const QUICK = process.argv.includes('--quick');
 const RUN_MS = QUICK ? 4_000 : 12_000;
-const CALLERS = 4;
+const CALLERS = 6;
 const DB = 'bench';
 
 interface Row {
@@ -85,10 +87,10 @@ async function main(): Promise<void> {
       }
     };
     const list = (first: number) => [0, 1, 2].map((k) => cluster.url(((first - 1 + k) % 3) + 1, DB));
-    await run('standalone', [server.url(DB)]);
-    await run('one-writer', [list(1)]);
+    await run('standalone', [server.url(DB), server.url(DB), server.url(DB)]);
+    await run('one-writer', [list(1), list(1), list(1)]);
     let restarted: Promise<void> | undefined;
-    await run('node-failure', [list(1)], async (elapsed) => {
+    await run('node-failure', [list(1), list(1), list(1)], async (elapsed) => {
       while (elapsed() < RUN_MS / 3) await new Promise((r) => setTimeout(r, 20));
       await cluster.kill(1);
       // Back in the background: the run's window does not wait for it.

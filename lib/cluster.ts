@@ -14,7 +14,7 @@ import type mysql from 'mysql2/promise';
 import type { Queryable } from './db.js';
 import { createOwnedPool, parseUri } from './db.js';
 import { InvalidOptionError } from './errors.js';
-import { isFailover, isTransient } from './faults.js';
+import { isFailover, isTransient, notSent } from './faults.js';
 
 const log = createDebug('locktable:cluster');
 
@@ -114,10 +114,9 @@ export class NodeList {
   async #run<T>(statement: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
     const at = this.#current;
     if (at !== 0) this.#probe();
+    this.#learn(at);
     try {
-      const result = await bounded(this.nodes[at]!.pool, this.statementTimeoutMs, statement);
-      this.#learn(at);
-      return result;
+      return await bounded(this.nodes[at]!.pool, this.statementTimeoutMs, statement);
     } catch (err) {
       if (isFailover(err)) this.#moveFrom(at, err);
       throw err;
@@ -164,16 +163,24 @@ async function bounded<T>(pool: mysql.Pool, timeoutMs: number, statement: (conn:
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       timedOut = true;
-      conn?.destroy();
-      reject(Object.assign(new Error(`the statement did not complete within ${timeoutMs} ms`), { code: 'PROTOCOL_SEQUENCE_TIMEOUT', fatal: true }));
+      const err = Object.assign(new Error(`the statement did not complete within ${timeoutMs} ms`), { code: 'PROTOCOL_SEQUENCE_TIMEOUT', fatal: true });
+      // Still waiting for a connection: the statement was never sent.
+      if (conn) conn.destroy();
+      else notSent(err);
+      reject(err);
     }, timeoutMs);
   });
   try {
-    const connecting = pool.getConnection().then((c) => {
-      // Opened after we gave up: back to the pool, unused.
-      if (timedOut) c.release();
-      return c;
-    });
+    const connecting = pool.getConnection().then(
+      (c) => {
+        // Opened after we gave up: back to the pool, unused.
+        if (timedOut) c.release();
+        return c;
+      },
+      (err: unknown) => {
+        throw notSent(err);
+      },
+    );
     conn = await Promise.race([connecting, expired]);
     const result = await Promise.race([statement(conn), expired]);
     conn.release();

@@ -60,6 +60,15 @@ const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN']); // connecting:
 
 const NO_SUCH_TABLE = 1146;
 
+/** Set on an error that came before the statement was sent (no connection could be had): nothing ran. */
+export const NOT_SENT = Symbol('locktable.notSent');
+
+/** Marks `err` (a driver error, or any object) as raised before the statement was sent. */
+export function notSent<E>(err: E): E {
+  if (err && typeof err === 'object') Object.defineProperty(err, NOT_SENT, { value: true });
+  return err;
+}
+
 // Errors after which the node itself is suspect: the connection, the node's
 // membership of the primary component, or a statement that hung past its bound.
 const FAILOVER_ERRNOS = new Set([
@@ -118,6 +127,7 @@ export function isTransient(err: unknown): boolean {
 export function isAmbiguous(err: unknown): boolean {
   if (!isTransient(err)) return false;
   const e = err as DriverError;
+  if ((err as { [NOT_SENT]?: boolean })[NOT_SENT]) return false;
   if (e.errno !== undefined && NOT_APPLIED_ERRNOS.has(e.errno)) return false;
   if (e.code && NOT_APPLIED_CODES.has(e.code)) return false;
   // mysql2's connect timeout: the connection never opened.

@@ -113,6 +113,28 @@ describe('a 3-node Galera cluster', function () {
     }
   });
 
+  it('a mysql2 PoolCluster: its nodes in the order added, moving on from one that drops connections; it stays the host\'s', async () => {
+    const proxy: Proxy = await startProxy({ port: cluster.ports(1).port });
+    const pc = mysql.createPoolCluster({ defaultSelector: 'ORDER' });
+    try {
+      proxy.setDown(true); // accepts, then closes at once: the first node is gone
+      pc.add('a', { uri: proxy.url(database), connectionLimit: 2 });
+      pc.add('b', { uri: cluster.url(2, database), connectionLimit: 2 });
+      pc.add('c', { uri: cluster.url(3, database), connectionLimit: 2 });
+      const t = open(pc);
+      const lease = await t.acquire(name());
+      await t.release(lease);
+      assert.deepEqual(proxy.statements, []);
+      await t.close();
+      // close() left the host's cluster open.
+      const [rows] = await pc.of('b').query('SELECT 1 AS one');
+      assert.equal((rows as Array<{ one: number }>)[0]!.one, 1);
+    } finally {
+      await pc.end();
+      await proxy.close();
+    }
+  });
+
   it('writes through two nodes at once: certification conflicts (1213) retry the one-statement write, none fails', async () => {
     const a = open(cluster.url(1, database));
     const b = open(cluster.url(2, database));
