@@ -34,7 +34,7 @@ import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
-import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
+import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
@@ -93,6 +93,12 @@ export interface LockTableOptions<C = typeof LockTypes> {
   owner?: { taskId?: string };
   /** The catalogue names are typed and typed from. Default LockTypes. */
   types?: C;
+  /**
+   * Refuse names outside the catalogue at run time: acquire, tryAcquire, wait
+   * and using fail with EINVALIDNAME naming the builder to use. For callers the
+   * compiler does not check (JavaScript, names from configuration). Default false.
+   */
+  strictNames?: boolean;
   /** Pool size when `db` is a URI. Default 4. */
   poolSize?: number;
   /** Lock statements in flight at most; acquires and releases queued behind them go as one statement. Default 2 (at most poolSize for a URI). */
@@ -129,6 +135,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Where statements go: one pool, or a node list (lib/cluster.ts); causal on Galera. */
   readonly #db: { pool: Queryable; owned: boolean; end(): Promise<void>; nodes?: NodeList };
   readonly #typeOf: (name: string) => string | undefined;
+  /** The catalogue, when strictNames refuses names outside it. */
+  readonly #strictCatalogue: object | undefined;
   readonly #released = new WeakSet<Lease>();
   /** Leases this table made (frozen): release() and extend() need not re-check them. */
   readonly #issued = new WeakSet<Lease>();
@@ -165,6 +173,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
     const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
     this.#typeOf = (name) => types.typeOf(name);
+    this.#strictCatalogue = this.#options.strictNames ? types : undefined;
     this.#batch = { owner: toStoredOwner(this.owner) };
     this.#gate = new Gate<Member, Outcome>({
       limit: this.#options.maxInFlight,
@@ -479,7 +488,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // The catalogue is the host's code: what it returns is checked here, before
     // any SQL, since a type the document schema refuses would make the row
     // unreadable (ECORRUPT) for every process once written.
-    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n))]));
+    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n), this.#strictCatalogue)]));
     const typeOf = (n: string) => types.get(n)!;
     const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
       const e = entries[names[0]!]!;
@@ -596,7 +605,7 @@ export class LockTable<N extends string = PlatformLockName> {
       try {
         version = await fastWrite(this.#db.pool, this.space, fast.plan);
       } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, 'write');
+        if (!isTransient(err)) throw toLockError(err, operationOf(members));
         log.retry('one-statement write failed: %s', (err as Error).message);
         // It may have applied: settle it before anything else.
         if (isAmbiguous(err)) return this.#settleFast(members, fast, sentTo);
@@ -605,7 +614,7 @@ export class LockTable<N extends string = PlatformLockName> {
         // next node if this one failed. Dropping to compare-and-swap instead
         // would compete on a version that a busy row moves on every write.
         if (Date.now() >= deadline) return refused();
-        this.#event('retried', { space: this.space, op: 'write', attempt: attempt + 1, reason: String((err as { code?: unknown }).code ?? (err as Error).message) });
+        this.#event('retried', { space: this.space, op: operationOf(members), attempt: attempt + 1, reason: String((err as { code?: unknown }).code ?? (err as Error).message) });
         await sleep(backoff(attempt, baseMs, capMs));
         continue;
       }
@@ -664,10 +673,10 @@ export class LockTable<N extends string = PlatformLockName> {
           continue;
         }
       } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, 'write');
+        if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
       }
-      if (Date.now() >= deadline) throw toUnresolvedError(failure ?? new Error('the node it was sent to is still in the cluster'), 'write');
+      if (Date.now() >= deadline) throw toUnresolvedError(failure ?? new Error('the node it was sent to is still in the cluster'), operationOf(members));
       await sleep(backoff(attempt, baseMs, capMs) + (failure ? 0 : 50));
     }
   }
@@ -899,18 +908,26 @@ export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<
   return new LockTable(options as LockTableOptions<unknown>);
 }
 
-function checkedType(name: string, typeOf: () => unknown): string {
+function checkedType(name: string, typeOf: () => unknown, strictCatalogue: object | undefined): string {
   let t: unknown;
   try {
     t = typeOf();
   } catch (err) {
     throw Object.assign(new InvalidOptionError(`types.typeOf('${name}') threw: ${(err as Error)?.message ?? String(err)}`), { cause: err });
   }
-  if (t === undefined) return name;
+  if (t === undefined) {
+    if (strictCatalogue) throw notInCatalogue(name, strictCatalogue);
+    return name;
+  }
   if (typeof t !== 'string' || t.length === 0 || t.length > MAX_NAME_LENGTH) {
     throw new InvalidOptionError(`types.typeOf('${name}') returned ${typeof t === 'string' ? `a string of ${t.length} characters` : typeof t}: a type is a string of 1-${MAX_NAME_LENGTH} characters`);
   }
   return t;
+}
+
+/** What a one-statement write was doing, for its errors: the operations its members called. */
+function operationOf(members: readonly Member[]): string {
+  return [...new Set(members.map((m) => m.kind))].join(' and ');
 }
 
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */
