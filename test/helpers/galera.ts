@@ -299,6 +299,8 @@ export class GaleraCluster {
   #writeConfig(i: number): void {
     const dir = this.#nodeDir(i);
     mkdirSync(path.join(dir, 'data'), { recursive: true });
+    // Its own temporary directory: the machine's /tmp is shared, and may be swept.
+    mkdirSync(path.join(dir, 'tmp'), { recursive: true });
     const me = this.#state.nodes[i]!;
     const members = this.#state.nodes.map((n) => `127.0.0.1:${n.gcomm}`).join(',');
     // Failure detection a little faster than the defaults (suspect after 5 s),
@@ -319,6 +321,7 @@ export class GaleraCluster {
 user=mysql
 datadir=${path.join(dir, 'data')}
 socket=${path.join(dir, 'sock')}
+tmpdir=${path.join(dir, 'tmp')}
 pid-file=${path.join(dir, 'mariadbd.pid')}
 log-error=${path.join(dir, 'error.log')}
 port=${me.port}
