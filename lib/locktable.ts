@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
 import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
-import { openDb, type Queryable } from './db.js';
+import { openDb } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -133,7 +133,7 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
   /** Where statements go: one pool, or a node list (lib/cluster.ts); causal on Galera. */
-  readonly #db: { pool: Queryable; owned: boolean; end(): Promise<void>; nodes?: NodeList };
+  readonly #db: { pool: Causal; owned: boolean; end(): Promise<void>; nodes?: NodeList };
   readonly #typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   readonly #strictCatalogue: object | undefined;
@@ -596,6 +596,8 @@ export class LockTable<N extends string = PlatformLockName> {
     const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
     const { baseMs, capMs, deadlineMs } = this.#options.retry;
     const deadline = Date.now() + deadlineMs;
+    // On Galera: whether this attempt waits for its node to apply what the cluster committed.
+    let causalWrite = false;
     for (let attempt = 0; ; attempt++) {
       const fast = planFast(members, this.#batch, this.#clock.now());
       if (!fast) return refused();
@@ -603,7 +605,7 @@ export class LockTable<N extends string = PlatformLockName> {
       const sentTo = this.#db.nodes?.current;
       let version: number | undefined;
       try {
-        version = await fastWrite(this.#db.pool, this.space, fast.plan);
+        version = await fastWrite(causalWrite ? this.#db.pool.withCausalWrites() : this.#db.pool, this.space, fast.plan);
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         log.retry('one-statement write failed: %s', (err as Error).message);
@@ -619,6 +621,11 @@ export class LockTable<N extends string = PlatformLockName> {
         continue;
       }
       if (version === undefined) {
+        // Refused on a Galera node's state, which may lag: once more on the cluster's.
+        if (!causalWrite && (await this.#db.pool.galera())) {
+          causalWrite = true;
+          continue;
+        }
         log.retry('one-statement write refused (%d members): deciding from a read', members.length);
         return refused();
       }

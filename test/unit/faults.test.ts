@@ -87,10 +87,13 @@ describe('faults (pure)', () => {
     for (const e of stay) assert.equal(isFailover(e instanceof Error ? e : driver(e)), false, JSON.stringify(e));
   });
 
-  it('makes reads, conditional writes and inserts causal on Galera, by statement', () => {
+  it('makes reads (and, when asked, conditional writes and inserts) causal on Galera, by statement', () => {
     assert.equal(causalSql('SELECT 1'), 'SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1');
     assert.equal(causalSql('UPDATE locks SET v = 1'), 'SET STATEMENT wsrep_sync_wait=2 FOR UPDATE locks SET v = 1');
     assert.equal(causalSql('INSERT IGNORE INTO locks VALUES (1)'), 'SET STATEMENT wsrep_sync_wait=4 FOR INSERT IGNORE INTO locks VALUES (1)');
     assert.equal(causalSql('CREATE TABLE t (a INT)'), 'CREATE TABLE t (a INT)');
+    // Reads only: writes are certified, and a refused one is sent again causally.
+    assert.equal(causalSql('UPDATE locks SET v = 1', false), 'UPDATE locks SET v = 1');
+    assert.equal(causalSql('SELECT 1', false), 'SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1');
   });
 });
