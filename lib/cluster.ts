@@ -11,12 +11,14 @@
 // component again, so that all of them converge on the same writer.
 import createDebug from 'debug';
 import type mysql from 'mysql2/promise';
-import type { Queryable } from './db.js';
-import { createOwnedPool, parseUri } from './db.js';
+import { createOwnedPool, parseUri, type Conn } from './db.js';
 import { InvalidOptionError } from './errors.js';
 import { isFailover, isTransient, notSent } from './faults.js';
 
 const log = createDebug('locktable:cluster');
+
+/** What locktable's code relies on, whatever a host's PoolCluster configured (as lib/db.ts pins for a pool). */
+const PINNED = { rowsAsArray: false, nestTables: false, namedPlaceholders: false } as const;
 
 /** How often a table that failed over checks whether an earlier node is back. */
 const PROBE_EVERY_MS = 1_000;
@@ -54,11 +56,11 @@ export class NodeList {
   }
 
   query(sql: string, values?: unknown[]): Promise<[unknown, unknown]> {
-    return this.#run((conn) => conn.query(sql, values) as Promise<[unknown, unknown]>);
+    return this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
   }
 
   execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    return this.#run((conn) => conn.execute(sql, values) as Promise<[unknown, unknown]>);
+    return this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
   }
 
   /** A statement on one given node (0-based), without failing over: settling a write sent to it. */
@@ -222,13 +224,13 @@ async function ready(pool: mysql.Pool, timeout: number): Promise<boolean> {
  * about a third of the throughput of the one writer node, measured). Elsewhere
  * statements go unchanged.
  */
-export class Causal implements Queryable {
-  readonly #inner: Queryable;
+export class Causal implements Conn {
+  readonly #inner: Conn;
   readonly #writes: boolean;
   readonly #parent: Causal | undefined;
   #wsrep: Promise<boolean> | undefined;
 
-  constructor(inner: Queryable, writes = false, parent?: Causal) {
+  constructor(inner: Conn, writes = false, parent?: Causal) {
     this.#inner = inner;
     this.#writes = writes;
     this.#parent = parent;
@@ -239,7 +241,7 @@ export class Causal implements Queryable {
     return new Causal(this.#inner, true, this);
   }
 
-  async query(sql: string, values?: unknown[]): Promise<[unknown, unknown]> {
+  async query(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
     return this.#inner.query((await this.galera()) ? causalSql(sql, this.#writes) : sql, values);
   }
 
