@@ -136,14 +136,20 @@ describe('any pool a host already has', () => {
     }
   });
 
-  it('works with a namespace of a mysql2 PoolCluster, and refuses a cluster itself saying what to pass', async () => {
+  it('works with a namespace of a mysql2 PoolCluster; migrate() refuses a cluster itself saying what to pass, a lock table takes its nodes in order (docs/galera.md)', async () => {
     const cluster = mysql2p.createPoolCluster();
     cluster.add('primary', { uri: db.url, connectionLimit: 3 } as mysql2p.PoolOptions);
     const callbackCluster = mysql2.createPoolCluster();
     callbackCluster.add('primary', { uri: db.url, connectionLimit: 3 } as mysql2.PoolOptions);
     try {
+      const onNodes = table();
+      await migrate(cluster.of('*'), { table: onNodes });
       for (const c of [cluster, callbackCluster]) {
-        assert.throws(() => createLockTable({ db: c }), (e: unknown) => codeOf(e) === 'EINVALIDOPTION' && /PoolCluster; pass one of its namespaces/.test((e as Error).message));
+        await assert.rejects(migrate(c), (e: unknown) => codeOf(e) === 'EINVALIDOPTION' && /PoolCluster; pass one of its namespaces/.test((e as Error).message));
+        // A lock table routes to the cluster's nodes in the order added, failing over (docs/galera.md); the cluster stays the host's.
+        const t = createLockTable({ db: c, table: onNodes });
+        await t.release(await t.acquire('box_update'));
+        await t.close();
       }
       await exercise(cluster.of('*'), table());
       // A callback cluster's namespace, through the Queryable recipe.
