@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
 import { PREPARED_MAX_ENTRIES } from '../../lib/store.js';
-import { createTestDb, rawRow, type TestDb } from '../helpers/db.js';
+import { createTestDb, rawRow, storedText, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
 const FAST = /^UPDATE locks SET version = LAST_INSERT_ID/;
@@ -131,7 +131,7 @@ describe('one-statement paths and combining', () => {
     const ftap = new Tap(fresh.pool);
     const t = createLockTable({ db: ftap.db });
     try {
-      assert.equal((await rawRow(fresh.pool))!.raw, '{"v":2,"o":{},"l":{}}');
+      assert.equal((await rawRow(fresh.pool))!.raw, await storedText(fresh.pool, '{"v":2,"o":{},"l":{}}'));
       const [rows] = await fresh.pool.query(`SELECT dataCrc = CRC32(dataJson) AS ok FROM locks WHERE id = 'platform'`);
       assert.equal((rows as Array<{ ok: number }>)[0]!.ok, 1);
       await t.release(await t.acquire('box_update'));

@@ -1,7 +1,7 @@
 // Pins the MySQL/MariaDB and mysql2 behaviour locktable relies on, so that a
 // server or driver that behaves otherwise fails here first.
 import assert from 'node:assert/strict';
-import { createTestDb, until, type TestDb } from '../helpers/db.js';
+import { createTestDb, isMariaDb, until, type TestDb } from '../helpers/db.js';
 
 // mysql2 parses a JSON-typed result on its own (see DESIGN: do not JSON.parse blindly).
 const asJson = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
@@ -15,10 +15,13 @@ describe('server and driver facts', () => {
     await db.drop();
   });
 
-  it('CAST(dataJson AS CHAR) gives the exact stored text as a string', async () => {
-    await db.pool.query(`INSERT INTO locks (id, version, dataJson) VALUES ('facts', 0, '{"v":1,"l":{}}')`);
+  it('CAST(dataJson AS CHAR) gives the stored text as a string: MariaDB the exact text written, Oracle MySQL its canonical text', async () => {
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson) VALUES ('facts', 0, '{"v":1,"l":{},"v":1}')`);
     const [rows] = await db.pool.query(`SELECT CAST(dataJson AS CHAR) AS raw FROM locks WHERE id = 'facts'`);
-    assert.equal((rows as Array<{ raw: unknown }>)[0]?.raw, '{"v":1,"l":{}}');
+    const raw = (rows as Array<{ raw: unknown }>)[0]?.raw;
+    if (await isMariaDb(db.pool)) assert.equal(raw, '{"v":1,"l":{},"v":1}', 'MariaDB: byte for byte, duplicate key and all');
+    else assert.equal(raw, '{"l": {}, "v": 1}', 'Oracle MySQL: keys sorted, its own spacing, a duplicate key collapsed');
+    await db.pool.query(`UPDATE locks SET dataJson = '{"v":1,"l":{}}' WHERE id = 'facts'`);
   });
 
   it('the compare-and-swap UPDATE reports affectedRows 0 when the version moved', async () => {
@@ -35,9 +38,10 @@ describe('server and driver facts', () => {
     assert.ok(Math.abs((now as number) - Date.now()) < 60_000);
   });
 
-  it('a name with a quote makes the JSON path invalid: NULL, not an error (so names are validated first)', async () => {
-    const [rows] = await db.pool.query(`SELECT JSON_EXTRACT('{"a":1}', '$."a"b"') AS x`);
-    assert.equal((rows as Array<{ x: unknown }>)[0]?.x, null);
+  it('a name with a quote makes the JSON path invalid: MariaDB NULL, Oracle MySQL error 3143 (so names are validated first)', async () => {
+    const extract = db.pool.query(`SELECT JSON_EXTRACT('{"a":1}', '$."a"b"') AS x`);
+    if (await isMariaDb(db.pool)) assert.equal(((await extract)[0] as Array<{ x: unknown }>)[0]?.x, null);
+    else await assert.rejects(extract, { errno: 3143 }); // ER_INVALID_JSON_PATH
   });
 
   // The one-statement acquire and release (lib/store.ts fastWrite) rest on the facts below.
@@ -67,7 +71,9 @@ describe('server and driver facts', () => {
     assert.equal((res as { insertId: number }).insertId, 11);
     const [rows] = await db.pool.query(`SELECT CAST(dataJson AS CHAR) AS raw, JSON_TYPE(JSON_EXTRACT(dataJson, '$.l."a".f')) AS type FROM locks WHERE id = 'prep'`);
     const row = (rows as Array<{ raw: string; type: string }>)[0]!;
-    assert.equal(row.type, 'INTEGER', 'mysql2 sends a JS number as a DOUBLE; the server keeps an integral one an integer');
+    // mysql2 sends a JS number as a DOUBLE; the server keeps an integral one an integer
+    // (MariaDB calls it INTEGER, Oracle MySQL UNSIGNED INTEGER: both come back as JS integers).
+    assert.equal(row.type, (await isMariaDb(db.pool)) ? 'INTEGER' : 'UNSIGNED INTEGER');
     assert.match(row.raw, /"f": ?11[,}]/);
     // What would break it: a fraction stays one.
     const [frac] = await db.pool.execute(`SELECT JSON_TYPE(JSON_EXTRACT(JSON_SET('{}', '$.f', 10 + ?), '$.f')) AS type`, [0.5]);
