@@ -122,6 +122,14 @@ prepare() {
     cat "$dir/ready"
     return
   fi
+  # One fetch at a time per server (test processes may ask at once).
+  mkdir -p "$BASE"
+  exec 9>"$BASE/.$SERVER.lock"
+  flock 9
+  if [ -f "$dir/ready" ]; then
+    cat "$dir/ready"
+    return
+  fi
   command -v dpkg-deb >/dev/null || die "$SERVER: dpkg-deb is not available to unpack packages"
   rm -rf "$dir.tmp"
   mkdir -p "$dir.tmp/debs" "$dir.tmp/root"
@@ -151,7 +159,8 @@ prepare() {
   fi
   local deb
   for deb in "$dir.tmp/debs"/*.deb; do
-    dpkg-deb -x "$deb" "$dir.tmp/root" || die "$SERVER: could not unpack $(basename "$deb")"
+    local out
+    out="$(dpkg-deb -x "$deb" "$dir.tmp/root" 2>&1)" || die "$SERVER: could not unpack $(basename "$deb"): $(echo "$out" | head -n1 | sed 's/^dpkg-deb: //')"
   done
   [ -n "$(loader_in "$dir.tmp/root")" ] || die "$SERVER: the packages hold no dynamic loader (libc6 missing from them)"
   [ -x "$dir.tmp/root/usr/sbin/$bin" ] || die "$SERVER: the packages hold no usr/sbin/$bin"
@@ -326,7 +335,7 @@ server_start() {
   nohup "$0" serve "$SERVER" "$dir" "$port" >/dev/null 2>&1 &
   local pid=$! i
   for i in $(seq 1 600); do
-    if node -e "require('mysql2/promise').createConnection({uri:'mysql://root@127.0.0.1:$port/mysql',connectTimeout:1000}).then(c=>c.query('CREATE DATABASE IF NOT EXISTS test').then(()=>c.end()),()=>process.exit(1))" 2>/dev/null; then
+    if (cd "$HERE/.." && node -e "require('mysql2/promise').createConnection({uri:'mysql://root@127.0.0.1:$port/mysql',connectTimeout:1000}).then(c=>c.query('CREATE DATABASE IF NOT EXISTS test').then(()=>c.end()),()=>process.exit(1))" 2>/dev/null); then
       echo "MYSQL_URL=mysql://root@127.0.0.1:$port/test PID=$pid DIR=$dir"
       return 0
     fi

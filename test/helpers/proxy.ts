@@ -140,6 +140,16 @@ export function renderExecute(sql: string, params: number, packet: Buffer, query
   return format(sql, decoded.values.slice(0, params) as Parameters<typeof format>[1]);
 }
 
+/** The capability flags of a server's greeting (HandshakeV10): the low two bytes after the first auth data, the high two after charset and status. */
+export function greetingCapabilities(packet: Buffer): number {
+  let at = 4 + 1; // header, protocol version
+  at = packet.indexOf(0, at) + 1; // server version, NUL-terminated
+  at += 4 + 8 + 1; // thread id, auth data part 1, filler
+  const low = packet.readUInt16LE(at);
+  const high = packet.length >= at + 7 ? packet.readUInt16LE(at + 5) : 0; // after charset (1) and status (2)
+  return (low | (high << 16)) >>> 0;
+}
+
 /** The statement text of a COM_QUERY packet; with query attributes, after the attribute block. */
 export function queryText(packet: Buffer, queryAttributes = false): string {
   let at = 5;
@@ -196,6 +206,7 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     const prepared = new Map<number, { sql: string; params: number }>();
     let preparing: string | undefined;
     upstream.on('data', (chunk: Buffer) => {
+      if (serverCapabilities === undefined) serverCapabilities = greetingCapabilities(chunk);
       if (preparing !== undefined) {
         // COM_STMT_PREPARE_OK: status 0, statement id, columns, parameters. (An error reply starts with 0xff.)
         if (chunk.length >= 16 && chunk[4] === 0) prepared.set(chunk.readUInt32LE(5), { sql: preparing, params: chunk.readUInt16LE(11) });
@@ -214,7 +225,10 @@ export async function startProxy(target: { host?: string; port: number }): Promi
       }
     });
 
-    // The client's capabilities, from its handshake response (its first packet).
+    // Query attributes are on when both ends say so: the server in its greeting
+    // (MariaDB uses that bit for nothing and leaves it clear), the client in
+    // its handshake response (its first packet).
+    let serverCapabilities: number | undefined;
     let handshake = true;
     let queryAttributes = false;
     let buffered = Buffer.alloc(0);
@@ -234,7 +248,7 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     async function forward(packet: Buffer): Promise<void> {
       if (handshake) {
         handshake = false;
-        queryAttributes = packet.length >= 8 && (packet.readUInt32LE(4) & CLIENT_QUERY_ATTRIBUTES) !== 0;
+        queryAttributes = packet.length >= 8 && (packet.readUInt32LE(4) & (serverCapabilities ?? 0) & CLIENT_QUERY_ATTRIBUTES) !== 0;
       }
       const command = packet[3] === 0 ? packet[4] : undefined; // sequence 0: the start of a command
       if (command === COM_STMT_PREPARE) preparing = packet.subarray(5).toString('utf8');
