@@ -166,6 +166,7 @@ prepare() {
   [ -x "$dir.tmp/root/usr/sbin/$bin" ] || die "$SERVER: the packages hold no usr/sbin/$bin"
   rm -rf "$dir"
   mv "$dir.tmp" "$dir"
+  [ -n "${suite:-}" ] && rm -rf "$BASE/apt/$suite/state/lists" "$BASE/apt/$suite/cache" # only needed to fetch
   rm -rf "$dir/debs/partial"
   root="$(root_of "$SERVER")"
   local said
