@@ -7,8 +7,10 @@
 // locktable or anybody else), so the guard reads it instead of recomputing
 // CRC32 over the old text. Each variant is a cycle of two UPDATEs (put an
 // entry, remove it) on a row of its own, as the one-statement acquire and
-// release are; the variants take turns in blocks, so drifting load falls on all
-// of them alike. Also the bare cost of CRC32(dataJson) in a SELECT.
+// release are; the variants take turns in blocks of 10 cycles, each block one
+// transaction (so that the commit's fsync, the same for all, does not drown
+// the difference), and drifting load falls on all of them alike. Also the bare
+// cost of CRC32(dataJson) in a SELECT.
 // MYSQL_URL / LOCKTABLE_SERVER choose the server as for npm run bench.
 import mysql from 'mysql2/promise';
 import { createDatabase, useServer } from './contenders.js';
@@ -70,6 +72,8 @@ async function main(): Promise<void> {
     try {
       for (let done = 0; done < CYCLES; done += BLOCK) {
         for (const v of VARIANTS) {
+          // One transaction per block: the commit's fsync, the same for every variant, would drown the difference.
+          await conn.query('BEGIN');
           for (let i = 0; i < BLOCK; i++) {
             const t0 = process.hrtime.bigint();
             const [a] = await conn.execute(v.put, ['$.l."app_task_mine"', entry, v.id]);
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
             if ((a as { affectedRows: number }).affectedRows !== 1 || (b as { affectedRows: number }).affectedRows !== 1) throw new Error(`${v.id}: a guarded write missed`);
             times.get(v.id)!.push(Number(process.hrtime.bigint() - t0) / 1e6);
           }
+          await conn.query('COMMIT');
         }
       }
       const select = async (sql: string) => {

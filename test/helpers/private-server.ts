@@ -115,7 +115,7 @@ export async function startPrivateServer(options: { databases?: string[]; extraA
           await conn.end().catch(() => {});
           return;
         }
-        if (Date.now() - started > 30_000) throw new Error(`${kind} did not answer within 30 s: ${tail(path.join(dir, 'error.log'))}`);
+        if (Date.now() - started > 60_000) throw new Error(`${kind} did not answer within 60 s: ${tail(path.join(dir, 'error.log'))}`);
         await new Promise((r) => setTimeout(r, 25));
       }
     },

@@ -175,9 +175,9 @@ describe('the locktable CLI (real binary, real server)', () => {
     const fresh = await createTestDb('cli_migrate', { migrate: false });
     try {
       const first = await cli(['migrate', '--url', fresh.url]);
-      assert.deepEqual([first.code, first.stdout], [0, 'applied 001-create-locks.sql, 002-data-checksum.sql\n'], first.stderr);
+      assert.deepEqual([first.code, first.stdout], [0, 'applied 001-create-locks.sql, 002-data-checksum.sql, 003-checksum-now.sql\n'], first.stderr);
       const second = await cli(['migrate', '--url', fresh.url]);
-      assert.deepEqual([second.code, second.stdout], [0, 'nothing to apply; 2 recorded (001-create-locks.sql, 002-data-checksum.sql)\n']);
+      assert.deepEqual([second.code, second.stdout], [0, 'nothing to apply; 3 recorded (001-create-locks.sql, 002-data-checksum.sql, 003-checksum-now.sql)\n']);
     } finally {
       await fresh.drop();
     }

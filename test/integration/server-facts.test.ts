@@ -80,6 +80,23 @@ describe('server and driver facts', () => {
     assert.equal((frac as Array<{ type: string }>)[0]?.type, 'DOUBLE');
   });
 
+  it('dataCrcNow (STORED generated, migration 003) is CRC32 of the text after every write, by anyone, and cannot be set by hand', async () => {
+    const fresh = async () => {
+      const [rows] = await db.pool.query(`SELECT dataCrcNow = CRC32(dataJson) AS now, dataCrc = dataCrcNow AS guard FROM locks WHERE id = 'gen'`);
+      const row = (rows as Array<{ now: number; guard: number | null }>)[0]!;
+      return [Number(row.now), row.guard === null ? null : Number(row.guard)];
+    };
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('gen', 0, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
+    assert.deepEqual(await fresh(), [1, 1], 'locktable wrote last: the guard passes');
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, '$.x', 1) WHERE id = 'gen'`); // a tool
+    assert.deepEqual(await fresh(), [1, 0], 'changed outside locktable: the guard fails');
+    // Setting it by hand is refused (MySQL 3105; MariaDB 1906, an error in strict mode, else a warning and ignored).
+    await db.pool.query(`UPDATE locks SET dataCrcNow = dataCrc WHERE id = 'gen'`).catch((err: { errno?: number }) => assert.ok([3105, 1906].includes(err.errno!), String(err)));
+    assert.deepEqual(await fresh(), [1, 0], 'still the checksum of the text, still failing the guard');
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_REMOVE(dataJson, '$.x'), dataCrc = CRC32(dataJson) WHERE id = 'gen'`);
+    assert.deepEqual(await fresh(), [1, 1], 'a write that stores its checksum passes again');
+  });
+
   it('an INSERT value may refer to a column given earlier in the same row (the checksum of the stored text)', async () => {
     await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('ins', 0, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
     const [rows] = await db.pool.query(`SELECT dataCrc = CRC32(dataJson) AS fresh FROM locks WHERE id = 'ins'`);
