@@ -307,7 +307,8 @@ spare_port() {
 }
 
 # serve SERVER DIR PORT [ARGS...]: exec the server on 127.0.0.1:PORT with its data
-# in DIR/data (bootstrapped by init), socket, pid file and error log in DIR.
+# in DIR/data (bootstrapped by init), socket, pid file, error log and temporary
+# files in DIR (not /tmp, which others may clean).
 server_serve() {
   local dir="$1" port="$2"; shift 2
   local asroot=() extra=()
@@ -317,7 +318,7 @@ server_serve() {
     *) extra=(--innodb-log-file-size=8M) ;;
   esac
   server_exec --no-defaults "${asroot[@]}" --datadir="$dir/data" --socket="$dir/sock" \
-    --pid-file="$dir/pid" --log-error="$dir/error.log" --port="$port" --bind-address=127.0.0.1 \
+    --pid-file="$dir/pid" --log-error="$dir/error.log" --tmpdir="$dir" --port="$port" --bind-address=127.0.0.1 \
     --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=32M \
     --innodb-flush-log-at-trx-commit=1 --max-connections=500 "${extra[@]}" "$@"
 }
