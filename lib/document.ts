@@ -24,6 +24,8 @@ const storedOwner = z
     s: z.number().int().nonnegative(), // start time, clock ticks since boot
     u: z.string().max(255), // user
     t: z.string().max(255).optional(), // task id
+    // ancestors, nearest first: [pid, start time] (absent before it was recorded)
+    a: z.array(z.tuple([z.number().int().positive(), z.number().int().nonnegative()])).max(8).optional(),
   })
   .strict();
 
@@ -201,19 +203,24 @@ export function ownerKey(owner: StoredOwner): string {
 
 /** The owner's stored text, with its keys in a fixed order. */
 export function ownerText(owner: StoredOwner): string {
-  const { h, b, ns, p, s, u, t } = owner;
-  return JSON.stringify(t === undefined ? { h, b, ns, p, s, u } : { h, b, ns, p, s, u, t });
+  const { h, b, ns, p, s, u, t, a } = owner;
+  const ordered: StoredOwner = { h, b, ns, p, s, u };
+  if (t !== undefined) ordered.t = t;
+  if (a !== undefined) ordered.a = a;
+  return JSON.stringify(ordered);
 }
 
 export function toStoredOwner(o: Owner): StoredOwner {
   const s: StoredOwner = { h: o.host, b: o.bootId, ns: o.pidNs, p: o.pid, s: o.startTime, u: o.user };
   if (o.taskId !== undefined) s.t = o.taskId;
+  if (o.ancestors?.length) s.a = o.ancestors.map((x) => [x.pid, x.startTime]);
   return s;
 }
 
 export function fromStoredOwner(s: StoredOwner): Owner {
   const o: Owner = { host: s.h, bootId: s.b, pidNs: s.ns, pid: s.p, startTime: s.s, user: s.u };
   if (s.t !== undefined) o.taskId = s.t;
+  if (s.a !== undefined) o.ancestors = s.a.map(([pid, startTime]) => ({ pid, startTime }));
   return o;
 }
 

@@ -7,11 +7,13 @@ export type LockErrorCode =
   | 'ECORRUPT'
   | 'EFORMAT'
   | 'ENOTMIGRATED'
+  | 'EFOREIGN'
   | 'ETIMEDOUT'
   | 'EABORTED'
   | 'ECONTENDED'
   | 'EDATABASE'
-  | 'ECLOSED';
+  | 'ECLOSED'
+  | 'EDEADLK';
 
 /** Who holds a lock that was in the way. Times are database time. */
 export interface Holder {
@@ -101,22 +103,46 @@ export class InvalidOptionError extends LockError {
 
 /**
  * The stored document failed validation. It is never overwritten by a normal
- * operation; `raw` is its exact text for a human to inspect, and
- * `repair()` is the one explicit way to replace it.
+ * operation; `raw` is its exact text for a human to inspect. When it still
+ * looks like a locktable document (a JSON object with a format number `v`),
+ * it was damaged, and `repair()` is the one explicit way to replace it. When
+ * it does not (`foreign`), the row most likely belongs to another program
+ * that uses a table of the same name: the message says so and does not point
+ * at repair(), which would destroy that program's data.
  */
 export class CorruptDocumentError extends LockError {
   readonly space: string;
   readonly raw: string;
   readonly issues: string[];
+  /** The text does not look like a locktable document at all. */
+  readonly foreign: boolean;
   constructor(space: string, raw: string, issues: string[]) {
+    const foreign = !looksLikeLockDocument(raw);
     super(
       'ECORRUPT',
-      `lock document of space '${space}' is invalid (${issues.slice(0, 3).join('; ')}); it was left untouched: ` +
-        `inspect it with \`locktable doctor\` and replace it with repair() once understood`,
+      foreign
+        ? `the row of space '${space}' does not hold a locktable document (${issues.slice(0, 3).join('; ')}); it was left untouched. ` +
+            'The table probably belongs to another program: give locktable a table of its own (the table option, --table in the CLI) ' +
+            'and run migrate() for it; `locktable doctor` tells whose the table is'
+        : `lock document of space '${space}' is invalid (${issues.slice(0, 3).join('; ')}); it was left untouched: ` +
+            `inspect it with \`locktable doctor\` and replace it with repair() once understood`,
     );
     this.space = space;
     this.raw = raw;
     this.issues = issues;
+    this.foreign = foreign;
+  }
+}
+
+/** Whether text is, or was before damage, a locktable document: a JSON object with a format number `v` first (as locktable writes it), or one with `v` and `l`. */
+export function looksLikeLockDocument(raw: unknown): boolean {
+  if (typeof raw !== 'string') return false;
+  if (/^\s*\{\s*"v"\s*:/.test(raw)) return true;
+  try {
+    const value = JSON.parse(raw) as unknown;
+    return !!value && typeof value === 'object' && !Array.isArray(value) && 'v' in value && 'l' in value;
+  } catch {
+    return false;
   }
 }
 
@@ -129,6 +155,22 @@ export class FormatError extends LockError {
 export class NotMigratedError extends LockError {
   constructor(message: string, cause?: unknown) {
     super('ENOTMIGRATED', `${message}: run migrate(db) (or \`locktable migrate\`) first`, { cause });
+  }
+}
+
+/**
+ * A table of the name locktable was told to use exists and was not created by
+ * locktable (or the migration record is someone else's). Nothing was changed:
+ * locktable never alters or adopts such a table. `table` is its name, `columns`
+ * what it has (`name type`).
+ */
+export class ForeignTableError extends LockError {
+  readonly table: string;
+  readonly columns: string[];
+  constructor(table: string, message: string, columns: string[] = []) {
+    super('EFOREIGN', message);
+    this.table = table;
+    this.columns = columns;
   }
 }
 
@@ -166,6 +208,18 @@ export class DatabaseError extends LockError {
   constructor(message: string, cause: unknown, options: { outcomeUnknown?: boolean } = {}) {
     super('EDATABASE', message, { cause });
     this.outcomeUnknown = options.outcomeUnknown ?? false;
+  }
+}
+
+/** wait() from inside using() work on a name its own lease holds: it would wait for itself. `holders` are those leases. */
+export class DeadlockError extends LockError {
+  readonly holders: Holder[];
+  constructor(holders: Holder[]) {
+    super(
+      'EDEADLK',
+      `would wait for itself: the using() work this wait() runs in holds ${holders.map(describeHolder).join('; ')}; a name cannot be held twice: do not wait for it inside that work`,
+    );
+    this.holders = holders;
   }
 }
 

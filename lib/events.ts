@@ -74,10 +74,10 @@ export interface ReapedEvent {
   by: Owner;
 }
 
-/** A release or extend found (part of) its lease gone. */
+/** A release, an extend or a lease kept alive found (part of) its lease gone, or a kept-alive lease ran out. */
 export interface LostEvent {
   space: string;
-  op: 'release' | 'extend';
+  op: 'release' | 'extend' | 'keepAlive';
   names: string[];
   token: number;
   reason: NotHeldReason;

@@ -1,7 +1,8 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
-import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
-import { openDb, type Db } from './db.js';
+import { openDb, quoteTable, type Db } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -11,6 +12,7 @@ import {
   toHolder,
   toStoredOwner,
   type Entry,
+  type StoredOwner,
   type LockDocument,
 } from './document.js';
 import {
@@ -22,6 +24,7 @@ import {
   NotHeldError,
   TimeoutError,
   AbortError,
+  DeadlockError,
   describeHolder,
   type Holder,
   LockError,
@@ -29,6 +32,8 @@ import {
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
 import { Gate } from './gate.js';
+import { Keeper } from './keepalive.js';
+import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judgeEntry, type Liveness } from './liveness.js';
@@ -36,7 +41,7 @@ import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
-import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
+import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
 import { backoff, sleep } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
@@ -50,19 +55,7 @@ const log = {
   retry: createDebug('locktable:retry'),
 };
 
-/** Proof of an acquisition. Pass it to release(); it is frozen. */
-export interface Lease {
-  readonly space: string;
-  readonly names: readonly string[];
-  /** Fencing token: the row version the acquiring write produced; strictly increasing within a space. */
-  readonly token: number;
-  /** Random per acquisition: every later write proves ownership with it. */
-  readonly nonce: string;
-  readonly owner: Owner;
-  /** Database time. */
-  readonly acquiredAt: Date;
-  readonly expiresAt?: Date;
-}
+export type { Lease } from './lease.js';
 
 /** One held lock, as list() sees it. */
 export interface LockInfo extends Holder {
@@ -72,22 +65,92 @@ export interface LockInfo extends Holder {
   ageMs: number;
 }
 
-export type OwnerMatch = { taskId: string } | { pid: number; host?: string };
+/**
+ * Whose locks releaseByOwner() releases. `{ pid }`: those of the process tree
+ * started as `pid` — the process itself, and processes whose recorded
+ * ancestors (up to 4 levels, as when sudo, runuser or a shell sits between)
+ * include it. `startTime` (clock ticks since boot, /proc/<pid>/stat field 22)
+ * pins which process of that pid; without it, a pid alive now on this host is
+ * pinned to its current start time (a reused pid does not match), and a pid
+ * gone matches whichever process had it.
+ */
+export type OwnerMatch = { taskId: string } | { pid: number; startTime?: number; host?: string };
 
 export interface UsingOptions extends WaitOptions {
   /** Wait for the locks instead of failing with ELOCKED. Default false. */
   wait?: boolean;
 }
 
+export interface KeepAliveOptions {
+  /** Lease length each renewal sets, ms from the renewal (database time). Default: the lease's own length (its ttlMs, or the table's). */
+  ttlMs?: number;
+  /** Renewal period, ms. Default a third of ttlMs; 5,000 for a lease without expiry (then it only checks that the lease is still held). */
+  periodMs?: number;
+}
+
+/**
+ * A lease kept alive: renewed (or, without expiry, checked) every periodMs
+ * until stopped. `signal` aborts, with a NotHeldError as its reason, when the
+ * lease is lost: released by someone else (forced, reaped, wiped, owner),
+ * taken over, or not renewed before it expired.
+ */
+export interface KeepAlive {
+  readonly signal: AbortSignal;
+  /** Stops renewing and waits for a renewal in flight. The lease stays held: release it. */
+  stop(): Promise<void>;
+}
+
+/** Everything of one acquisition that every lease object of it shares. */
+interface Held {
+  readonly nonce: string;
+  readonly names: readonly string[];
+  readonly token: number;
+  readonly owner: Owner;
+  /** Database ms. */
+  readonly acquiredAt: number;
+  /** The lease's length as last set, for renewals; undefined: it does not expire. */
+  ttlMs: number | undefined;
+  /** Database ms, as last known here. */
+  expiresAt: number | undefined;
+  /**
+   * When it certainly runs out unless renewed, in local monotonic ms
+   * (performance.now()): from a moment before the database read the time it
+   * counted the lease from, so never later than the database's expiry.
+   */
+  localExpiresAt: number | undefined;
+  released: boolean;
+  /** Why it was lost, once a renewal, an extend or the expiry said so. */
+  lost?: NotHeldError;
+  keeper?: Keeper;
+}
+
+/**
+ * The nonces of the leases whose using() work is running in this async
+ * context: a wait() made from inside that work on one of their names could
+ * only end when the work does, which waits for it.
+ */
+const working = new AsyncLocalStorage<ReadonlySet<string>>();
+
+/** Default check period of a lease kept alive that does not expire, ms. */
+const CHECK_MS = 5_000;
+
 export interface LockTableOptions<C = typeof LockTypes> {
-  /** A mysql2 pool (promise or callback) or a mysql:// URI. A pool stays yours; a URI's pool is closed by close(). */
+  /** A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close(). */
   db: unknown;
+  /** The lock table: 1-64 characters of A-Z a-z 0-9 _. Default 'locks'. migrate() must have been run for it. */
+  table?: string;
   /** The row that holds this table's locks. Default 'platform'. */
   space?: string;
   /** Recorded with every lock this table takes. */
   owner?: { taskId?: string };
   /** The catalogue names are typed and typed from. Default LockTypes. */
   types?: C;
+  /**
+   * Lease length (ms, database time) of every acquisition that gives none.
+   * For workers whose death cannot be judged where others run (another host
+   * or pid namespace): using() renews it while the work runs. Default none.
+   */
+  ttlMs?: number;
   /**
    * Refuse names outside the catalogue at run time: acquire, tryAcquire, wait
    * and using fail with EINVALIDNAME naming the builder to use. For callers the
@@ -128,12 +191,15 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
   readonly #db: Db;
+  /** The lock table's name, validated and quoted for SQL. */
+  readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   readonly #strictCatalogue: object | undefined;
-  readonly #released = new WeakSet<Lease>();
-  /** Leases this table made (frozen): release() and extend() need not re-check them. */
-  readonly #issued = new WeakSet<Lease>();
+  /** Every lease object this table made or validated → its acquisition: release() and extend() need not re-check them. */
+  readonly #heldBy = new WeakMap<Lease, Held>();
+  /** Acquisitions not yet released, by nonce: a lease rebuilt from JSON finds its own. */
+  readonly #held = new Map<string, Held>();
   readonly #waiters = new Set<Waiter>();
   #polling = false;
   /** The version the last poll saw; -1 makes the next poll check the blockers. */
@@ -155,6 +221,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
+    this.#table = quoteTable(this.#options.table);
     this.#db = openDb(this.#options.db, this.#options.poolSize);
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
@@ -179,7 +246,7 @@ export class LockTable<N extends string = PlatformLockName> {
    * const lease = await locks.acquire([LockTypes.appTask(appId), LockTypes.appBackup(appId)]);
    */
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
-    const call = resolveCall(names, options);
+    const call = this.#resolveCall(names, options);
     const started = performance.now();
     const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options));
     if ('lease' in outcome) return outcome.lease;
@@ -188,7 +255,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** As acquire(), but resolves null when a name is held. */
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
-    const call = resolveCall(names, options);
+    const call = this.#resolveCall(names, options);
     const started = performance.now();
     const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options));
     return 'lease' in outcome ? outcome.lease : null;
@@ -197,13 +264,16 @@ export class LockTable<N extends string = PlatformLockName> {
   /**
    * Waits until every name can be taken at once. Wakes when the row changes
    * (a release anywhere), when a holder dies (its locks are taken over), or
-   * when a lease expires. Rejects with ETIMEDOUT or EABORTED.
+   * when a lease expires. Rejects with ETIMEDOUT or EABORTED, and at once
+   * with EDEADLK when called from inside using() work whose lease holds a
+   * name (it would wait for itself). Elsewhere a name held by another task of
+   * this process is waited for like any other.
    *
    * @example
    * const lease = await locks.wait([LockTypes.BOX_UPDATE], { timeoutMs: 60_000, signal });
    */
   async wait(names: N | readonly N[], options?: WaitOptions): Promise<Lease> {
-    const call = resolveCall(names, options);
+    const call = this.#resolveCall(names, options);
     const { signal, timeoutMs } = call.options;
     const startedAt = performance.now();
     const elapsed = () => performance.now() - startedAt;
@@ -217,6 +287,9 @@ export class LockTable<N extends string = PlatformLockName> {
         log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
         return outcome.lease;
       }
+      const inside = working.getStore();
+      const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
+      if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
       const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
       if (left !== undefined && left <= 0) {
         throw new TimeoutError(timeoutMs!, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
@@ -229,62 +302,170 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
-   * Releases what the lease still holds. Fails with ENOTHELD (saying why:
-   * reaped, wiped, taken by another…) for names it no longer holds; the
-   * names it still held are released all the same. Releasing twice is a no-op.
+   * Releases what the lease still holds (any lease object of the acquisition:
+   * the one acquire() returned, one extend() returned, one rebuilt from JSON),
+   * stopping its renewal first. Fails with ENOTHELD (saying why: reaped,
+   * wiped, taken by another, expired…) for names it no longer held, or when
+   * the lease was lost while kept alive; what it still held is released all
+   * the same. Releasing twice is a no-op. EINVALIDOPTION for what is not a lease.
    */
   async release(lease: Lease): Promise<void> {
-    this.#checkLease(lease);
-    if (this.#released.has(lease)) return;
+    const held = this.#heldOf(lease);
+    if (held.released) return;
+    // Only when there is one: an await here would let statements queued after this release go before it.
+    if (held.keeper) await held.keeper.stop();
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
     try {
       // One statement first (with whatever else is queued); if it is refused
       // (an entry gone or not ours), read and decide, which says why.
       if (this.#options.fastPath) {
-        const fast = await this.#gate.submit({ kind: 'release', names: lease.names, nonce: lease.nonce });
+        const fast = await this.#gate.submit({ kind: 'release', names: held.names, nonce: held.nonce });
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
       }
-      outcome ??= await this.#releaseFromRead('release', lease.names, lease.nonce);
+      outcome ??= await this.#releaseFromRead('release', held.names, held.nonce);
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
       // a later release(lease) is then a no-op.
-      if (isGiveUp(err)) this.#leftovers.add({ names: lease.names, nonce: lease.nonce, done: () => this.#released.add(lease) });
+      if (isGiveUp(err)) this.#leftovers.add({ names: held.names, nonce: held.nonce, done: () => this.#settled(held) });
       throw err;
     }
-    this.#released.add(lease);
+    this.#settled(held);
     if (outcome.released.length) {
-      if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), lease.token);
-      this.#event('released', { space: this.space, names: outcome.released, token: lease.token, owner: lease.owner, heldMs: this.#heldMs(lease) });
+      if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
+      this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, this.#clock.now() - held.acquiredAt) });
       this.#wakeWaiters();
     }
     if (outcome.missing.length) {
       const names = outcome.missing.map((m) => m.name);
       const reason = outcome.missing[0]!.reason;
       const heldBy = outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : []));
-      this.#event('lost', { space: this.space, op: 'release', names, token: lease.token, reason, heldBy });
+      // A loss the renewal already reported is not counted twice.
+      if (!held.lost) this.#event('lost', { space: this.space, op: 'release', names, token: held.token, reason, heldBy });
       throw new NotHeldError(names, reason, heldBy);
     }
+    // Released, but the work was told the lease was lost (it ran out before a renewal): say so.
+    if (held.lost) throw held.lost;
   }
 
   /**
-   * Acquires, runs `fn`, and always releases. By default fails at once with
-   * ELOCKED when a name is held; `{ wait: true }` waits (with `timeoutMs`, `signal`).
+   * Acquires, runs `fn(lease, signal)`, and always releases. By default fails
+   * at once with ELOCKED when a name is held; `{ wait: true }` waits (with
+   * `timeoutMs`, `signal`). With a `ttlMs` (or the table's), the lease is
+   * renewed every third of it while `fn` runs (see keepAlive()); `signal`
+   * aborts, with a NotHeldError as its reason, if the lease is lost
+   * meanwhile: the work should stop and not publish what it did.
+   *
+   * When `fn` throws, its error is what using() throws; if the release failed
+   * too, that failure is attached to it as `releaseError` (or, when the thrown
+   * value cannot carry it, both come as an AggregateError). A release that
+   * could not reach the database is retried in the background.
+   * EINVALIDOPTION, before anything is acquired, when `fn` is not a function.
    *
    * @example
-   * await locks.using([LockTypes.fullBackupTask(siteId)], async (lease) => {
-   *   await backup(siteId, { fencingToken: lease.token });
-   * });
+   * await locks.using([LockTypes.fullBackupTask(siteId)], async (lease, signal) => {
+   *   await backup(siteId, { fencingToken: lease.token, signal });
+   * }, { ttlMs: 30_000 });
    */
-  async using<T>(names: N | readonly N[], fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
+  async using<T>(names: N | readonly N[], fn: (lease: Lease, signal: AbortSignal) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
+    if (typeof fn !== 'function') {
+      throw new InvalidOptionError(`using: the work is a function, got ${fn === null ? 'null' : typeof fn}: using(names, async (lease, signal) => …, options)`);
+    }
     const { wait, rest } = splitUsingOptions(options);
     // acquire() validates (and ignores) timeoutMs and signal too: a bad one is refused, not silently dropped.
     const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest);
+    let kept: KeepAlive;
     try {
-      return await fn(lease);
-    } finally {
-      await this.release(lease);
+      kept = this.keepAlive(lease);
+    } catch (err) {
+      await this.release(lease).catch(() => {});
+      throw err;
     }
+    let result: T;
+    try {
+      const nonces = new Set(working.getStore());
+      nonces.add(lease.nonce);
+      result = await working.run(nonces, () => fn(lease, kept.signal));
+    } catch (workError) {
+      try {
+        await this.release(lease);
+      } catch (releaseError) {
+        throw withReleaseError(workError, releaseError);
+      }
+      throw workError;
+    }
+    await this.release(lease);
+    return result;
+  }
+
+  /**
+   * Keeps a lease alive: renews it (extend(), database time) every `periodMs`
+   * until it is released or stop() is called; a renewal that fails for a
+   * transient reason (a connection the server closed) is retried on another
+   * connection. `signal` aborts with a NotHeldError (reason `forced`,
+   * `reaped`, `wiped`, `owner`, `taken` or `expired`) when the lease is lost,
+   * and a `lost` event is published at that moment. A lease without expiry is
+   * only checked, every 5 s by default. Calling it again for the same
+   * acquisition returns the same renewal. Timers do not keep the process alive.
+   * EINVALIDOPTION for a bad lease or option; ENOTHELD for a lease released
+   * or already lost.
+   *
+   * @example
+   * const lease = await locks.acquire(LockTypes.appBackup(appId), { ttlMs: 30_000 });
+   * const { signal } = locks.keepAlive(lease);
+   * try { await backup(appId, { signal }); } finally { await locks.release(lease); }
+   */
+  keepAlive(lease: Lease, options: KeepAliveOptions = {}): KeepAlive {
+    const held = this.#heldOf(lease);
+    if (!options || typeof options !== 'object') throw new InvalidOptionError('keepAlive: options are { ttlMs?, periodMs? }');
+    const { ttlMs, periodMs, ...unknown } = options;
+    if (Object.keys(unknown).length) throw new InvalidOptionError(`keepAlive: unknown option ${Object.keys(unknown)[0]}`);
+    if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
+      throw new InvalidOptionError(`keepAlive: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}`);
+    }
+    if (periodMs !== undefined && (!Number.isInteger(periodMs) || periodMs < 1 || periodMs > 2_147_483_647)) {
+      throw new InvalidOptionError('keepAlive: periodMs is a positive integer number of milliseconds');
+    }
+    if (held.released) throw new NotHeldError([...held.names], 'released');
+    if (held.lost) throw held.lost;
+    if (held.keeper) return keepAliveOf(held.keeper);
+    const ttl = ttlMs ?? held.ttlMs;
+    if (ttl === undefined && held.expiresAt !== undefined) {
+      throw new InvalidOptionError('keepAlive: pass { ttlMs }: this lease expires, and was not acquired or extended by this table, so its length is not known here');
+    }
+    if (ttl !== undefined && periodMs !== undefined && periodMs >= ttl) {
+      throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
+    }
+    held.ttlMs = ttl;
+    held.keeper = new Keeper(
+      {
+        names: held.names,
+        periodMs: periodMs ?? (ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3))),
+        // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
+        renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
+        onLost: (err) => {
+          held.lost = err;
+          this.#event('lost', { space: this.space, op: 'keepAlive', names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });
+        },
+      },
+      held.localExpiresAt,
+    );
+    return keepAliveOf(held.keeper);
+  }
+
+  /**
+   * Rebuilds a lease from its JSON (`JSON.stringify(lease)`, as a string or
+   * parsed), validated, for release(), extend() or keepAlive() in another
+   * process. It is the same lease as the original. EINVALIDOPTION when it is
+   * not a lease, or is one of another space.
+   *
+   * @example
+   * // server: child.send({ lease: JSON.stringify(lease) }); task:
+   * await locks.release(locks.lease(message.lease));
+   */
+  lease(json: unknown): Lease {
+    const lease = parseLease(json);
+    return this.#issue(lease, this.#heldOf(lease));
   }
 
   /**
@@ -292,26 +473,61 @@ export class LockTable<N extends string = PlatformLockName> {
    * holds, or `null` to make it last until released. Returns the renewed lease.
    */
   async extend(lease: Lease, ttlMs: number | null): Promise<Lease> {
-    this.#checkLease(lease);
+    const held = this.#heldOf(lease);
     // Bounded like acquire()'s: an expiry past 2^53 would be written as an inexact number the document refuses.
     if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
       throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
     }
+    // A lease the work was told it lost stays lost, even where the database would still renew it.
+    if (held.lost) throw held.lost;
+    const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
+    held.keeper?.renewed(held.localExpiresAt);
+    const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
+    const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
+    return this.#issue(renewed, held);
+  }
+
+  /** One renewal of a kept-alive lease: resolves with its new expiry in local monotonic ms. */
+  async #renew(held: Held, ttlMs: number | undefined, deadlineMs: number): Promise<number | undefined> {
+    if (ttlMs === undefined) {
+      // No expiry: only check that it is still ours.
+      const r = await this.#gate.run(() => this.#mutate('keepAlive', (doc) => ({ result: T.release(doc, held.names, held.nonce) }), {}, deadlineMs));
+      if (r.missing.length) throw notHeld(r.missing);
+      return undefined;
+    }
+    await this.#extend(held, ttlMs, 'keepAlive', deadlineMs);
+    return held.localExpiresAt;
+  }
+
+  /** Sets the expiry (database ms from now; undefined: none) of what `held` holds; ENOTHELD, and the lease lost, when it holds nothing. */
+  async #extend(held: Held, ttlMs: number | undefined, op: 'extend' | 'keepAlive', deadlineMs?: number): Promise<number | undefined> {
+    // Before any read of this renewal: the database's `now` it counts from is later.
+    const sent = performance.now();
     const outcome = await this.#gate.run(() =>
-      this.#mutate('extend', (doc, snap) => {
-        const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
-        const r = T.extend(doc, lease.names, lease.nonce, expiresAt, snap.now);
-        return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
-      }),
+      this.#mutate(
+        op,
+        (doc, snap) => {
+          const expiresAt = ttlMs === undefined ? undefined : snap.now + ttlMs;
+          const r = T.extend(doc, held.names, held.nonce, expiresAt, snap.now);
+          return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
+        },
+        {},
+        deadlineMs,
+      ),
     );
     if (outcome.missing.length) {
-      this.#event('lost', { space: this.space, op: 'extend', names: outcome.missing.map((m) => m.name), token: lease.token, reason: outcome.missing[0]!.reason, heldBy: [] });
-      throw new NotHeldError(outcome.missing.map((m) => m.name), outcome.missing[0]!.reason);
+      const err = notHeld(outcome.missing);
+      if (op === 'extend') {
+        this.#event('lost', { space: this.space, op, names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });
+        held.keeper?.lose(err);
+        held.lost ??= err;
+      }
+      throw err;
     }
-    const { expiresAt: _old, ...rest } = lease;
-    const renewed: Lease = outcome.expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(outcome.expiresAt) };
-    this.#released.add(lease); // the old object is superseded
-    return this.#issue(renewed);
+    held.ttlMs = ttlMs;
+    held.expiresAt = outcome.expiresAt;
+    held.localExpiresAt = ttlMs === undefined ? undefined : sent + ttlMs;
+    return outcome.expiresAt;
   }
 
   /** Releases every lock of the space: the platform server's start-up wipe. Returns what it removed. */
@@ -320,21 +536,32 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
-   * Releases every lock of one owner: the server's cleanup when a task exits.
-   * `{ pid }` matches on this host unless `host` is given.
+   * Releases every lock of one owner, live or not: the server's cleanup when
+   * a task exits. `{ taskId }` matches the task id the owner's table was
+   * given. `{ pid }` matches the process tree started as `pid` on this host
+   * (or `host`): locks of that process, and of processes below it up to 4
+   * levels (a task spawned through sudo, runuser, setpriv or a shell), as
+   * recorded when they started; see OwnerMatch for `startTime`. Resolves with
+   * what it removed. EINVALIDOPTION for anything else.
    */
   async releaseByOwner(match: OwnerMatch): Promise<Holder[]> {
-    const m = match as { taskId?: unknown; pid?: unknown; host?: unknown };
-    if (m && typeof m.taskId === 'string' && m.taskId && m.pid === undefined) {
+    const m = match as { taskId?: unknown; pid?: unknown; host?: unknown; startTime?: unknown };
+    if (m && typeof m.taskId === 'string' && m.taskId && m.pid === undefined && m.startTime === undefined && m.host === undefined) {
       return this.#removeWhere('owner', (_, e) => e.o.t === m.taskId);
     }
-    // 2^22 is Linux's largest possible pid (PID_MAX_LIMIT): anything above is not a process.
-    if (m && Number.isSafeInteger(m.pid) && (m.pid as number) > 0 && (m.pid as number) <= 4_194_304 && m.taskId === undefined) {
+    if (m && isPid(m.pid) && m.taskId === undefined) {
+      const pid = m.pid;
       const host = m.host === undefined ? this.owner.host : m.host;
       if (typeof host !== 'string') throw new InvalidOptionError('releaseByOwner: host is a string');
-      return this.#removeWhere('owner', (_, e) => e.o.p === m.pid && e.o.h === host);
+      if (m.startTime !== undefined && !(Number.isSafeInteger(m.startTime) && (m.startTime as number) >= 0)) {
+        throw new InvalidOptionError('releaseByOwner: startTime is the process start time in clock ticks since boot (/proc/<pid>/stat field 22), an integer ≥ 0');
+      }
+      let start = m.startTime as number | undefined;
+      // A pid alive here now is that process: a record of an earlier process with the same pid is not its.
+      if (start === undefined && host === this.owner.host) start = localView().probe(pid)?.startTime;
+      return this.#removeWhere('owner', (_, e) => e.o.h === host && ownedByTree(e.o, pid, start));
     }
-    throw new InvalidOptionError('releaseByOwner: pass exactly one of { taskId: string } or { pid: integer 1..4194304, host? }');
+    throw new InvalidOptionError(`releaseByOwner: pass exactly one of { taskId: string } or { pid: integer 1..${MAX_PID}, startTime?, host? }`);
   }
 
   /**
@@ -434,7 +661,7 @@ export class LockTable<N extends string = PlatformLockName> {
     if (snap.raw !== expectedRaw) {
       throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
     }
-    if (!(await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(emptyDocument())))) {
+    if (!(await writeIfVersion(this.#db.pool, this.#table, this.space, snap.version, serializeDocument(emptyDocument())))) {
       throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
     }
     return { replaced: snap.raw };
@@ -443,6 +670,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Renewals stop (their leases stay held until they expire or are released elsewhere).
+    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
@@ -451,11 +680,11 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#wroteOwnerRecord) {
       // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
       const key = ownerKey(this.#batch.owner);
-      await dropOwnerRecord(this.#db.pool, this.space, ownerPath(key), key).catch((err: Error) =>
+      await dropOwnerRecord(this.#db.pool, this.#table, this.space, ownerPath(key), key).catch((err: Error) =>
         log.release('could not drop the owner record: %s', err.message),
       );
     }
-    if (this.#db.owned) await this.#db.pool.end();
+    if (this.#db.end) await this.#db.end();
   }
 
   // ---------------------------------------------------------------------------
@@ -478,11 +707,16 @@ export class LockTable<N extends string = PlatformLockName> {
     // unreadable (ECORRUPT) for every process once written.
     const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n), this.#strictCatalogue)]));
     const typeOf = (n: string) => types.get(n)!;
-    const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
+    // Before any statement of this attempt: the acquisition time the database records is later
+    // (a one-statement write's estimate of it by at most CLOCK_TOLERANCE_MS earlier).
+    const sent = performance.now();
+    const leaseFrom = (held: string, entries: Record<string, Entry>, fast = false): Lease => {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
-      return this.#issue(lease);
+      const h = this.#newHeld(lease, options.ttlMs);
+      if (options.ttlMs !== undefined) h.localExpiresAt = sent + options.ttlMs - (fast ? CLOCK_TOLERANCE_MS : 0);
+      return lease;
     };
     // One statement first, with whatever else is queued (lib/batch.ts). If it
     // is refused — a name held, or anything else the read-decide-write path
@@ -497,7 +731,7 @@ export class LockTable<N extends string = PlatformLockName> {
         throw err;
       }
       if (fast.kind === 'acquired') {
-        const lease = leaseFrom(nonce, fast.entries);
+        const lease = leaseFrom(nonce, fast.entries, true);
         if (log.acquire.enabled) log.acquire('%s token %d', names.join(','), lease.token);
         return { lease };
       }
@@ -587,7 +821,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#assertOpen();
     let version: number | undefined;
     try {
-      version = await fastWrite(this.#db.pool, this.space, fast.plan);
+      version = await fastWrite(this.#db.pool, this.#table, this.space, fast.plan);
     } catch (err) {
       if (!isTransient(err)) throw toLockError(err, operationOf(members));
       log.retry('one-statement write failed: %s', (err as Error).message);
@@ -618,7 +852,7 @@ export class LockTable<N extends string = PlatformLockName> {
       this.#assertOpen();
       let failure: unknown;
       try {
-        const snap = await readSpaceLocked(this.#db.pool, this.space);
+        const snap = await readSpaceLocked(this.#db.pool, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
         await sleep(closesAt - snap.now + 1);
@@ -681,7 +915,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const next = step(doc, snap);
         if (!next.write) return next.result;
         try {
-          if (await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(next.write))) return next.result;
+          if (await writeIfVersion(this.#db.pool, this.#table, this.space, snap.version, serializeDocument(next.write))) return next.result;
           failure = undefined; // lost the race
         } catch (err) {
           if (isAmbiguous(err)) {
@@ -708,13 +942,13 @@ export class LockTable<N extends string = PlatformLockName> {
   async #read(): Promise<Snapshot> {
     this.#assertOpen();
     let snap = await this.#clock.track(() =>
-      readSpace(this.#db.pool, this.space).catch((err) => {
+      readSpace(this.#db.pool, this.#table, this.space).catch((err) => {
         throw isTransient(err) ? err : toLockError(err, 'read');
       }),
     );
     if (!snap) {
-      await createSpace(this.#db.pool, this.space, serializeDocument(emptyDocument()));
-      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.space));
+      await createSpace(this.#db.pool, this.#table, this.space, serializeDocument(emptyDocument()));
+      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.#table, this.space));
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
     return snap;
@@ -759,7 +993,7 @@ export class LockTable<N extends string = PlatformLockName> {
         try {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
-          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.space, since, holds)));
+          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.#table, this.space, since, holds)));
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;
@@ -812,30 +1046,83 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#event('reaped', { space: this.space, op, locks: removed.map((x) => ({ ...toHolder(x.name, x.entry), reason: x.why })), by: this.owner });
   }
 
-  /** From acquisition to now, in database time (estimated from the last read). */
-  #heldMs(lease: Lease): number {
-    return Math.max(0, this.#clock.now() - lease.acquiredAt.getTime());
-  }
-
   #wakeWaiters(): void {
     for (const w of [...this.#waiters]) w.wake();
   }
 
-  #issue(lease: Lease): Lease {
+  /** Freezes a lease this table made and ties it to its acquisition; `await using` releases it where the runtime has Symbol.asyncDispose. */
+  #issue(lease: Lease, held: Held): Lease {
+    const dispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
+    if (dispose) Object.defineProperty(lease, dispose, { value: () => this.release(lease) });
     Object.freeze(lease);
-    this.#issued.add(lease);
+    this.#heldBy.set(lease, held);
     return lease;
   }
 
-  #checkLease(lease: Lease): void {
-    if (this.#issued.has(lease)) return;
-    if (!lease || typeof lease !== 'object' || typeof lease.nonce !== 'string' || !Array.isArray(lease.names)) {
-      throw new InvalidOptionError('pass the lease that acquire(), tryAcquire() or wait() returned');
+  /** A new acquisition, from its first lease. */
+  #newHeld(lease: Lease, ttlMs: number | undefined): Held {
+    const held: Held = {
+      nonce: lease.nonce,
+      names: lease.names,
+      token: lease.token,
+      owner: lease.owner,
+      acquiredAt: lease.acquiredAt.getTime(),
+      ttlMs,
+      expiresAt: lease.expiresAt?.getTime(),
+      localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
+      released: false,
+    };
+    this.#held.set(held.nonce, held);
+    this.#issue(lease, held);
+    return held;
+  }
+
+  /**
+   * The acquisition of any lease object: one this table made, or a plain one
+   * (rebuilt from JSON, made by another process) validated here and tied to
+   * the acquisition of its nonce. EINVALIDOPTION for anything else.
+   */
+  #heldOf(lease: Lease): Held {
+    const known = lease && typeof lease === 'object' ? this.#heldBy.get(lease) : undefined;
+    if (known) return known;
+    const parsed = parseLease(lease);
+    if (parsed.space !== this.space) {
+      throw new InvalidOptionError(`the lease belongs to space '${parsed.space}', not '${this.space}'`);
     }
-    normalizeNames(lease.names);
-    if (lease.space !== this.space) {
-      throw new InvalidOptionError(`the lease belongs to space '${String(lease.space)}', not '${this.space}'`);
+    let held = this.#held.get(parsed.nonce);
+    if (held && (held.names.length !== parsed.names.length || held.names.some((n, i) => n !== parsed.names[i]))) {
+      // Some of an acquisition's names (a lease narrowed by hand): released on their own, it leaves the acquisition as it is.
+      return { ...held, names: parsed.names, keeper: undefined, released: false };
     }
+    // A lease from elsewhere does not say how long its renewals should make it: keepAlive() asks.
+    if (!held) held = this.#newHeld(parsed, undefined);
+    else this.#issue(parsed, held);
+    if (typeof lease === 'object' && lease !== null) this.#heldBy.set(lease, held);
+    return held;
+  }
+
+  /** A lease object of `held`, from `lease` (which may be a plain one). */
+  #leaseOf(held: Held, lease: Lease): Lease {
+    if (this.#heldBy.get(lease) === held && lease.acquiredAt instanceof Date) return lease;
+    return parseLease(lease);
+  }
+
+  /** Released (or given up on for good): no longer this table's. */
+  #settled(held: Held): void {
+    held.released = true;
+    this.#held.delete(held.nonce);
+  }
+
+  /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
+  #localTime(dbMs: number | undefined): number | undefined {
+    return dbMs === undefined ? undefined : performance.now() + (dbMs - this.#clock.now());
+  }
+
+  /** resolveCall(), with the table's default lease length. */
+  #resolveCall(names: unknown, options: unknown): { names: string[]; options: WaitOptions } {
+    const call = resolveCall(names, options);
+    if (call.options.ttlMs === undefined && this.#options.ttlMs !== undefined) call.options = { ...call.options, ttlMs: this.#options.ttlMs };
+    return call;
   }
 
   #assertOpen(): void {
@@ -884,4 +1171,46 @@ function operationOf(members: readonly Member[]): string {
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */
 function isGiveUp(err: unknown): boolean {
   return err instanceof LockError && (err.code === 'EDATABASE' || err.code === 'ECONTENDED');
+}
+
+
+function isPid(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_PID;
+}
+
+/**
+ * Whether a stored owner belongs to the process tree started as `pid`: it is
+ * that process, or recorded it among its ancestors; with `startTime`, only
+ * the process of that pid that started then (a reused pid does not match).
+ */
+export function ownedByTree(o: StoredOwner, pid: number, startTime: number | undefined): boolean {
+  const same = (p: number, s: number) => p === pid && (startTime === undefined || s === 0 || s === startTime);
+  return same(o.p, o.s) || (o.a?.some(([p, s]) => same(p, s)) ?? false);
+}
+
+function notHeld(missing: T.ReleaseOutcome['missing']): NotHeldError {
+  const heldBy = missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : []));
+  return new NotHeldError(missing.map((m) => m.name), missing[0]!.reason, heldBy);
+}
+
+/** The public face of a Keeper: its signal, and stop(); `await using` stops it where the runtime has Symbol.asyncDispose. */
+function keepAliveOf(keeper: Keeper): KeepAlive {
+  const handle: KeepAlive = { signal: keeper.signal, stop: () => keeper.stop() };
+  const dispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
+  if (dispose) Object.defineProperty(handle, dispose, { value: () => keeper.stop() });
+  return Object.freeze(handle);
+}
+
+/**
+ * The work failed, and so did the release after it: the work's error stays
+ * what the caller gets, with the release's failure attached as `releaseError`.
+ * A thrown value that cannot carry it (a primitive, a frozen object) comes
+ * with it in an AggregateError instead.
+ */
+function withReleaseError(workError: unknown, releaseError: unknown): unknown {
+  if (workError !== null && (typeof workError === 'object' || typeof workError === 'function') && Object.isExtensible(workError) && !Object.hasOwn(workError, 'releaseError')) {
+    Object.defineProperty(workError, 'releaseError', { value: releaseError, configurable: true, writable: true, enumerable: false });
+    return workError;
+  }
+  return new AggregateError([workError, releaseError], `the work failed, and so did releasing its lock: ${String((releaseError as Error)?.message ?? releaseError)}`);
 }

@@ -14,6 +14,7 @@ const DEFAULT_IN_FLIGHT = 2;
 const schema = z
   .object({
     db: z.unknown(),
+    table: z.string().default('locks'),
     space: z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a space is 1-128 characters of A-Z a-z 0-9 _ . -')
@@ -42,6 +43,12 @@ const schema = z
      * only to compare: every operation then reads, decides here, and writes.
      */
     fastPath: z.boolean().default(true),
+    /**
+     * Lease length for acquisitions that give none, ms (database time). For
+     * workers whose death cannot be judged from where others run (another
+     * host or pid namespace): using() renews it while the work runs.
+     */
+    ttlMs: z.number().int().min(1).max(365 * 24 * 3_600_000).optional(),
     retry: z
       .object({
         baseMs: msSchema(10_000).default(2),
@@ -153,6 +160,7 @@ const TABLE_FIELDS: Record<string, Field> = {
   poolSize: { whole: 'connections', min: 1, max: 64 },
   maxInFlight: { whole: 'statements', min: 1, max: 64 },
   fastPath: { text: 'true or false' },
+  ttlMs: ms(1, 365 * 24 * 3_600_000, 'a year'),
   retry: { text: 'an object { baseMs?, capMs?, deadlineMs? }' },
   'retry.baseMs': ms(0, 10_000),
   'retry.capMs': ms(0, 60_000),

@@ -1,6 +1,8 @@
 // Every SQL statement locktable runs against the lock table, one function
-// each, taking its connection as an argument. Names never reach SQL text:
-// they travel inside the JSON document or as JSON paths, as bound values.
+// each, taking its connection and the table (validated and quoted by
+// lib/db.ts quoteTable, the one identifier that reaches SQL text) as
+// arguments. Names never reach SQL text: they travel inside the JSON document
+// or as JSON paths, as bound values.
 //
 // Every write also stores `dataCrc = CRC32(dataJson)` (migration 002). MySQL
 // and MariaDB evaluate single-table UPDATE assignments left to right, so the
@@ -9,7 +11,7 @@
 // 003) is a STORED generated CRC32(dataJson) the server keeps on every write,
 // so the test is the same as `dataCrc = CRC32(dataJson)` without converting
 // the old document to text for it (costly on MySQL's binary JSON).
-import type { Queryable } from './db.js';
+import { rowsWith, type Conn } from './db.js';
 
 export interface Snapshot {
   version: number;
@@ -20,30 +22,30 @@ export interface Snapshot {
 }
 
 /** Reads the row of a space with the database's clock; undefined when the row does not exist. */
-export async function readSpace(db: Queryable, space: string): Promise<Snapshot | undefined> {
+export async function readSpace(db: Conn, table: string, space: string): Promise<Snapshot | undefined> {
   const [rows] = await db.query(
-    'SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now FROM locks WHERE id = ?',
+    `SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now FROM ${table} WHERE id = ?`,
     [space],
   );
   return toSnapshot(rows);
 }
 
 function toSnapshot(rows: unknown): Snapshot | undefined {
-  const row = (rows as Array<{ version: unknown; raw: unknown; now: unknown }>)[0];
+  const row = rowsWith<{ version: unknown; raw: unknown; now: unknown }>(rows, ['version', 'raw', 'now'])[0];
   if (!row) return undefined;
   return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
 }
 
 /** Creates the row of a space if it is missing. Returns whether it created it. */
-export async function createSpace(db: Queryable, space: string, raw: string): Promise<boolean> {
+export async function createSpace(db: Conn, table: string, space: string, raw: string): Promise<boolean> {
   // CRC32(dataJson) refers to the value just given in this row: the stored text.
-  const [res] = await db.query('INSERT IGNORE INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [space, raw]);
+  const [res] = await db.query(`INSERT IGNORE INTO ${table} (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))`, [space, raw]);
   return (res as { affectedRows: number }).affectedRows === 1;
 }
 
 /** Compare-and-swap: writes `raw` as version `expected + 1` only if the row is still at `expected`. */
-export async function writeIfVersion(db: Queryable, space: string, expected: number, raw: string): Promise<boolean> {
-  const [res] = await db.query('UPDATE locks SET version = ?, dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = ? AND version = ?', [
+export async function writeIfVersion(db: Conn, table: string, space: string, expected: number, raw: string): Promise<boolean> {
+  const [res] = await db.query(`UPDATE ${table} SET version = ?, dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = ? AND version = ?`, [
     expected + 1,
     raw,
     space,
@@ -80,15 +82,15 @@ export interface FastPlan {
  * Returns the new version (the reply's insertId, set by LAST_INSERT_ID), or
  * undefined when a guard failed and nothing was written.
  */
-export async function fastWrite(db: Queryable, space: string, plan: FastPlan): Promise<number | undefined> {
-  const { sql, values, prepared } = fastStatement(space, plan);
+export async function fastWrite(db: Conn, table: string, space: string, plan: FastPlan): Promise<number | undefined> {
+  const { sql, values, prepared } = fastStatement(table, space, plan);
   const [res] = prepared && db.execute ? await db.execute(sql, values) : await db.query(sql, values);
   const r = res as { affectedRows: number; insertId: number };
   return r.affectedRows === 1 ? Number(r.insertId) : undefined;
 }
 
 /** The statement fastWrite sends for `plan`, and whether it goes as a prepared statement. Pure. */
-export function fastStatement(space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
+export function fastStatement(table: string, space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
   const values: Array<string | number> = [plan.bump];
   let doc = 'dataJson';
   if (plan.removes.length) {
@@ -123,7 +125,7 @@ export function fastStatement(space: string, plan: FastPlan): { sql: string; val
   // (server-facts pins this).
   where += ' AND ABS(? - UNIX_TIMESTAMP(SYSDATE(3)) * 1000) <= ?';
   values.push(plan.at.ms, plan.at.toleranceMs);
-  const sql = `UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
+  const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
   return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES };
 }
 
@@ -145,9 +147,9 @@ export const PREPARED_MAX_ENTRIES = 2;
  * queued for the row lock ahead of it has finished by the time this answers;
  * `now` is SYSDATE, the time the row was read.
  */
-export async function readSpaceLocked(db: Queryable, space: string): Promise<Snapshot | undefined> {
+export async function readSpaceLocked(db: Conn, table: string, space: string): Promise<Snapshot | undefined> {
   const [rows] = await db.query(
-    'SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(3)) * 1000) AS UNSIGNED) AS now FROM locks WHERE id = ? FOR UPDATE',
+    `SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(3)) * 1000) AS UNSIGNED) AS now FROM ${table} WHERE id = ? FOR UPDATE`,
     [space],
   );
   return toSnapshot(rows);
@@ -160,16 +162,17 @@ export async function readSpaceLocked(db: Queryable, space: string): Promise<Sna
  * checked.
  */
 export async function readVersion(
-  db: Queryable,
+  db: Conn,
+  table: string,
   space: string,
   since: number,
   holds: string,
 ): Promise<{ version: number; now: number; same: boolean | null } | undefined> {
   const [rows] = await db.query(
-    'SELECT version, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM locks WHERE id = ?',
+    `SELECT version, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM ${table} WHERE id = ?`,
     [since, holds, space],
   );
-  const row = (rows as Array<{ version: unknown; now: unknown; same: unknown }>)[0];
+  const row = rowsWith<{ version: unknown; now: unknown; same: unknown }>(rows, ['version', 'now', 'same'])[0];
   return row ? { version: Number(row.version), now: Number(row.now), same: row.same === null ? null : Number(row.same) === 1 } : undefined;
 }
 
@@ -179,9 +182,9 @@ export async function readVersion(
  * full write based on the previous text drops the record all the same.
  * Returns whether it removed it.
  */
-export async function dropOwnerRecord(db: Queryable, space: string, path: string, key: string): Promise<boolean> {
+export async function dropOwnerRecord(db: Conn, table: string, space: string, path: string, key: string): Promise<boolean> {
   const [res] = await db.query(
-    `UPDATE locks SET dataJson = JSON_REMOVE(dataJson, ?), dataCrc = CRC32(dataJson)
+    `UPDATE ${table} SET dataJson = JSON_REMOVE(dataJson, ?), dataCrc = CRC32(dataJson)
      WHERE id = ? AND dataCrc = dataCrcNow AND JSON_CONTAINS_PATH(dataJson, 'one', ?) AND JSON_SEARCH(dataJson, 'one', ?, NULL, '$.l.*.o') IS NULL`,
     [path, space, path, key],
   );

@@ -5,4 +5,4 @@
 -- test as dataCrc = CRC32(dataJson), without computing CRC32 over the old
 -- text in the WHERE. On Oracle MySQL, whose JSON is binary and must be turned
 -- back into text for CRC32, that halves the conversions per write.
-ALTER TABLE locks ADD COLUMN dataCrcNow INT UNSIGNED AS (CRC32(dataJson)) STORED;
+ALTER TABLE {{table}} ADD COLUMN dataCrcNow INT UNSIGNED AS (CRC32(dataJson)) STORED;

@@ -234,7 +234,9 @@ server_init() {
 
 system_version() { "$(system_mariadbd)" --version 2>/dev/null | sed -E 's/.* Ver ([^ ]+).*/\1/'; }
 
-# bootstrap DATADIR: an empty data directory with root@localhost/127.0.0.1/::1, no password.
+# bootstrap DATADIR: an empty data directory with root@localhost/127.0.0.1/::1, no
+# password. Its temporary files go next to it, never to the shared /tmp: a
+# starting MariaDB deletes every '#sql*' file in its tmpdir, other servers' too.
 bootstrap() {
   local datadir="$1" asroot=()
   [ "$(id -u)" = 0 ] && asroot=(--user=root)
@@ -244,7 +246,7 @@ bootstrap() {
       local idb
       for idb in /usr/bin/mariadb-install-db /usr/bin/mysql_install_db ""; do [ -n "$idb" ] && [ -x "$idb" ] && break; done
       [ -n "$idb" ] || die "$SERVER: mariadb-install-db is not installed: apt-get install mariadb-server"
-      "$idb" --no-defaults "${asroot[@]}" --datadir="$datadir" --auth-root-authentication-method=normal \
+      "$idb" --no-defaults "${asroot[@]}" --datadir="$datadir" --tmpdir="$(dirname "$datadir")" --auth-root-authentication-method=normal \
         --skip-test-db --innodb-log-file-size=8M >"$datadir.init.log" 2>&1 \
         || die "$SERVER: mariadb-install-db failed: $(tail -n3 "$datadir.init.log" | tr '\n' ' ')"
       ;;
@@ -252,7 +254,7 @@ bootstrap() {
       local r w
       r="$(root_of "$SERVER")"
       w="$(wrappers "$r")"
-      "$r/usr/bin/mariadb-install-db" --no-defaults "${asroot[@]}" --basedir="$w" --datadir="$datadir" \
+      "$r/usr/bin/mariadb-install-db" --no-defaults "${asroot[@]}" --basedir="$w" --datadir="$datadir" --tmpdir="$(dirname "$datadir")" \
         --auth-root-authentication-method=normal --skip-test-db --innodb-log-file-size=8M \
         >"$datadir.init.log" 2>&1 \
         || die "$SERVER: mariadb-install-db failed: $(tail -n3 "$datadir.init.log" | tr '\n' ' ')"
@@ -265,7 +267,7 @@ GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
 CREATE USER 'root'@'::1' IDENTIFIED BY '';
 GRANT ALL PRIVILEGES ON *.* TO 'root'@'::1' WITH GRANT OPTION;
 SQL
-      ("$0" exec "$SERVER" --no-defaults "${asroot[@]}" --initialize-insecure --datadir="$datadir" \
+      ("$0" exec "$SERVER" --no-defaults "${asroot[@]}" --initialize-insecure --datadir="$datadir" --tmpdir="$(dirname "$datadir")" \
         --init-file="$sql" --innodb-redo-log-capacity=16M --log-error="$datadir.init.log" --log-error-verbosity=1 \
         >>"$datadir.init.log" 2>&1) \
         || die "$SERVER: mysqld --initialize-insecure failed: $(grep -i error "$datadir.init.log" | tail -n2 | tr '\n' ' ')"

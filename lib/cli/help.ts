@@ -3,7 +3,8 @@ import { COMMANDS, DEFAULT_INTERVAL_MS, EXIT, type CommandName } from './args.js
 
 const CONNECTION = `Connection:
   --url <uri>      mysql://user:password@host:port/database (default: $MYSQL_URL)
-  --space <id>     the lock space, i.e. the row of the locks table (default: platform)`;
+  --space <id>     the lock space, i.e. the row of the lock table (default: platform)
+  --table <name>   the lock table (default: locks)`;
 
 const EXIT_CODES = `Exit codes:
   ${EXIT.OK}  done
@@ -42,7 +43,9 @@ ENOTHELD, reason 'forced'. A name nobody holds is not an error.
 a task exits. It does not check that the owner is dead.
 
   --task <id>      the task id the owner recorded (createLockTable({ owner: { taskId } }))
-  --pid <pid>      a process id; on this host unless --host is given
+  --pid <pid>      a process id (1-4194304): the locks of that process and of the
+                   processes it started (through sudo, runuser or a shell, up
+                   to 4 levels down); on this host unless --host is given
   --host <host>    the host of --pid
   --json           print the released locks as JSON`,
   },
@@ -58,8 +61,9 @@ without an expired lease). Run it on the host where the tasks run.
   },
   migrate: {
     usage: 'locktable migrate',
-    text: `Creates or upgrades the locks table (migrations recorded in
-locktable_migrations). Idempotent; safe from several processes at once.`,
+    text: `Creates or upgrades the lock table (locks, or --table; migrations recorded
+in locktable_migrations). Idempotent; safe from several processes at once.
+Refuses, changing nothing, a table of that name that locktable did not create.`,
   },
   doctor: {
     usage: 'locktable doctor [--json]',

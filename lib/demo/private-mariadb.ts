@@ -45,7 +45,10 @@ export async function startPrivateMariaDb(bin: ServerBinaries): Promise<PrivateM
   const dir = mkdtempSync(path.join(os.tmpdir(), 'locktable-demo-mariadb-'));
   const datadir = path.join(dir, 'data');
   // mariadbd refuses to run as root unless told to.
-  const common = ['--no-defaults', ...(process.getuid?.() === 0 ? ['--user=root'] : [])];
+  // Its own tmpdir: a starting server deletes every '#sql*' file in its tmpdir,
+// which in the shared /tmp are the temporary tables of other servers running
+// there (test/integration/server-faults.test.ts pins it).
+  const common = ['--no-defaults', ...(process.getuid?.() === 0 ? ['--user=root'] : []), `--tmpdir=${dir}`];
   let child: ChildProcess | undefined;
   const cleanUp = () => {
     child?.kill('SIGKILL');

@@ -7,7 +7,7 @@ import { createLockTable, type LockError, type LockTable } from '../../lib/index
 import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 
-const CAS = /^UPDATE locks /;
+const CAS = /^UPDATE `locks` /;
 
 describe('ambiguous writes (a proxy loses the reply)', () => {
   let db: TestDb;

@@ -7,9 +7,9 @@ import { PREPARED_MAX_ENTRIES } from '../../lib/store.js';
 import { createTestDb, rawRow, storedText, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
-const FAST = /^UPDATE locks SET version = LAST_INSERT_ID/;
+const FAST = /^UPDATE `locks` SET version = LAST_INSERT_ID/;
 const READ = /^SELECT version, CAST\(dataJson/;
-const CAS = /^UPDATE locks SET version = \?, dataJson = \?/;
+const CAS = /^UPDATE `locks` SET version = \?, dataJson = \?/;
 
 describe('one-statement paths and combining', () => {
   let db: TestDb;

@@ -3,6 +3,8 @@
 // (the shared server is never stopped): a restart and a crash while holders
 // and waiters are active, too many connections, read-only, lock wait timeout.
 import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { isAmbiguous, isTransient } from '../../lib/faults.js';
 import { createLockTable, migrate, type Lease, type LockTable } from '../../lib/index.js';
@@ -45,6 +47,17 @@ describe('server faults (a private server)', function () {
   after(async () => {
     await root?.end();
     await server?.remove();
+  });
+
+  it("a starting server deletes every '#sql*' file in its tmpdir, so a private server has a tmpdir of its own (pinned)", async () => {
+    const [rows] = await root.query('SELECT @@tmpdir AS tmpdir');
+    const tmpdir = String((rows as Array<{ tmpdir: string }>)[0]!.tmpdir);
+    assert.equal(path.resolve(tmpdir), path.resolve(server.dir), 'the private server must not share /tmp with the servers already running there');
+    // What a shared tmpdir would cost: another server's temporary table, gone at our start.
+    const stranger = path.join(tmpdir, '#sql-temptable-0-0-0.MAD');
+    writeFileSync(stranger, '');
+    await server.restart('graceful');
+    assert.equal(existsSync(stranger), false, 'the server removed the #sql file at start-up');
   });
 
   it('what a shutdown and a restart look like to mysql2 (pinned: lib/faults.ts classifies these)', async () => {
@@ -152,7 +165,7 @@ describe('server faults (a private server)', function () {
       await t.list();
       await root.query('SET GLOBAL read_only = 1');
       const acquiring = t.acquire('box_update');
-      await until('two refused writes', () => proxy.statements.filter((s) => s.startsWith('UPDATE locks')).length >= 2);
+      await until('two refused writes', () => proxy.statements.filter((s) => s.startsWith('UPDATE `locks`')).length >= 2);
       await root.query('SET GLOBAL read_only = 0');
       const lease = await acquiring;
       assert.deepEqual((await t.list()).map((l) => [l.name, l.token]), [['box_update', lease.token]]);

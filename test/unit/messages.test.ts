@@ -55,7 +55,7 @@ const TABLE: Row[] = [
   // createLockTable options.
   ['createLockTable()', () => resolveOptions(undefined), 'EINVALIDOPTION', "createLockTable takes an options object such as { db: 'mysql://user:password@host:port/database' }, got nothing"],
   ['createLockTable({})', () => resolveOptions({}), 'EINVALIDOPTION', 'db must be a mysql2 pool or a mysql://user:password@host:port/database URI, got nothing'],
-  ['{ poolsize: 5 }', () => resolveOptions({ db: 'x', poolsize: 5 }), 'EINVALIDOPTION', 'unknown option poolsize: did you mean poolSize? (the options are db, space, owner, types, strictNames, poolSize, maxInFlight, fastPath, retry, wait)'],
+  ['{ poolsize: 5 }', () => resolveOptions({ db: 'x', poolsize: 5 }), 'EINVALIDOPTION', 'unknown option poolsize: did you mean poolSize? (the options are db, space, owner, types, strictNames, poolSize, maxInFlight, fastPath, ttlMs, retry, wait)'],
   ['{ poolSize: 65 }', () => resolveOptions({ db: 'x', poolSize: 65 }), 'EINVALIDOPTION', 'poolSize must be ≤ 64 connections, got 65'],
   ['{ retry: { deadlineMS } }', () => resolveOptions({ db: 'x', retry: { deadlineMS: 5 } }), 'EINVALIDOPTION', 'unknown option retry.deadlineMS: did you mean retry.deadlineMs? (the options of retry are baseMs, capMs, deadlineMs)'],
   ['{ retry: { deadlineMs: 1.5 } }', () => resolveOptions({ db: 'x', retry: { deadlineMs: 1.5 } }), 'EINVALIDOPTION', 'retry.deadlineMs must be a whole number of milliseconds ≥ 0, got 1.5'],
@@ -105,7 +105,7 @@ const TABLE: Row[] = [
     'releaseAll without UPDATE privilege',
     () => { throw toLockError({ errno: 1142, code: 'ER_TABLEACCESS_DENIED_ERROR', message: "UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`" }, 'wiped'); },
     'EDATABASE',
-    "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the locks table (CREATE to migrate), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
+    "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the lock table (docs/shared-database.md lists what migrate() needs), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
   ],
   // What a user meets while using locks.
   [
