@@ -126,6 +126,21 @@ describe('one-statement paths and combining', () => {
     assert.deepEqual(tap.statements.map((s) => (FAST.test(s) ? 'fast' : s)), ['fast', 'fast'], 'and the document is ours again');
   });
 
+  it('without dataCrcNow (migration 003 pending) every operation still works, through the read', async () => {
+    const old = await createTestDb('no003');
+    await old.pool.query('ALTER TABLE locks DROP COLUMN dataCrcNow');
+    const t = createLockTable({ db: old.pool });
+    try {
+      const lease = await t.acquire('box_update');
+      assert.deepEqual((await t.list()).map((l) => [l.name, l.token]), [['box_update', lease.token]]);
+      await t.release(lease);
+      assert.deepEqual(await t.list(), []);
+    } finally {
+      await t.close();
+      await old.drop();
+    }
+  });
+
   it('a freshly migrated space is already in format 2 with its checksum: the first acquire is one statement', async () => {
     const fresh = await createTestDb('fresh');
     const ftap = new Tap(fresh.pool);
