@@ -76,7 +76,7 @@ async function runOnTable(command: Command, table: LockTable, io: Io, out: (s: s
   switch (command.name) {
     case 'list': {
       const locks = await table.list();
-      out(command.json ? JSON.stringify(locks, null, 2) : formatLockList(table.space, locks));
+      out(command.json ? JSON.stringify(locks, null, 2) : formatLockList(table.space, locks, await table.listWaiters()));
       return EXIT.OK;
     }
     case 'watch':

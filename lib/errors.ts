@@ -25,6 +25,20 @@ export interface Holder {
   expiresAt?: Date;
 }
 
+/** A waiter in line for a name (fair waiting). Times are database time. */
+export interface Waiting {
+  name: string;
+  /** Place in line for this name among live waiters, 1 = first. */
+  position: number;
+  /** The waiter's id: the same on every name one wait() waits for. */
+  id: string;
+  owner: import('./owner.js').Owner;
+  /** In line since. */
+  since: Date;
+  /** The intent lapses then unless its waiter renews it (it does while it waits). */
+  expiresAt: Date;
+}
+
 /** Why a lease is no longer held. */
 export type NotHeldReason =
   | 'released' // no entry and no record of a forced removal: released earlier (or its record aged out)
@@ -49,18 +63,39 @@ export class LockError extends Error {
   }
 }
 
-/** Some of the names are held by someone else. `holders` says who. */
+/**
+ * Some of the names are held by someone else (`holders` says who), or have
+ * waiters in line in front of this acquisition (`waiters`, in line order).
+ */
 export class LockedError extends LockError {
   readonly holders: Holder[];
-  constructor(holders: Holder[], message?: string) {
+  readonly waiters: Waiting[];
+  constructor(holders: Holder[], message?: string, waiters: Waiting[] = []) {
     super(
       'ELOCKED',
       message ??
-        `locked: ${holders.map(describeHolder).join('; ')}; wait for ${holders.length === 1 ? 'it' : 'them'} with wait() or using(names, fn, { wait: true }), ` +
+        `locked: ${describeBlockers(holders, waiters)}; wait for ${holders.length + waiters.length === 1 ? 'it' : 'them'} with wait() or using(names, fn, { wait: true }), ` +
           'or see who holds what with `locktable list`',
     );
     this.holders = holders;
+    this.waiters = waiters;
   }
+}
+
+function describeBlockers(holders: Holder[], waiters: Waiting[]): string {
+  const parts = holders.map(describeHolder);
+  if (waiters.length) parts.push(describeLine(waiters));
+  return parts.join('; ');
+}
+
+function describeLine(waiters: Waiting[]): string {
+  return `waiters in line first (pass { barge: true } to ignore the line): ${waiters.map(describeWaiting).join('; ')}`;
+}
+
+export function describeWaiting(w: Waiting): string {
+  const o = w.owner;
+  const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
+  return `${w.name} #${w.position} ${task}pid ${o.pid} on ${o.host} since ${w.since.toISOString()}`;
 }
 
 /** A release (or renewal) found the lease gone. */
@@ -176,12 +211,14 @@ export class ForeignTableError extends LockError {
 
 export class TimeoutError extends LockError {
   readonly holders: Holder[];
-  constructor(ms: number, holders: Holder[]) {
+  readonly waiters: Waiting[];
+  constructor(ms: number, holders: Holder[], waiters: Waiting[] = []) {
     super(
       'ETIMEDOUT',
-      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
+      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${waiters.length ? `; ${describeLine(waiters)}` : ''}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
     );
     this.holders = holders;
+    this.waiters = waiters;
   }
 }
 

@@ -1,6 +1,6 @@
 // The public surface of locktable, and nothing else.
 export { createLockTable, LockTable } from './locktable.js';
-export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, KeepAlive, KeepAliveOptions } from './locktable.js';
+export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, KeepAlive, KeepAliveOptions, WaiterInfo } from './locktable.js';
 export { LockChannels } from './events.js';
 export type {
   LockEventKind,
@@ -11,6 +11,8 @@ export type {
   RetriedEvent,
   ReapedEvent,
   LostEvent,
+  QueuedEvent,
+  DequeuedEvent,
 } from './events.js';
 export type { LockMetrics, LockCounters, DurationSummary } from './metrics.js';
 export { migrate } from './migrate.js';
@@ -35,7 +37,7 @@ export {
   ClosedError,
   DeadlockError,
 } from './errors.js';
-export type { Holder, LockErrorCode, NotHeldReason } from './errors.js';
+export type { Holder, LockErrorCode, NotHeldReason, Waiting } from './errors.js';
 export type { Owner } from './owner.js';
 export type { Liveness } from './liveness.js';
 export type { AcquireOptions, WaitOptions } from './options.js';

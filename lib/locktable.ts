@@ -6,12 +6,16 @@ import { openDb, quoteTable, type Db } from './db.js';
 import {
   emptyDocument,
   entryOf,
+  fromStoredOwner,
+  lineOf,
   ownerKey,
   parseDocument,
   serializeDocument,
   toHolder,
   toStoredOwner,
+  toWaiting,
   type Entry,
+  type Intent,
   type StoredOwner,
   type LockDocument,
 } from './document.js';
@@ -27,6 +31,7 @@ import {
   DeadlockError,
   describeHolder,
   type Holder,
+  type Waiting,
   LockError,
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
@@ -36,7 +41,7 @@ import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
-import { judgeEntry, type Liveness } from './liveness.js';
+import { judge, judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
@@ -65,6 +70,16 @@ export interface LockInfo extends Holder {
   /** Judged from this process: `unknown` for another host or pid namespace. */
   liveness: Liveness;
   /** Age in ms, database time. */
+  ageMs: number;
+}
+
+/** One waiter in line, as listWaiters() sees it. */
+export interface WaiterInfo extends Waiting {
+  /** Every name this waiter waits for (it is in line for each). */
+  names: string[];
+  /** Its owner judged from this process. A dead waiter is dropped by the next write that meets it. */
+  liveness: Liveness;
+  /** How long it has been in line, ms of database time. */
   ageMs: number;
 }
 
@@ -167,7 +182,8 @@ export interface LockTableOptions<C = typeof LockTypes> {
   /** Plain acquires and releases as one conditional statement each. Default true; false only to compare. */
   fastPath?: boolean;
   retry?: { baseMs?: number; capMs?: number; deadlineMs?: number };
-  wait?: { pollMinMs?: number; pollMaxMs?: number };
+  /** wait()'s poll, and how long a waiter's place in line lasts unless renewed (ms; default 10,000; see docs/lock-kinds.md). */
+  wait?: { pollMinMs?: number; pollMaxMs?: number; intentTtlMs?: number };
 }
 
 type Step<R> = { write?: LockDocument; result: R };
@@ -183,6 +199,17 @@ interface Settle<R> {
 interface Waiter extends Watched {
   wake(): void;
 }
+
+/** A wait() of this table in line (fair waiting): its id and names, for renewal and close(). */
+interface Queued {
+  names: readonly string[];
+  /** Whether its intent is in the document, as far as this table knows. */
+  inLine: boolean;
+  /** performance.now() when it got in line. */
+  since: number;
+}
+
+type Blocked = { blockers: Array<{ name: string; entry: Entry }>; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
 
 /**
  * Named locks of one space, shared by every process that uses the same row.
@@ -204,10 +231,16 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Acquisitions not yet released, by nonce: a lease rebuilt from JSON finds its own. */
   readonly #held = new Map<string, Held>();
   readonly #waiters = new Set<Waiter>();
+  /** This table's wait() calls in line, by waiter id. */
+  readonly #queued = new Map<string, Queued>();
+  #intentTimer: NodeJS.Timeout | undefined;
   #polling = false;
   /** The version the last poll saw; -1 makes the next poll check the blockers. */
   #polledVersion = -1;
   #closed = false;
+  /** close() has begun: waits end with ECLOSED instead of trying again. */
+  #closing = false;
+  readonly #activeWaits = new Set<Promise<void>>();
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
@@ -253,10 +286,10 @@ export class LockTable<N extends string = PlatformLockName> {
     const started = performance.now();
     const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options));
     if ('lease' in outcome) return outcome.lease;
-    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)));
+    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
   }
 
-  /** As acquire(), but resolves null when a name is held. */
+  /** As acquire(), but resolves null when a name is held (or has waiters in line first). */
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
@@ -265,42 +298,68 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
-   * Waits until every name can be taken at once. Wakes when the row changes
-   * (a release anywhere), when a holder dies (its locks are taken over), or
-   * when a lease expires. Rejects with ETIMEDOUT or EABORTED, and at once
-   * with EDEADLK when called from inside using() work whose lease holds a
-   * name (it would wait for itself). Elsewhere a name held by another task of
-   * this process is waited for like any other.
+   * Waits until every name can be taken at once. Fair: unless `barge`, the
+   * waiter gets in line for all its names at once (recorded in the document),
+   * and no later acquisition takes a name it waits for; waiters are served in
+   * the order they got in line (see docs/lock-kinds.md). Wakes when a
+   * holder or a waiter in front releases, leaves or dies, or when a lease
+   * expires. Rejects with ETIMEDOUT (naming holders and waiters in front)
+   * or EABORTED, either way leaving the line; and at once with EDEADLK when
+   * called from inside using() work whose lease holds a name (it would wait
+   * for itself). Elsewhere a name held by another task of this process is
+   * waited for like any other.
    *
    * @example
    * const lease = await locks.wait([LockTypes.BOX_UPDATE], { timeoutMs: 60_000, signal });
    */
   async wait(names: N | readonly N[], options?: WaitOptions): Promise<Lease> {
     const call = this.#resolveCall(names, options);
+    const run = this.#wait(call);
+    // close() lets every wait end (and leave the line) before it closes the pool.
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.#activeWaits.add(settled);
+    void settled.then(() => this.#activeWaits.delete(settled));
+    return run;
+  }
+
+  async #wait(call: { names: string[]; options: WaitOptions }): Promise<Lease> {
     const { signal, timeoutMs } = call.options;
     const startedAt = performance.now();
     const elapsed = () => performance.now() - startedAt;
-    for (let contended = false; ; contended = true) {
-      if (signal?.aborted) throw new AbortError(signal.reason);
-      // After a wake-up, decide from a read: every waiter of the name woke at
-      // once, a read does not queue on the row lock, and only those that find
-      // it free go on to write.
-      const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options, contended), contended);
-      if ('lease' in outcome) {
-        log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
-        return outcome.lease;
+    const id = call.options.barge ? undefined : newNonce();
+    const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => toHolder(b.name, b.entry)), o.ahead.map(waitingOf));
+    let reason: DequeuedReason = 'failed';
+    if (id !== undefined) this.#queued.set(id, { names: call.names, inLine: false, since: startedAt });
+    try {
+      for (let contended = false; ; contended = true) {
+        if (signal?.aborted) throw new AbortError(signal.reason);
+        if (this.#closing) throw new ClosedError();
+        // After a wake-up, decide from a read: every waiter of the name woke at
+        // once, a read does not queue on the row lock, and only those that find
+        // it free go on to write.
+        const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options, contended, id), contended);
+        if ('lease' in outcome) {
+          log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
+          reason = 'acquired';
+          return outcome.lease;
+        }
+        if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
+        const inside = working.getStore();
+        const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
+        if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
+        const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
+        if (left !== undefined && left <= 0) throw timeout(outcome);
+        const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal, outcome.ahead);
+        if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw timeout(outcome);
       }
-      const inside = working.getStore();
-      const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
-      if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
-      const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
-      if (left !== undefined && left <= 0) {
-        throw new TimeoutError(timeoutMs!, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
-      }
-      const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal);
-      if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) {
-        throw new TimeoutError(timeoutMs, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
-      }
+    } catch (err) {
+      reason = err instanceof TimeoutError ? 'timeout' : err instanceof AbortError ? 'aborted' : err instanceof ClosedError ? 'closed' : 'failed';
+      throw err;
+    } finally {
+      if (id !== undefined) await this.#leaveLine(id, reason);
     }
   }
 
@@ -594,6 +653,25 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
+   * Every waiter in line, name by name in name order and in line order
+   * within a name (`position`, 1 = first), with its owner's liveness as
+   * judged from here. Intents already expired are left out. Advisory.
+   */
+  async listWaiters(): Promise<WaiterInfo[]> {
+    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
+    const here = localView();
+    const names = new Map(T.waiters(doc).map((w) => [w.id, w.names]));
+    const out: WaiterInfo[] = [];
+    for (const name of Object.keys(doc.q ?? {}).sort()) {
+      for (const a of T.waitersAhead(doc, name, undefined, snap.now)) {
+        const liveness = judge(fromStoredOwner(a.intent.o), a.intent.e, snap.now, here);
+        out.push({ ...waitingOf(a), names: names.get(a.intent.n) ?? [name], liveness, ageMs: Math.max(0, snap.now - a.intent.a) });
+      }
+    }
+    return out;
+  }
+
+  /**
    * Releases one lock by name, whoever holds it: the operator's way out of a
    * stuck lock. Unless `force` is set it refuses with ELOCKED when the owner is
    * not provably dead (alive, or on another host), and the error's holder says
@@ -672,12 +750,18 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || this.#closing) return;
+    this.#closing = true;
+    this.#wakeWaiters();
+    // Pending waits end with ECLOSED and leave the line (this process stays
+    // alive, so no one else would drop their intents before they expire).
+    await Promise.allSettled([...this.#activeWaits]);
     // Renewals stop (their leases stay held until they expire or are released elsewhere).
     await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
+    if (this.#intentTimer) clearTimeout(this.#intentTimer);
     this.#gate.close();
     this.#wakeWaiters();
     if (this.#wroteOwnerRecord) {
@@ -692,11 +776,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   // ---------------------------------------------------------------------------
 
-  async #acquire(
-    names: string[],
-    options: AcquireOptions,
-    readFirst = false,
-  ): Promise<{ lease: Lease } | { blockers: Array<{ name: string; entry: Entry }>; version: number }> {
+  /** `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. */
+  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string): Promise<{ lease: Lease } | Blocked> {
     let nonce = newNonce();
     // Writes of this acquisition whose reply was lost: nonce → the version each
     // was to replace. Any of them may have been applied, or may still be (a
@@ -744,7 +825,6 @@ export class LockTable<N extends string = PlatformLockName> {
         nonce = newNonce();
       }
     }
-    type Blocked = { blockers: Array<{ name: string; entry: Entry }>; version: number };
     type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
     let outcome: Blocked | Won;
     try {
@@ -762,8 +842,21 @@ export class LockTable<N extends string = PlatformLockName> {
               return judgeEntry(held, snap.now, here) === 'dead';
             }),
           );
-          const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
-          if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
+          // Waiters in line whose owner is provably dead leave it in this write.
+          const deadWaiters = new Set<string>();
+          for (const n of names) {
+            for (const i of lineOf(doc, n)) if (i.n !== waiter && judge(fromStoredOwner(i.o), i.e, snap.now, here) === 'dead') deadWaiters.add(i.n);
+          }
+          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, waiter, barge: options.barge, deadWaiters };
+          const r = T.acquire(doc, input);
+          if (!r.ok) {
+            const blocked = { blockers: r.blockers, ahead: r.ahead, version: snap.version };
+            if (waiter === undefined || options.barge) return { result: blocked };
+            const q = T.enqueue(doc, { names, waiter, owner, now: snap.now, ttlMs: this.#options.wait.intentTtlMs, deadWaiters });
+            if (!q.changed) return { result: blocked };
+            const positions = Object.fromEntries(names.map((n) => [n, T.waitersAhead(q.doc, n, waiter, snap.now).length + 1]));
+            return { write: q.doc, result: { ...blocked, version: snap.version + 1, ...(q.added ? { positions } : {}) } };
+          }
           if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
           return { write: r.doc, result: { nonce, entries: r.entries, removed: r.removed } };
         },
@@ -875,18 +968,22 @@ export class LockTable<N extends string = PlatformLockName> {
     }
   }
 
+  /** Removes the locks `match` selects, and the waiters in line it selects (by their owner and expiry) in the same write. */
   async #removeWhere(
     why: 'wiped' | 'owner' | 'reaped',
-    match: (name: string, entry: Entry) => boolean,
+    match: (name: string, held: { o: Entry['o']; e?: number | undefined }) => boolean,
     before?: (snap: Snapshot) => void,
   ): Promise<Holder[]> {
-    const removed = await this.#gate.run(() =>
+    const { removed, dropped } = await this.#gate.run(() =>
       this.#mutate(why, (doc, snap) => {
         before?.(snap);
         const r = T.removeWhere(doc, match, why, snap.now);
-        return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
+        const next = T.dropWaiters(r.doc, (intent, name) => match(name, intent));
+        const result = { removed: r.removed, dropped: next !== r.doc };
+        return r.removed.length || result.dropped ? { write: next, result } : { result };
       }),
     );
+    if (dropped) this.#wakeWaiters();
     if (removed.length) {
       this.#wakeWaiters();
       this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
@@ -968,7 +1065,13 @@ export class LockTable<N extends string = PlatformLockName> {
   // (lib/watch.ts); a waiter wakes when one of its blockers is gone, when a
   // blocker is judged dead from here, or when a blocker's lease has expired by
   // the database clock.
-  #sleepUntilChange(version: number, blockers: Waiter['blockers'], timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
+  #sleepUntilChange(
+    version: number,
+    blockers: Waiter['blockers'],
+    timeoutMs: number | undefined,
+    signal?: AbortSignal,
+    ahead: Waiter['ahead'] = [],
+  ): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (value: boolean | Error) => {
@@ -979,7 +1082,10 @@ export class LockTable<N extends string = PlatformLockName> {
         else resolve(value);
       };
       const onAbort = () => done(new AbortError(signal!.reason));
-      const waiter: Waiter = { version, blockers, wake: () => done(this.#closed ? new ClosedError() : true) };
+      const waiter: Waiter = { version, blockers, ahead, wake: () => done(this.#closed || this.#closing ? new ClosedError() : true) };
+      if (this.#closing) return waiter.wake();
+      // Aborted while the last attempt was in flight: the 'abort' event has already fired.
+      if (signal?.aborted) return onAbort();
       if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.add(waiter);
@@ -1013,7 +1119,9 @@ export class LockTable<N extends string = PlatformLockName> {
         const now = this.#clock.now();
         let woke = 0;
         for (const w of [...this.#waiters]) {
-          const holderGone = w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead');
+          const holderGone =
+            w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
+            (w.ahead ?? []).some((a) => judge(fromStoredOwner(a.intent.o), a.intent.e, now, here) === 'dead');
           // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
           if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake();
@@ -1027,13 +1135,80 @@ export class LockTable<N extends string = PlatformLockName> {
     }
   }
 
+  // Fair waiting: a wait() in line keeps its intent alive (one write renews
+  // every waiter of this table, every third of the intent's lifetime), and
+  // leaves the line when it ends.
+  #inLine(id: string, names: readonly string[], positions: Record<string, number>): void {
+    const q = this.#queued.get(id);
+    if (!q) return;
+    if (q.inLine) this.#event('dequeued', { space: this.space, names, waiter: id, reason: 'dropped', waitedMs: performance.now() - q.since });
+    q.inLine = true;
+    q.since = performance.now();
+    this.#event('queued', { space: this.space, names, waiter: id, owner: this.owner, positions });
+    this.#scheduleRenewal();
+  }
+
+  async #leaveLine(id: string, reason: DequeuedReason): Promise<void> {
+    const q = this.#queued.get(id);
+    this.#queued.delete(id);
+    if (!q?.inLine) return;
+    // Acquiring took it out of line in the same write.
+    if (reason !== 'acquired' && !this.#closed) {
+      await this.#dropIntents((i) => i.n === id).catch((err: Error) => log.wait('could not leave the line (the intent expires on its own): %s', err.message));
+    }
+    this.#event('dequeued', { space: this.space, names: q.names, waiter: id, reason, waitedMs: performance.now() - q.since });
+  }
+
+  /** Removes the intents `match` selects; a wake-up for waiters of this table behind them. */
+  async #dropIntents(match: (intent: Intent) => boolean): Promise<void> {
+    const dropped = await this.#gate.run(() =>
+      this.#mutate(
+        'dequeue',
+        (doc) => {
+          const next = T.dropWaiters(doc, match);
+          return next === doc ? { result: false } : { write: next, result: true };
+        },
+        {},
+        Math.min(2_000, this.#options.retry.deadlineMs),
+      ),
+    );
+    if (dropped) this.#wakeWaiters();
+  }
+
+  #scheduleRenewal(): void {
+    if (this.#intentTimer || this.#closed) return;
+    this.#intentTimer = setTimeout(() => void this.#renewIntents(), Math.max(1, Math.floor(this.#options.wait.intentTtlMs / 3)));
+    this.#intentTimer.unref();
+  }
+
+  async #renewIntents(): Promise<void> {
+    this.#intentTimer = undefined;
+    const ids = new Set([...this.#queued].filter(([, q]) => q.inLine).map(([id]) => id));
+    if (!ids.size || this.#closed) return;
+    try {
+      const ttl = this.#options.wait.intentTtlMs;
+      const missing = await this.#gate.run(() =>
+        this.#mutate('renew', (doc, snap) => {
+          const r = T.renewWaiters(doc, ids, snap.now + ttl);
+          return r.doc === doc ? { result: r.missing } : { write: r.doc, result: r.missing };
+        }),
+      );
+      // Dropped meanwhile (expired while this process could not renew, or
+      // judged dead): the next attempt gets back in line, at the back.
+      if (missing.length) this.#wakeWaiters();
+    } catch (err) {
+      log.wait('renewing intents failed, will retry: %s', (err as Error).message);
+    }
+    this.#scheduleRenewal();
+  }
+
   // Observability: every event goes through #event, so that counters,
   // summaries and channels can never disagree.
   #event<K extends LockEventKind>(kind: K, event: LockEvents[K]): void {
     this.#events.emit(kind, event);
   }
 
-  #observeAcquire<O extends { lease: Lease } | { blockers: Array<{ name: string; entry: Entry }> }>(
+  #observeAcquire<O extends { lease: Lease } | Blocked>(
     op: 'acquire' | 'tryAcquire' | 'wait',
     names: string[],
     started: number,
@@ -1046,7 +1221,7 @@ export class LockTable<N extends string = PlatformLockName> {
       if (lease.expiresAt) event.expiresAt = lease.expiresAt;
       this.#event('acquired', event);
     } else if (!contendedBefore) {
-      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)) });
+      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)), waiters: outcome.ahead.map(waitingOf) });
     }
     return outcome;
   }
@@ -1137,6 +1312,12 @@ export class LockTable<N extends string = PlatformLockName> {
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError();
   }
+}
+
+type DequeuedReason = LockEvents['dequeued']['reason'];
+
+function waitingOf(a: T.Ahead): Waiting {
+  return toWaiting(a.name, a.intent, a.position);
 }
 
 /** An entry as list() and releaseName() show it: the holder, its liveness judged from here, and its age (database time). */

@@ -64,7 +64,7 @@ export interface FastPlan {
   holds?: string;
   /** The acquiring owner's record, `$.o."key"` and its JSON text. */
   owner?: { path: string; json: string };
-  /** Entries to add, at paths that must not exist yet; `f` in `json` is replaced by `version - back` (the new version minus back). */
+  /** Entries to add, at paths (`$.l."name"`) that must not exist yet, nor the name's `$.s` and `$.q` paths; `f` in `json` is replaced by `version - back` (the new version minus back). */
   sets: Array<{ path: string; json: string; back: number }>;
   /**
    * The database time as estimated here (written into new entries): the
@@ -112,8 +112,9 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   let where = 'id = ? AND dataCrc = dataCrcNow';
   values.push(space);
   if (plan.sets.length) {
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(plan.sets.length)})`;
-    for (const s of plan.sets) values.push(s.path);
+    // Format 3: nor held by several holders (`$.s`), nor anyone in line for it (`$.q`).
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?, ?, ?'.repeat(plan.sets.length)})`;
+    for (const s of plan.sets) values.push(s.path, `$.s${s.path.slice(3)}`, `$.q${s.path.slice(3)}`);
   }
   if (plan.holds !== undefined) {
     where += ' AND JSON_CONTAINS(dataJson, ?)';
@@ -177,7 +178,7 @@ export async function readVersion(
 }
 
 /**
- * Drops an owner record no entry refers to any more (the one-statement release
+ * Drops an owner record no entry, shared holder or waiter refers to any more (the one-statement release
  * leaves it behind). Does not move the version: the locks are unchanged, and a
  * full write based on the previous text drops the record all the same.
  * Returns whether it removed it.
@@ -185,7 +186,7 @@ export async function readVersion(
 export async function dropOwnerRecord(db: Conn, table: string, space: string, path: string, key: string): Promise<boolean> {
   const [res] = await db.query(
     `UPDATE ${table} SET dataJson = JSON_REMOVE(dataJson, ?), dataCrc = CRC32(dataJson)
-     WHERE id = ? AND dataCrc = dataCrcNow AND JSON_CONTAINS_PATH(dataJson, 'one', ?) AND JSON_SEARCH(dataJson, 'one', ?, NULL, '$.l.*.o') IS NULL`,
+     WHERE id = ? AND dataCrc = dataCrcNow AND JSON_CONTAINS_PATH(dataJson, 'one', ?) AND JSON_SEARCH(dataJson, 'one', ?, NULL, '$.l.*.o', '$.s.*.h[*].o', '$.q.*[*].o') IS NULL`,
     [path, space, path, key],
   );
   return (res as { affectedRows: number }).affectedRows === 1;

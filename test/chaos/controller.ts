@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { parseDocument } from '../../lib/document.js';
+import { waiters } from '../../lib/transitions.js';
 import { migrate } from '../../lib/index.js';
 import { startPrivateServer } from '../helpers/private-server.js';
 import { prng } from '../helpers/prng.js';
@@ -179,8 +180,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       }),
     );
     const rows = (await adminQuery(`SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
-    const l = parseDocument('platform', rows[0]!.raw).l; // owners resolved, whatever the stored format
-    const finalHeld = new Map(Object.entries(l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
+    const doc = parseDocument('platform', rows[0]!.raw); // owners resolved, whatever the stored format
+    const finalHeld = new Map(Object.entries(doc.l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
+    const finalWaiting = waiters(doc).map((w) => ({ pid: w.intent.o.p, names: w.names }));
     const records: LogRecord[] = [];
     for (const file of readdirSync(logs)) {
       for (const line of readFileSync(path.join(logs, file), 'utf8').split('\n')) {
@@ -188,7 +190,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         if (line) records.push(...parseLine(line));
       }
     }
-    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld });
+    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting });
     const longExits = records.filter((r) => r.k === 'exit' && ((r as { heldMs?: number }).heldMs ?? 0) > renewing.ttlMs / 3) as Array<{ lost?: boolean }>;
     const renewed = { sections: longExits.length, lost: longExits.filter((r) => r.lost).length };
     return { seed, durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
@@ -218,12 +220,12 @@ export function describe(s: ChaosSummary): string {
     `faults: worker SIGKILL ${s.faults.sigkill}; connections KILLed ${s.faults.connectionKills} (in ${s.faults.connectionKillRounds} rounds); ` +
       `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash})`,
     `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
-    `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}`,
+    `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
     `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
   ].join('\n');
 }
 
 /** Whether the run proves what it must: exclusion held, nothing leaked or lost. */
 export function passed(s: ChaosSummary): boolean {
-  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
+  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.leakedWaiters.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
 }

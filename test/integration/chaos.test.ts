@@ -17,6 +17,7 @@ describe('chaos (short run)', () => {
     assert.deepEqual(s.overlaps, [], text);
     assert.deepEqual(s.tokenRegressions, [], text);
     assert.deepEqual(s.leaked, [], text);
+    assert.deepEqual(s.leakedWaiters, [], text);
     assert.deepEqual(s.lost, [], text);
     assert.deepEqual(s.unclosed, [], text);
     assert.equal(s.crashed, 0, text);

@@ -161,7 +161,7 @@ describe('one-statement paths and combining', () => {
     const raw = '{"v":1,"l":{}}';
     await db.pool.query(`UPDATE locks SET dataJson = ?, dataCrc = NULL WHERE id = 'platform'`, [raw]);
     const lease = await locks.acquire('box_update');
-    assert.equal((await stored()).v, 2);
+    assert.equal((await stored()).v, 3);
     tap.reset();
     await locks.release(lease);
     assert.equal(tap.statements.length, 1);

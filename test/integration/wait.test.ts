@@ -57,6 +57,17 @@ describe('wait()', () => {
     assert.deepEqual(await a.list(), []);
   });
 
+  it('fails with EABORTED when the signal fires while an attempt is in flight (the abort event is then already past)', async () => {
+    const held = await a.acquire('box_update_task');
+    const controller = new AbortController();
+    const waiting = b.wait(['box_update_task'], { signal: controller.signal });
+    controller.abort(); // the first attempt is on its way to the server
+    const outcome = await Promise.race([waiting.then(() => 'acquired', (e: { code?: string }) => e.code), new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5_000))]);
+    assert.equal(outcome, 'EABORTED');
+    await a.release(held);
+    assert.deepEqual(await a.listWaiters(), []);
+  });
+
   it('wakes when a lease expires (database time), without anyone releasing', async () => {
     const held = await a.acquire('app_task_exp', { ttlMs: 300 });
     const lease = await b.wait(['app_task_exp'], { timeoutMs: 10_000 });

@@ -142,6 +142,22 @@ describe('CLI formatting (pure)', () => {
     const { liveness: _l, ageMs: _a, ...holder } = row({});
     assert.equal(formatLocks([holder]).split('\n')[0], 'NAME           TYPE      TASK  PID   HOST  USER        EXPIRES  TOKEN');
     assert.equal(formatLockList('platform', []), "no locks held in space 'platform'");
+    const waiter = {
+      name: 'box_update', position: 1, id: 'w', owner: { host: 'box1', bootId: 'b', pidNs: 'n', pid: 42, startTime: 1, user: 'root', taskId: '9' },
+      since: new Date(0), expiresAt: new Date(10_000), names: ['box_update', 'app_task_a'], liveness: 'alive' as const, ageMs: 65_000,
+    };
+    const text = formatLockList('platform', [], [waiter, { ...waiter, name: 'app_task_a', position: 2 }]);
+    assert.equal(
+      text,
+      [
+        "no locks held in space 'platform'",
+        '',
+        'waiting, in line order:',
+        'NAME        LINE  TASK  PID  HOST  WAITING  ALSO        LIVENESS',
+        'box_update  1     9     42   box1  1m05s    app_task_a  alive',
+        'app_task_a  2     9     42   box1  1m05s    box_update  alive',
+      ].join('\n'),
+    );
   });
 
   it('aligns columns without trailing spaces', () => {

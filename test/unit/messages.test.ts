@@ -3,7 +3,7 @@
 // the next step. Change a message here on purpose, never by accident.
 import assert from 'node:assert/strict';
 import { parseCommandLine } from '../../lib/cli/args.js';
-import { ClosedError, LockedError, LockError, NotHeldError, TimeoutError, type Holder } from '../../lib/errors.js';
+import { ClosedError, LockedError, LockError, NotHeldError, TimeoutError, type Holder, type Waiting } from '../../lib/errors.js';
 import { toLockError } from '../../lib/faults.js';
 import { createLockTable } from '../../lib/locktable.js';
 import { defineLockTypes } from '../../lib/names.js';
@@ -35,6 +35,14 @@ const HOLDER = {
   token: 7,
   acquiredAt: new Date('2026-01-02T03:04:05.000Z'),
 } as unknown as Holder;
+const WAITING = {
+  name: 'app_task_blog',
+  position: 1,
+  id: 'w',
+  owner: { host: 'box1', pid: 4343, taskId: '102' },
+  since: new Date('2026-01-02T03:04:05.000Z'),
+  expiresAt: new Date('2026-01-02T03:04:15.000Z'),
+} as unknown as Waiting;
 const fail = (err: Error) => () => {
   throw err;
 };
@@ -47,10 +55,10 @@ const TABLE: Row[] = [
   ['acquire(n, { ttlMs: 0 })', () => resolveCall('a', { ttlMs: 0 }), 'EINVALIDOPTION', 'ttlMs must be ≥ 1 ms, got 0'],
   ['acquire(n, { ttlMs: 1e12 })', () => resolveCall('a', { ttlMs: 1e12 }), 'EINVALIDOPTION', `ttlMs must be ≤ ${A_YEAR} ms (a year), got 1000000000000`],
   ['acquire(n, { ttlMs: "5" })', () => resolveCall('a', { ttlMs: '5' }), 'EINVALIDOPTION', 'ttlMs must be a whole number of milliseconds ≥ 1, got "5"'],
-  ['acquire(n, { ttl: 5 })', () => resolveCall('a', { ttl: 5 }), 'EINVALIDOPTION', 'unknown option ttl: did you mean ttlMs? (the options are ttlMs, signal, timeoutMs)'],
+  ['acquire(n, { ttl: 5 })', () => resolveCall('a', { ttl: 5 }), 'EINVALIDOPTION', 'unknown option ttl: did you mean ttlMs? (the options are ttlMs, barge, signal, timeoutMs)'],
   ['wait(n, { timeoutMs: -1 })', () => resolveCall('a', { timeoutMs: -1 }), 'EINVALIDOPTION', 'timeoutMs must be ≥ 0 ms, got -1'],
   ['wait(n, { signal: "x" })', () => resolveCall('a', { signal: 'x' }), 'EINVALIDOPTION', 'signal must be an AbortSignal, got "x"'],
-  ['acquire(n, 5000)', () => resolveCall('a', 5000), 'EINVALIDOPTION', 'the options of acquire, tryAcquire and wait are an object { ttlMs?, signal?, timeoutMs? }, got 5000'],
+  ['acquire(n, 5000)', () => resolveCall('a', 5000), 'EINVALIDOPTION', 'the options of acquire, tryAcquire and wait are an object { ttlMs?, barge?, signal?, timeoutMs? }, got 5000'],
   ['using(n, fn, { wait: "yes" })', () => splitUsingOptions({ wait: 'yes' }), 'EINVALIDOPTION', 'wait must be true or false, got "yes"'],
   // createLockTable options.
   ['createLockTable()', () => resolveOptions(undefined), 'EINVALIDOPTION', "createLockTable takes an options object such as { db: 'mysql://user:password@host:port/database' }, got nothing"],
@@ -115,6 +123,12 @@ const TABLE: Row[] = [
     'locked: app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7); wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
   ],
   [
+    'acquire of a free name a waiter is in line for',
+    fail(new LockedError([], undefined, [WAITING])),
+    'ELOCKED',
+    'locked: waiters in line first (pass { barge: true } to ignore the line): app_task_blog #1 task 102, pid 4343 on box1 since 2026-01-02T03:04:05.000Z; wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
+  ],
+  [
     'release of an expired, retaken lease',
     fail(new NotHeldError(['app_task_blog'], 'expired', [HOLDER])),
     'ENOTHELD',
@@ -126,6 +140,12 @@ const TABLE: Row[] = [
     fail(new TimeoutError(5000, [HOLDER])),
     'ETIMEDOUT',
     'gave up after 5000 ms; held by app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7): wait longer (timeoutMs), or see who holds what with `locktable list`',
+  ],
+  [
+    'wait() past timeoutMs, behind a waiter in line',
+    fail(new TimeoutError(5000, [HOLDER], [WAITING])),
+    'ETIMEDOUT',
+    'gave up after 5000 ms; held by app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7); waiters in line first (pass { barge: true } to ignore the line): app_task_blog #1 task 102, pid 4343 on box1 since 2026-01-02T03:04:05.000Z: wait longer (timeoutMs), or see who holds what with `locktable list`',
   ],
   ['acquire after close()', fail(new ClosedError()), 'ECLOSED', 'the lock table was closed: create another with createLockTable() to go on'],
   // The command line.
