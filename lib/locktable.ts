@@ -53,6 +53,9 @@ import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, re
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
 
+/** ER_BAD_FIELD_ERROR: a column the statement names does not exist. */
+const BAD_FIELD = 1054;
+
 const log = {
   acquire: createDebug('locktable:acquire'),
   release: createDebug('locktable:release'),
@@ -948,6 +951,12 @@ export class LockTable<N extends string = PlatformLockName> {
       try {
         version = await fastWrite(causalWrite ? this.#db.pool.withCausalWrites() : this.#db.pool, this.#table, this.space, fast.plan);
       } catch (err) {
+        if ((err as { errno?: number }).errno === BAD_FIELD) {
+          // No dataCrcNow (migration 003 pending, or a table that is not ours):
+          // refused before it ran, nothing written. The read decides, as for any refusal.
+          log.retry('one-statement write refused by the schema (%s): deciding from a read', (err as Error).message);
+          return refused();
+        }
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         log.retry('one-statement write failed: %s', (err as Error).message);
         // It may have applied: settle it before anything else.

@@ -1,4 +1,4 @@
-// The chaos controller: a private MariaDB, N worker processes looping over a
+// The chaos controller: a private server (of the kind under test), N worker processes looping over a
 // few names, and for a bounded time random faults — a worker SIGKILLed (and a
 // new one started), the workers' connections KILLed, the server restarted
 // (cleanly or by SIGKILL). Then every worker is asked to stop, the lock row is
