@@ -2,7 +2,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
-import { openDb, quoteTable, type Db } from './db.js';
+import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
+import { openDb, quoteTable } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -51,6 +52,9 @@ import { backoff, sleep } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
+
+/** ER_BAD_FIELD_ERROR: a column the statement names does not exist. */
+const BAD_FIELD = 1054;
 
 const log = {
   acquire: createDebug('locktable:acquire'),
@@ -134,6 +138,8 @@ interface Held {
    */
   localExpiresAt: number | undefined;
   released: boolean;
+  /** The renewal period keepAlive() was given, ms; undefined: a third of ttlMs. */
+  periodMs?: number | undefined;
   /** Why it was lost, once a renewal, an extend or the expiry said so. */
   lost?: NotHeldError;
   keeper?: Keeper;
@@ -150,7 +156,11 @@ const working = new AsyncLocalStorage<ReadonlySet<string>>();
 const CHECK_MS = 5_000;
 
 export interface LockTableOptions<C = typeof LockTypes> {
-  /** A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close(). */
+  /**
+   * A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close().
+   * For a Galera cluster: a list of URIs, one per node, the preferred writer first (or a mysql2 PoolCluster, its
+   * nodes in the order added): every statement goes to the first node that works (see docs/galera.md).
+   */
   db: unknown;
   /** The lock table: 1-64 characters of A-Z a-z 0-9 _. Default 'locks'. migrate() must have been run for it. */
   table?: string;
@@ -217,7 +227,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly space: string;
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
-  readonly #db: Db;
+  /** Where statements go: one pool, or a node list (lib/cluster.ts); causal on Galera. `end` when we opened it. */
+  readonly #db: { pool: Causal; end?: () => Promise<void>; nodes?: NodeList };
   /** The lock table's name, validated and quoted for SQL. */
   readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
@@ -255,7 +266,13 @@ export class LockTable<N extends string = PlatformLockName> {
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
     this.#table = quoteTable(this.#options.table);
-    this.#db = openDb(this.#options.db, this.#options.poolSize);
+    const cluster = openNodes(this.#options.db, this.#options.poolSize, Math.min(STATEMENT_TIMEOUT_MS, Math.max(1, this.#options.retry.deadlineMs)));
+    if (cluster) {
+      this.#db = { pool: new Causal(cluster.nodes), nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) };
+    } else {
+      const db = openDb(this.#options.db, this.#options.poolSize);
+      this.#db = { pool: new Causal(db.pool), ...(db.end ? { end: db.end } : {}) };
+    }
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
@@ -465,9 +482,10 @@ export class LockTable<N extends string = PlatformLockName> {
    * `reaped`, `wiped`, `owner`, `taken` or `expired`) when the lease is lost,
    * and a `lost` event is published at that moment. A lease without expiry is
    * only checked, every 5 s by default. Calling it again for the same
-   * acquisition returns the same renewal. Timers do not keep the process alive.
-   * EINVALIDOPTION for a bad lease or option; ENOTHELD for a lease released
-   * or already lost.
+   * acquisition returns the same renewal while it runs (a new one after
+   * stop()). Timers do not keep the process alive. EINVALIDOPTION for a bad
+   * lease or option; ENOTHELD for a lease released or already lost; ECLOSED
+   * after close().
    *
    * @example
    * const lease = await locks.acquire(LockTypes.appBackup(appId), { ttlMs: 30_000 });
@@ -485,9 +503,12 @@ export class LockTable<N extends string = PlatformLockName> {
     if (periodMs !== undefined && (!Number.isInteger(periodMs) || periodMs < 1 || periodMs > 2_147_483_647)) {
       throw new InvalidOptionError('keepAlive: periodMs is a positive integer number of milliseconds');
     }
+    // Closing counts: close() stops the renewals that exist when it starts.
+    if (this.#closed || this.#closing) throw new ClosedError();
     if (held.released) throw new NotHeldError([...held.names], 'released');
     if (held.lost) throw held.lost;
-    if (held.keeper) return keepAliveOf(held.keeper);
+    // A renewal stopped with stop() is not one to hand out again: a new one starts.
+    if (held.keeper && !held.keeper.stopped) return keepAliveOf(held.keeper);
     const ttl = ttlMs ?? held.ttlMs;
     if (ttl === undefined && held.expiresAt !== undefined) {
       throw new InvalidOptionError('keepAlive: pass { ttlMs }: this lease expires, and was not acquired or extended by this table, so its length is not known here');
@@ -496,10 +517,11 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
     }
     held.ttlMs = ttl;
+    held.periodMs = periodMs;
     held.keeper = new Keeper(
       {
         names: held.names,
-        periodMs: periodMs ?? (ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3))),
+        periodMs: periodOf(held),
         // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
         renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
         onLost: (err) => {
@@ -540,7 +562,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // A lease the work was told it lost stays lost, even where the database would still renew it.
     if (held.lost) throw held.lost;
     const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
-    held.keeper?.renewed(held.localExpiresAt);
+    held.keeper?.renewed(held.localExpiresAt, periodOf(held));
     const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
     const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
     return this.#issue(renewed, held);
@@ -745,7 +767,12 @@ export class LockTable<N extends string = PlatformLockName> {
     return { replaced: snap.raw };
   }
 
-  /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
+  /**
+   * Closes the pool if this table opened it (from a URI); a pool you passed
+   * stays open. Pending waits fail with ECLOSED. Renewals stop and leases stay
+   * held; the signal of a lease still kept alive aborts (reason expired) when
+   * it runs out.
+   */
   async close(): Promise<void> {
     if (this.#closed || this.#closing) return;
     this.#closing = true;
@@ -753,8 +780,10 @@ export class LockTable<N extends string = PlatformLockName> {
     // Pending waits end with ECLOSED and leave the line (this process stays
     // alive, so no one else would drop their intents before they expire).
     await Promise.allSettled([...this.#activeWaits]);
-    // Renewals stop (their leases stay held until they expire or are released elsewhere).
-    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
+    // Renewals stop (their leases stay held until they expire or are released
+    // elsewhere); work may still run under them, so their signals still abort
+    // when they run out.
+    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stopRenewing()));
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
@@ -909,24 +938,50 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async #writeFast(members: Member[]): Promise<Outcome[]> {
     const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
-    const fast = planFast(members, this.#batch, this.#clock.now());
-    if (!fast) return refused();
-    this.#assertOpen();
-    let version: number | undefined;
-    try {
-      version = await fastWrite(this.#db.pool, this.#table, this.space, fast.plan);
-    } catch (err) {
-      if (!isTransient(err)) throw toLockError(err, operationOf(members));
-      log.retry('one-statement write failed: %s', (err as Error).message);
-      // Not sent, or rolled back: nothing was written. Otherwise it may have applied.
-      return isAmbiguous(err) ? this.#settleFast(members, fast) : refused();
+    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+    const deadline = Date.now() + deadlineMs;
+    // On Galera: whether this attempt waits for its node to apply what the cluster committed.
+    let causalWrite = false;
+    for (let attempt = 0; ; attempt++) {
+      const fast = planFast(members, this.#batch, this.#clock.now());
+      if (!fast) return refused();
+      this.#assertOpen();
+      const sentTo = this.#db.nodes?.current;
+      let version: number | undefined;
+      try {
+        version = await fastWrite(causalWrite ? this.#db.pool.withCausalWrites() : this.#db.pool, this.#table, this.space, fast.plan);
+      } catch (err) {
+        if ((err as { errno?: number }).errno === BAD_FIELD) {
+          // No dataCrcNow (migration 003 pending, or a table that is not ours):
+          // refused before it ran, nothing written. The read decides, as for any refusal.
+          log.retry('one-statement write refused by the schema (%s): deciding from a read', (err as Error).message);
+          return refused();
+        }
+        if (!isTransient(err)) throw toLockError(err, operationOf(members));
+        log.retry('one-statement write failed: %s', (err as Error).message);
+        // It may have applied: settle it before anything else.
+        if (isAmbiguous(err)) return this.#settleFast(members, fast, sentTo);
+        // Rolled back or never run (a deadlock, or on Galera a lost
+        // certification; a node not ready): the same statement again, on the
+        // next node if this one failed. Dropping to compare-and-swap instead
+        // would compete on a version that a busy row moves on every write.
+        if (Date.now() >= deadline) return refused();
+        this.#event('retried', { space: this.space, op: operationOf(members), attempt: attempt + 1, reason: String((err as { code?: unknown }).code ?? (err as Error).message) });
+        await sleep(backoff(attempt, baseMs, capMs));
+        continue;
+      }
+      if (version === undefined) {
+        // Refused on a Galera node's state, which may lag: once more on the cluster's.
+        if (!causalWrite && (await this.#db.pool.galera())) {
+          causalWrite = true;
+          continue;
+        }
+        log.retry('one-statement write refused (%d members): deciding from a read', members.length);
+        return refused();
+      }
+      if (fast.plan.owner) this.#wroteOwnerRecord = true;
+      return applied(members, fast, version);
     }
-    if (version === undefined) {
-      log.retry('one-statement write refused (%d members): deciding from a read', members.length);
-      return refused();
-    }
-    if (fast.plan.owner) this.#wroteOwnerRecord = true;
-    return applied(members, fast, version);
   }
 
   /**
@@ -936,26 +991,50 @@ export class LockTable<N extends string = PlatformLockName> {
    * So once the server's clock is past that, a locking read — queued behind
    * the statement if it is still waiting — shows for good whether it did; its
    * own nonces say so (lib/batch.ts settleFast). Until the deadline.
+   *
+   * On a cluster the statement may have gone to a node that statements no
+   * longer go to (`sentTo`): there it may still be certified and commit after
+   * the time check. A locking read on that node settles it as above; when that
+   * node does not answer, the write counts as not applied only once that node
+   * has left the primary component (it can then never commit), and as applied
+   * as soon as a causal read shows it.
    */
-  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>): Promise<Outcome[]> {
+  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, sentTo?: number): Promise<Outcome[]> {
     const { baseMs, capMs, deadlineMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
     const deadline = Date.now() + deadlineMs;
+    const nodes = this.#db.nodes;
+    const there = nodes && sentTo !== undefined ? new Causal({ query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] }) : undefined;
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
       let failure: unknown;
       try {
+        const moved = nodes !== undefined && sentTo !== undefined && nodes.current !== sentTo;
+        if (moved) {
+          const onSent = await readSpaceLocked(there!, this.#table, this.space).catch((err) => {
+            if (!isTransient(err)) throw err;
+            return undefined;
+          });
+          if (onSent && onSent.now > closesAt) return settleFast(parseDocument(this.space, onSent.raw), onSent, members, fast);
+        }
         const snap = await readSpaceLocked(this.#db.pool, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
-        if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-        await sleep(closesAt - snap.now + 1);
-        continue;
+        if (moved) {
+          const outcomes = settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+          const visible = outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined);
+          if (visible || (snap.now > closesAt && (await nodes.isMember(sentTo)) === false)) return outcomes;
+          log.retry('settling a write sent to %s: not visible, and that node may still commit it', nodes.nodes[sentTo]!.label);
+        } else {
+          if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+          await sleep(closesAt - snap.now + 1);
+          continue;
+        }
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
       }
-      if (Date.now() >= deadline) throw toUnresolvedError(failure, operationOf(members));
-      await sleep(backoff(attempt, baseMs, capMs));
+      if (Date.now() >= deadline) throw toUnresolvedError(failure ?? new Error('the node it was sent to is still in the cluster'), operationOf(members));
+      await sleep(backoff(attempt, baseMs, capMs) + (failure ? 0 : 50));
     }
   }
 
@@ -1367,6 +1446,13 @@ function isPid(value: unknown): value is number {
 export function ownedByTree(o: StoredOwner, pid: number, startTime: number | undefined): boolean {
   const same = (p: number, s: number) => p === pid && (startTime === undefined || s === 0 || s === startTime);
   return same(o.p, o.s) || (o.a?.some(([p, s]) => same(p, s)) ?? false);
+}
+
+/** How often a kept lease is renewed: the period keepAlive() was given while shorter than the lease, else a third of it (checks every 5 s without expiry). */
+function periodOf(held: Held): number {
+  const ttl = held.ttlMs;
+  if (held.periodMs !== undefined && (ttl === undefined || held.periodMs < ttl)) return held.periodMs;
+  return ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3));
 }
 
 function notHeld(missing: T.ReleaseOutcome['missing']): NotHeldError {

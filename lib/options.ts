@@ -92,7 +92,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     throw new InvalidOptionError(`option retry: baseMs (${o.retry.baseMs}) is larger than capMs (${o.retry.capMs})`);
   }
   const given = input as { maxInFlight?: unknown };
-  if (typeof o.db === 'string') {
+  if (typeof o.db === 'string' || Array.isArray(o.db)) {
     // Our own pool: more statements in flight than connections would only queue in the pool.
     if (given.maxInFlight === undefined) o.maxInFlight = Math.min(o.maxInFlight, o.poolSize);
     else if (o.maxInFlight > o.poolSize) {
@@ -148,14 +148,21 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
 
 /**
  * Splits using()'s options into `wait` and the rest, refusing what is not an
- * options object or a `wait` that is not a boolean; the rest is validated by
- * acquire() or wait().
+ * options object, a `wait` that is not a boolean, or an unknown option; the
+ * rest's values are validated by acquire() or wait().
  */
 export function splitUsingOptions(options: unknown): { wait: boolean; rest: WaitOptions } {
   if (options === undefined || options === null) return { wait: false, rest: {} };
   if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, barge?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   const { wait, ...rest } = options as { wait?: unknown };
   if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError(`wait must be true or false, got ${describeValue(wait)}`);
+  // Here, not in acquire(): its message would list the options without wait.
+  const unknown = Object.keys(rest).find((k) => !Object.hasOwn(CALL_FIELDS, k));
+  if (unknown !== undefined) {
+    const known = ['wait', ...Object.keys(CALL_FIELDS)];
+    const guess = closest(unknown, known);
+    throw new InvalidOptionError(`unknown option ${unknown}${guess ? `: did you mean ${guess}?` : ''} (the options are ${known.join(', ')})`);
+  }
   return { wait: wait === true, rest: rest as WaitOptions };
 }
 

@@ -60,6 +60,7 @@ const TABLE: Row[] = [
   ['wait(n, { signal: "x" })', () => resolveCall('a', { signal: 'x' }), 'EINVALIDOPTION', 'signal must be an AbortSignal, got "x"'],
   ['acquire(n, 5000)', () => resolveCall('a', 5000), 'EINVALIDOPTION', 'the options of acquire, tryAcquire and wait are an object { ttlMs?, barge?, signal?, timeoutMs? }, got 5000'],
   ['using(n, fn, { wait: "yes" })', () => splitUsingOptions({ wait: 'yes' }), 'EINVALIDOPTION', 'wait must be true or false, got "yes"'],
+  ['using(n, fn, { wiat: true })', () => splitUsingOptions({ wiat: true }), 'EINVALIDOPTION', 'unknown option wiat: did you mean wait? (the options are wait, ttlMs, barge, signal, timeoutMs)'],
   // createLockTable options.
   ['createLockTable()', () => resolveOptions(undefined), 'EINVALIDOPTION', "createLockTable takes an options object such as { db: 'mysql://user:password@host:port/database' }, got nothing"],
   ['createLockTable({})', () => resolveOptions({}), 'EINVALIDOPTION', 'db must be a mysql2 pool or a mysql://user:password@host:port/database URI, got nothing'],
