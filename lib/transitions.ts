@@ -52,7 +52,10 @@ export type Removed = { name: string; entry: Entry; why: RemovalReason };
 
 export type AcquireOutcome =
   | { ok: true; doc: LockDocument; entries: Record<string, Entry>; removed: Removed[] }
-  | { ok: false; blockers: Array<{ name: string; entry: Entry }>; ahead: Ahead[]; conflicts?: Conflict[] };
+  | { ok: false; blockers: Blocker[]; ahead: Ahead[]; conflicts?: Conflict[] };
+
+/** A holder in the way; `shared` when it is one of a name's group (`s`). */
+export type Blocker = { name: string; entry: Entry; shared?: boolean };
 
 /** A shared or semaphore acquisition whose limit differs from the one the name's group stores. */
 export type Conflict = { name: string; stored: number | undefined; asked: number | undefined };
@@ -92,7 +95,7 @@ export function waitersAhead(doc: LockDocument, name: string, waiter: string | u
  */
 export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome {
   const shared = input.mode === 'shared';
-  const blockers: Array<{ name: string; entry: Entry }> = [];
+  const blockers: Blocker[] = [];
   const ahead: Ahead[] = [];
   const removed: Removed[] = [];
   const conflicts: Conflict[] = [];
@@ -104,13 +107,13 @@ export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome 
       else blockers.push({ name, entry: held });
     }
     const group = groupOf(doc, name);
-    const live: Array<{ name: string; entry: Entry }> = [];
+    const live: Blocker[] = [];
     if (group) {
       for (const share of group.h) {
         const entry: Entry = { ...share, t: group.t };
         if (isExpired(share, input.now)) removed.push({ name, entry, why: 'expired' });
         else if (input.deadShares?.has(share.n)) removed.push({ name, entry, why: 'reaped' });
-        else live.push({ name, entry });
+        else live.push({ name, entry, shared: true });
       }
     }
     if (!shared) blockers.push(...live);
