@@ -15,7 +15,7 @@ import { NotHeldError } from './errors.js';
 
 export interface KeeperDeps {
   names: readonly string[];
-  /** Renewal period, ms. */
+  /** Renewal period, ms (renewed() may change it). */
   periodMs: number;
   /**
    * One renewal: resolves with the new expiry as a local monotonic time (ms,
@@ -33,6 +33,16 @@ export interface KeeperDeps {
 /** Shortest wait between a failed renewal and the next try, ms. */
 const RETRY_MIN_MS = 20;
 
+/**
+ * Longest delay a Node timer takes, ms: a longer one fires after 1 ms (with a
+ * TimeoutOverflowWarning). Leases may last up to a year, so longer waits are
+ * cut to this; a timer that fires early re-checks and waits again.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** A timer delay, in what setTimeout takes. */
+const delay = (ms: number) => Math.min(MAX_TIMER_MS, Math.max(0, ms));
+
 export class Keeper {
   readonly #deps: KeeperDeps;
   readonly #now: () => number;
@@ -43,14 +53,19 @@ export class Keeper {
   #watchdog: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> | undefined;
   #stopped = false;
+  /** Renewal period, ms. */
+  #periodMs: number;
+  /** False once renewals stopped while the expiry is still watched (stopRenewing()). */
+  #renewing = true;
   #lost: NotHeldError | undefined;
 
   constructor(deps: KeeperDeps, expiresAt: number | undefined) {
     this.#deps = deps;
     this.#now = deps.now ?? (() => performance.now());
+    this.#periodMs = deps.periodMs;
     this.#expiresAt = expiresAt;
     this.#checkOnRead(this.#controller.signal);
-    this.#arm(deps.periodMs);
+    this.#arm(this.#periodMs);
   }
 
   // A process stopped past its lease (SIGSTOP, a paused VM, a long GC) may
@@ -92,11 +107,38 @@ export class Keeper {
     this.#controller.abort(err);
   }
 
-  /** A renewal done elsewhere (an explicit extend()) moved the expiry. */
-  renewed(expiresAt: number | undefined): void {
+  /**
+   * A renewal done elsewhere (an explicit extend()) moved the expiry, and may
+   * have changed the lease's length: the next renewal comes one new period
+   * from now (a shorter lease would run out before the old period).
+   */
+  renewed(expiresAt: number | undefined, periodMs: number = this.#periodMs): void {
     if (this.#stopped) return;
     this.#expiresAt = expiresAt;
-    this.#armWatchdog();
+    this.#periodMs = periodMs;
+    // Not while a renewal is in flight: it arms the next one when it ends.
+    if (this.#tick) {
+      clearTimeout(this.#tick);
+      this.#tick = undefined;
+      this.#arm(periodMs);
+    } else this.#armWatchdog();
+  }
+
+  /** Whether it was stopped (or the lease lost): it renews and watches nothing any more. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /**
+   * Stops renewing, waits for a renewal in flight, and goes on watching the
+   * expiry: the signal still aborts (reason expired) when the lease runs out,
+   * since work may still run under it (the table was closed under it).
+   */
+  async stopRenewing(): Promise<void> {
+    this.#renewing = false;
+    if (this.#tick) clearTimeout(this.#tick);
+    this.#tick = undefined;
+    await this.#inFlight;
   }
 
   /** Stops renewing and waits for a renewal in flight. Idempotent. */
@@ -108,8 +150,11 @@ export class Keeper {
 
   #arm(delayMs: number): void {
     if (this.#stopped) return;
-    this.#tick = setTimeout(() => void this.#renew(), Math.max(0, delayMs));
-    this.#tick.unref();
+    if (this.#renewing) {
+      // A period cut to the timer's limit renews early, which is harmless.
+      this.#tick = setTimeout(() => void this.#renew(), delay(delayMs));
+      this.#tick.unref();
+    }
     this.#armWatchdog();
   }
 
@@ -119,7 +164,7 @@ export class Keeper {
     if (this.#watchdog) clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
     if (this.#stopped || this.#expiresAt === undefined) return;
-    this.#watchdog = setTimeout(() => this.#expire(), Math.max(0, this.#expiresAt - this.#now()));
+    this.#watchdog = setTimeout(() => this.#expire(), delay(this.#expiresAt - this.#now()));
     this.#watchdog.unref();
   }
 
@@ -131,12 +176,12 @@ export class Keeper {
 
   async #renew(): Promise<void> {
     this.#tick = undefined;
-    if (this.#stopped) return;
+    if (this.#stopped || !this.#renewing) return;
     const started = this.#now();
     // A process stopped (SIGSTOP, a VM paused) past the expiry resumes here, or in the watchdog.
     if (this.#expiresAt !== undefined && started >= this.#expiresAt) return this.#expire();
-    const left = this.#expiresAt === undefined ? this.#deps.periodMs : this.#expiresAt - started;
-    let next = this.#deps.periodMs;
+    const left = this.#expiresAt === undefined ? this.#periodMs : this.#expiresAt - started;
+    let next = this.#periodMs;
     const attempt = this.#deps.renew(Math.max(1, Math.floor(left))).then(
       (expiresAt) => {
         if (this.#stopped) return;
@@ -146,8 +191,8 @@ export class Keeper {
         if (this.#stopped) return;
         if (err instanceof NotHeldError) return this.lose(err);
         // Try again soon: a few tries fit before the expiry.
-        const remaining = this.#expiresAt === undefined ? this.#deps.periodMs : this.#expiresAt - this.#now();
-        next = Math.max(RETRY_MIN_MS, Math.min(this.#deps.periodMs, remaining / 4));
+        const remaining = this.#expiresAt === undefined ? this.#periodMs : this.#expiresAt - this.#now();
+        next = Math.max(RETRY_MIN_MS, Math.min(this.#periodMs, remaining / 4));
       },
     );
     this.#inFlight = attempt;

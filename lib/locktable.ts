@@ -139,6 +139,8 @@ interface Held {
    */
   localExpiresAt: number | undefined;
   released: boolean;
+  /** The renewal period keepAlive() was given, ms; undefined: a third of ttlMs. */
+  periodMs?: number | undefined;
   /** Why it was lost, once a renewal, an extend or the expiry said so. */
   lost?: NotHeldError;
   keeper?: Keeper;
@@ -470,9 +472,10 @@ export class LockTable<N extends string = PlatformLockName> {
    * `reaped`, `wiped`, `owner`, `taken` or `expired`) when the lease is lost,
    * and a `lost` event is published at that moment. A lease without expiry is
    * only checked, every 5 s by default. Calling it again for the same
-   * acquisition returns the same renewal. Timers do not keep the process alive.
-   * EINVALIDOPTION for a bad lease or option; ENOTHELD for a lease released
-   * or already lost.
+   * acquisition returns the same renewal while it runs (a new one after
+   * stop()). Timers do not keep the process alive. EINVALIDOPTION for a bad
+   * lease or option; ENOTHELD for a lease released or already lost; ECLOSED
+   * after close().
    *
    * @example
    * const lease = await locks.acquire(LockTypes.appBackup(appId), { ttlMs: 30_000 });
@@ -490,9 +493,12 @@ export class LockTable<N extends string = PlatformLockName> {
     if (periodMs !== undefined && (!Number.isInteger(periodMs) || periodMs < 1 || periodMs > 2_147_483_647)) {
       throw new InvalidOptionError('keepAlive: periodMs is a positive integer number of milliseconds');
     }
+    // Closing counts: close() stops the renewals that exist when it starts.
+    if (this.#closed || this.#closing) throw new ClosedError();
     if (held.released) throw new NotHeldError([...held.names], 'released');
     if (held.lost) throw held.lost;
-    if (held.keeper) return keepAliveOf(held.keeper);
+    // A renewal stopped with stop() is not one to hand out again: a new one starts.
+    if (held.keeper && !held.keeper.stopped) return keepAliveOf(held.keeper);
     const ttl = ttlMs ?? held.ttlMs;
     if (ttl === undefined && held.expiresAt !== undefined) {
       throw new InvalidOptionError('keepAlive: pass { ttlMs }: this lease expires, and was not acquired or extended by this table, so its length is not known here');
@@ -501,10 +507,11 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
     }
     held.ttlMs = ttl;
+    held.periodMs = periodMs;
     held.keeper = new Keeper(
       {
         names: held.names,
-        periodMs: periodMs ?? (ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3))),
+        periodMs: periodOf(held),
         // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
         renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
         onLost: (err) => {
@@ -545,7 +552,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // A lease the work was told it lost stays lost, even where the database would still renew it.
     if (held.lost) throw held.lost;
     const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
-    held.keeper?.renewed(held.localExpiresAt);
+    held.keeper?.renewed(held.localExpiresAt, periodOf(held));
     const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
     const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
     return this.#issue(renewed, held);
@@ -757,7 +764,12 @@ export class LockTable<N extends string = PlatformLockName> {
     return { replaced: snap.raw };
   }
 
-  /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
+  /**
+   * Closes the pool if this table opened it (from a URI); a pool you passed
+   * stays open. Pending waits fail with ECLOSED. Renewals stop and leases stay
+   * held; the signal of a lease still kept alive aborts (reason expired) when
+   * it runs out.
+   */
   async close(): Promise<void> {
     if (this.#closed || this.#closing) return;
     this.#closing = true;
@@ -765,8 +777,10 @@ export class LockTable<N extends string = PlatformLockName> {
     // Pending waits end with ECLOSED and leave the line (this process stays
     // alive, so no one else would drop their intents before they expire).
     await Promise.allSettled([...this.#activeWaits]);
-    // Renewals stop (their leases stay held until they expire or are released elsewhere).
-    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
+    // Renewals stop (their leases stay held until they expire or are released
+    // elsewhere); work may still run under them, so their signals still abort
+    // when they run out.
+    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stopRenewing()));
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
@@ -1397,6 +1411,13 @@ function isPid(value: unknown): value is number {
 export function ownedByTree(o: StoredOwner, pid: number, startTime: number | undefined): boolean {
   const same = (p: number, s: number) => p === pid && (startTime === undefined || s === 0 || s === startTime);
   return same(o.p, o.s) || (o.a?.some(([p, s]) => same(p, s)) ?? false);
+}
+
+/** How often a kept lease is renewed: the period keepAlive() was given while shorter than the lease, else a third of it (checks every 5 s without expiry). */
+function periodOf(held: Held): number {
+  const ttl = held.ttlMs;
+  if (held.periodMs !== undefined && (ttl === undefined || held.periodMs < ttl)) return held.periodMs;
+  return ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3));
 }
 
 function notHeld(missing: T.ReleaseOutcome['missing']): NotHeldError {

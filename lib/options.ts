@@ -167,14 +167,21 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
 
 /**
  * Splits using()'s options into `wait` and the rest, refusing what is not an
- * options object or a `wait` that is not a boolean; the rest is validated by
- * acquire() or wait().
+ * options object, a `wait` that is not a boolean, or an unknown option; the
+ * rest's values are validated by acquire() or wait().
  */
 export function splitUsingOptions(options: unknown): { wait: boolean; rest: WaitOptions } {
   if (options === undefined || options === null) return { wait: false, rest: {} };
   if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, barge?, mode?, limit?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   const { wait, ...rest } = options as { wait?: unknown };
   if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError(`wait must be true or false, got ${describeValue(wait)}`);
+  // Here, not in acquire(): its message would list the options without wait.
+  const unknown = Object.keys(rest).find((k) => !Object.hasOwn(CALL_FIELDS, k));
+  if (unknown !== undefined) {
+    const known = ['wait', ...Object.keys(CALL_FIELDS)];
+    const guess = closest(unknown, known);
+    throw new InvalidOptionError(`unknown option ${unknown}${guess ? `: did you mean ${guess}?` : ''} (the options are ${known.join(', ')})`);
+  }
   return { wait: wait === true, rest: rest as WaitOptions };
 }
 

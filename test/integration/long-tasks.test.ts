@@ -111,7 +111,7 @@ describe('long tasks', () => {
   });
 
   describe('keepAlive() of a lease from elsewhere', () => {
-    it('needs its ttlMs, then renews it; close() stops the renewal and leaves the lock held', async () => {
+    it('needs its ttlMs, then renews it; close() stops the renewal, leaves the lock held, and the signal aborts when it runs out', async () => {
       const lease = await locks.acquire('app_task_foreign', { ttlMs: 900 });
       const elsewhere = createLockTable({ db: db.pool, owner: { taskId: 'task' } });
       tables.push(elsewhere);
@@ -125,7 +125,8 @@ describe('long tasks', () => {
       const last = (await entry('app_task_foreign'))!.e!;
       await until('its last expiry to pass', async () => (await dbNow()) > last + 400);
       assert.equal((await entry('app_task_foreign'))?.e, last, 'no renewal after close()');
-      assert.equal(kept.signal.aborted, false, 'stopping is not a loss');
+      assert.equal(kept.signal.aborted, true, 'the lease ran out: the work is told');
+      assert.equal((kept.signal.reason as NotHeldError).reason, 'expired');
       await locks.release(lease);
       assert.equal(await entry('app_task_foreign'), undefined);
     });
@@ -251,6 +252,49 @@ describe('long tasks', () => {
       assert.equal(kept.signal.aborted, false, 'a release is not a loss');
       assert.throws(() => locks.keepAlive(lease), { code: 'ENOTHELD' });
       assert.throws(() => locks.keepAlive(lease, { ttlMs: 0 }), { code: 'EINVALIDOPTION' });
+    });
+
+    it('keepAlive() after stop() starts renewing again', async () => {
+      const lease = await locks.acquire('app_task_restart', { ttlMs: 600 });
+      await locks.keepAlive(lease).stop();
+      const kept = locks.keepAlive(lease);
+      const first = lease.expiresAt!.getTime();
+      await until('a renewal past the first expiry', async () => (await dbNow()) > first + 300 && (await entry('app_task_restart'))!.e! > first);
+      assert.equal(kept.signal.aborted, false);
+      await locks.release(lease);
+      assert.equal(await entry('app_task_restart'), undefined);
+    });
+
+    it('using() work still running when close() is called: its signal aborts when the unrenewed lease runs out', async () => {
+      const t = createLockTable({ db: db.pool, owner: { taskId: 'closing' } });
+      let finish!: () => void;
+      let signal!: AbortSignal;
+      const started = new Promise<void>((resolve) => {
+        void t.using('app_task_closing', async (_lease, s) => {
+          signal = s;
+          resolve();
+          await new Promise<void>((r) => (finish = r));
+        }, { ttlMs: 600 }).catch(() => {});
+      });
+      await started;
+      await t.close();
+      let taken: Lease | null = null;
+      await until('another table to take the lock over', async () => (taken = await other.tryAcquire('app_task_closing')) !== null);
+      assert.equal(signal.aborted, true, 'the work is told once anyone may take its lock');
+      assert.equal((signal.reason as NotHeldError).reason, 'expired');
+      finish();
+      await other.release(taken!);
+    });
+
+    it('extend() to a shorter ttlMs while kept alive renews at a third of the new length', async () => {
+      const lease = await locks.acquire('app_task_shorter', { ttlMs: 60_000 });
+      const kept = locks.keepAlive(lease);
+      const short = (await locks.extend(lease, 900)).expiresAt!.getTime();
+      await until('a renewal past the shorter expiry', async () => (await dbNow()) > short + 600 && (await entry('app_task_shorter'))!.e! > short);
+      assert.equal(kept.signal.aborted, false, String(kept.signal.reason));
+      const e = (await entry('app_task_shorter'))!.e!;
+      assert.ok(e - (await dbNow()) <= 900, 'renewals set the new length');
+      await locks.release(lease);
     });
 
     it('renewals and extend() never resurrect a lease another owner has taken', async () => {

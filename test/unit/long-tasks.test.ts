@@ -109,6 +109,24 @@ describe('long tasks (pure)', () => {
       assert.equal(slow.signal.aborted, false);
     });
 
+    it('a lease longer than a timer can wait (2^31 - 1 ms, ~24.8 days) neither spins nor warns', async () => {
+      const overflows: Error[] = [];
+      const onWarning = (w: Error) => w.name === 'TimeoutOverflowWarning' && overflows.push(w);
+      process.on('warning', onWarning);
+      let renewals = 0;
+      const day = 24 * 3_600_000;
+      const keeper = new Keeper({ names: ['x'], periodMs: 100 * day, renew: async () => (renewals++, performance.now() + 300 * day), onLost: () => {} }, performance.now() + 300 * day);
+      try {
+        await new Promise((r) => setTimeout(r, 50));
+        assert.equal(renewals, 0, 'no renewal before its period');
+        assert.equal(overflows.length, 0, `timers overflowed: ${overflows[0]?.message}`);
+        assert.equal(keeper.signal.aborted, false);
+      } finally {
+        await keeper.stop();
+        process.off('warning', onWarning);
+      }
+    });
+
     it('reading the signal past the expiry aborts it at once, before any timer runs', () => {
       let now = 0;
       const keeper = new Keeper({ names: ['x'], periodMs: 1_000_000, renew: async () => 0, onLost: () => {}, now: () => now }, 100);
