@@ -63,7 +63,7 @@ const TABLE: Row[] = [
   ['acquire(n, { limit: 0 })', () => resolveCall('a', { limit: 0 }), 'EINVALIDOPTION', 'limit must be ≥ 1 holders, got 0'],
   ['acquire(n, { mode: "exclusive", limit: 2 })', () => resolveCall('a', { mode: 'exclusive', limit: 2 }), 'EINVALIDOPTION', "option limit: a semaphore (limit 2) is shared by definition; leave out mode: 'exclusive', or the limit for an exclusive lock"],
   ['using(n, fn, { wait: "yes" })', () => splitUsingOptions({ wait: 'yes' }), 'EINVALIDOPTION', 'wait must be true or false, got "yes"'],
-  ['using(n, fn, { wiat: true })', () => splitUsingOptions({ wiat: true }), 'EINVALIDOPTION', 'unknown option wiat: did you mean wait? (the options are wait, ttlMs, barge, signal, timeoutMs)'],
+  ['using(n, fn, { wiat: true })', () => splitUsingOptions({ wiat: true }), 'EINVALIDOPTION', 'unknown option wiat: did you mean wait? (the options are wait, ttlMs, barge, mode, limit, signal, timeoutMs)'],
   // createLockTable options.
   ['createLockTable()', () => resolveOptions(undefined), 'EINVALIDOPTION', "createLockTable takes an options object such as { db: 'mysql://user:password@host:port/database' }, got nothing"],
   ['createLockTable({})', () => resolveOptions({}), 'EINVALIDOPTION', 'db must be a mysql2 pool or a mysql://user:password@host:port/database URI, got nothing'],
