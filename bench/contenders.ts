@@ -10,6 +10,7 @@ import { createLockTable, type LockTable } from '../lib/index.js';
 import { migrate } from '../lib/migrate.js';
 import { serializeDocument, toStoredOwner, type Entry, type LockDocument, type StoredOwner } from '../lib/document.js';
 import { currentOwner } from '../lib/owner.js';
+import { SERVER_KIND_ENV, startPrivateServer } from '../test/helpers/private-server.js';
 
 export type ContenderName = 'locktable' | 'original' | 'bare' | 'getlock';
 
@@ -20,8 +21,20 @@ export interface Place {
   dbName: string;
 }
 
-/** The server the benchmarks run against: the tests' (MYSQL_URL, else the local one). */
-export const SERVER = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+/**
+ * The server the benchmarks run against: MYSQL_URL; else, with
+ * LOCKTABLE_SERVER (mariadb-10.11, mysql-9.7, mariadb-11.8), a private server
+ * of that kind started by useServer() for the run; else the local one.
+ */
+export let SERVER = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+
+/** Starts the private server LOCKTABLE_SERVER asks for (unless MYSQL_URL is set); resolves with its stop. */
+export async function useServer(): Promise<() => Promise<void>> {
+  if (process.env.MYSQL_URL || !process.env[SERVER_KIND_ENV]) return async () => {};
+  const server = await startPrivateServer({ databases: ['test'] });
+  SERVER = server.url('test');
+  return () => server.remove();
+}
 
 /** A database of its own on SERVER, migrated; drop() removes it. */
 export async function createDatabase(label: string): Promise<{ place: Place; drop(): Promise<void> }> {

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import mysql from 'mysql2/promise';
-import { CONTENDERS, createDatabase, SERVER, type Contender, type ContenderName, type Place } from './contenders.js';
+import { CONTENDERS, createDatabase, SERVER, useServer, type Contender, type ContenderName, type Place } from './contenders.js';
 import type { ChildConfig } from './child.js';
 import { drive, merge, percentile, summarise, type Sample, type Summary } from './measure.js';
 import { renderChart } from './chart.js';
@@ -454,7 +454,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+useServer()
+  .then((stop) => main().finally(stop))
+  .catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });

@@ -21,7 +21,7 @@ import { toStoredOwner } from '../lib/document.js';
 import { currentOwner } from '../lib/owner.js';
 import { fastWrite } from '../lib/store.js';
 import { nonce as newNonce } from '../lib/nonce.js';
-import { createDatabase } from './contenders.js';
+import { createDatabase, useServer } from './contenders.js';
 import { percentile } from './measure.js';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -172,7 +172,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+useServer()
+  .then((stop) => main().finally(stop))
+  .catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });

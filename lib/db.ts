@@ -29,8 +29,8 @@ export interface Conn {
   execute?(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]>;
 }
 
-/** A mysql2 pool (either API), a `mysql` package pool, a {@link Queryable}, or a connection URI. */
-export type DbInput = mysql.Pool | Queryable | string | object;
+/** A mysql2 pool (either API), a `mysql` package pool, a {@link Queryable}, or a connection URI; for a Galera cluster, a list of URIs or a mysql2 PoolCluster (lib/cluster.ts). */
+export type DbInput = mysql.Pool | Queryable | string | string[] | object;
 
 export interface Db {
   pool: Conn;
@@ -187,6 +187,11 @@ function describe(v: unknown): string {
 }
 
 function poolFromUri(input: string, poolSize: number): mysql.Pool {
+  return createOwnedPool(parseUri(input), poolSize);
+}
+
+/** Checks a mysql:// URI and returns it parsed; EINVALIDOPTION saying what is wrong otherwise. */
+export function parseUri(input: string): URL {
   let url: URL;
   try {
     url = new URL(input);
@@ -199,10 +204,21 @@ function poolFromUri(input: string, poolSize: number): mysql.Pool {
   if (!url.hostname) throw new InvalidOptionError('db: the URI names no host; pass mysql://user:password@host:port/database');
   if (url.pathname.length <= 1) throw new InvalidOptionError('db: the URI names no database; add /<database> to its path');
   url.protocol = 'mysql:';
+  return url;
+}
+
+/** A pool of our own on `url`. `connectTimeoutMs`: how long opening a connection may take (a node list bounds it). */
+export function createOwnedPool(url: URL, poolSize: number, connectTimeoutMs?: number): mysql.Pool {
   // trace: false — mysql2 otherwise captures a stack trace for every
   // statement (about a tenth of the client's CPU per lock operation); our
   // errors carry their own context and keep the driver's error as `cause`.
-  const pool = mysql.createPool({ uri: url.toString(), connectionLimit: poolSize, enableKeepAlive: true, trace: false });
+  const pool = mysql.createPool({
+    uri: url.toString(),
+    connectionLimit: poolSize,
+    enableKeepAlive: true,
+    trace: false,
+    ...(connectTimeoutMs === undefined ? {} : { connectTimeout: connectTimeoutMs }),
+  });
   guardPool(pool);
   return pool;
 }

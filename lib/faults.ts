@@ -28,9 +28,11 @@ const TRANSIENT_CODES = new Set([
 // Server errors that say "not now" rather than "never".
 const TRANSIENT_ERRNOS = new Set([
   1040, // ER_CON_COUNT_ERROR: too many connections
+  1047, // Galera: WSREP has not yet prepared node for application use (a joining or non-primary node)
   1053, // ER_SERVER_SHUTDOWN: shutdown in progress
+  1180, // ER_ERROR_DURING_COMMIT: Galera could not commit (the node left the primary component)
   1205, // ER_LOCK_WAIT_TIMEOUT
-  1213, // ER_LOCK_DEADLOCK
+  1213, // ER_LOCK_DEADLOCK, and Galera's certification failure or brute-force abort
   1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only, as during a failover
   1317, // ER_QUERY_INTERRUPTED: KILL QUERY from another session
   1836, // ER_READ_ONLY_MODE
@@ -46,6 +48,9 @@ const TRANSIENT_ERRNOS = new Set([
 // else that is transient might have been applied before the reply was lost.
 const NOT_APPLIED_ERRNOS = new Set([
   1040, // refused at connect: nothing was sent
+  // Galera refuses every statement on a node outside the primary component
+  // before running it; its SQLSTATE 08S01 otherwise reads as a lost connection.
+  1047,
   1205, // a lock wait timeout rolls back the statement; ours is the whole (autocommit) transaction
   1213, // a deadlock rolls back the whole transaction
   1290, // refused before execution
@@ -55,6 +60,47 @@ const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN']); // connecting:
 
 const NO_SUCH_TABLE = 1146;
 const BAD_FIELD = 1054;
+
+/** Set on an error that came before the statement was sent (no connection could be had): nothing ran. */
+export const NOT_SENT = Symbol('locktable.notSent');
+
+/** Marks `err` (a driver error, or any object) as raised before the statement was sent. */
+export function notSent<E>(err: E): E {
+  if (err && typeof err === 'object') Object.defineProperty(err, NOT_SENT, { value: true });
+  return err;
+}
+
+// Errors after which the node itself is suspect: the connection, the node's
+// membership of the primary component, or a statement that hung past its bound.
+const FAILOVER_ERRNOS = new Set([
+  1047, // not ready: joining, or outside the primary component
+  1053, // shutting down
+  1180, // commit failed: not connected to the primary component
+  1927, // connection killed
+  2006,
+  2013,
+]);
+
+/**
+ * Whether statements should move to another node (lib/cluster.ts) after this
+ * error: the connection broke or could not open, the statement hung past its
+ * bound, or the node is not part of the primary component. A deadlock or a
+ * lost certification (1213) is not: any node would say the same.
+ */
+export function isFailover(err: unknown): boolean {
+  if (err instanceof LockError) return false;
+  const e = err as DriverError | undefined;
+  if (!e || typeof e !== 'object') return false;
+  if (e.code && TRANSIENT_CODES.has(e.code)) return true;
+  // A server's errno is positive; a socket's is the negated system errno (-111 for ECONNREFUSED).
+  if (e.errno !== undefined && e.errno > 0) return FAILOVER_ERRNOS.has(e.errno);
+  return e.fatal === true;
+}
+
+/** A write the server rolled back because of a conflict (a deadlock; on Galera, a certification failure): the same statement may well apply next time. */
+export function isConflict(err: unknown): boolean {
+  return (err as DriverError | undefined)?.errno === 1213;
+}
 
 export function isTransient(err: unknown): boolean {
   if (err instanceof LockError) return false;
@@ -82,6 +128,7 @@ export function isTransient(err: unknown): boolean {
 export function isAmbiguous(err: unknown): boolean {
   if (!isTransient(err)) return false;
   const e = err as DriverError;
+  if ((err as { [NOT_SENT]?: boolean })[NOT_SENT]) return false;
   if (e.errno !== undefined && NOT_APPLIED_ERRNOS.has(e.errno)) return false;
   if (e.code && NOT_APPLIED_CODES.has(e.code)) return false;
   // mysql2's connect timeout: the connection never opened.

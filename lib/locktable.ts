@@ -2,7 +2,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { DbClock } from './clock.js';
-import { openDb, quoteTable, type Db } from './db.js';
+import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
+import { openDb, quoteTable } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -52,6 +53,9 @@ import { backoff, sleep } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
+
+/** ER_BAD_FIELD_ERROR: a column the statement names does not exist. */
+const BAD_FIELD = 1054;
 
 const log = {
   acquire: createDebug('locktable:acquire'),
@@ -157,7 +161,11 @@ const working = new AsyncLocalStorage<ReadonlySet<string>>();
 const CHECK_MS = 5_000;
 
 export interface LockTableOptions<C = typeof LockTypes> {
-  /** A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close(). */
+  /**
+   * A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close().
+   * For a Galera cluster: a list of URIs, one per node, the preferred writer first (or a mysql2 PoolCluster, its
+   * nodes in the order added): every statement goes to the first node that works (see docs/galera.md).
+   */
   db: unknown;
   /** The lock table: 1-64 characters of A-Z a-z 0-9 _. Default 'locks'. migrate() must have been run for it. */
   table?: string;
@@ -224,7 +232,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly space: string;
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
-  readonly #db: Db;
+  /** Where statements go: one pool, or a node list (lib/cluster.ts); causal on Galera. `end` when we opened it. */
+  readonly #db: { pool: Causal; end?: () => Promise<void>; nodes?: NodeList };
   /** The lock table's name, validated and quoted for SQL. */
   readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
@@ -262,7 +271,13 @@ export class LockTable<N extends string = PlatformLockName> {
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
     this.#table = quoteTable(this.#options.table);
-    this.#db = openDb(this.#options.db, this.#options.poolSize);
+    const cluster = openNodes(this.#options.db, this.#options.poolSize, Math.min(STATEMENT_TIMEOUT_MS, Math.max(1, this.#options.retry.deadlineMs)));
+    if (cluster) {
+      this.#db = { pool: new Causal(cluster.nodes), nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) };
+    } else {
+      const db = openDb(this.#options.db, this.#options.poolSize);
+      this.#db = { pool: new Causal(db.pool), ...(db.end ? { end: db.end } : {}) };
+    }
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
@@ -946,24 +961,50 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async #writeFast(members: Member[]): Promise<Outcome[]> {
     const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
-    const fast = planFast(members, this.#batch, this.#clock.now());
-    if (!fast) return refused();
-    this.#assertOpen();
-    let version: number | undefined;
-    try {
-      version = await fastWrite(this.#db.pool, this.#table, this.space, fast.plan);
-    } catch (err) {
-      if (!isTransient(err)) throw toLockError(err, operationOf(members));
-      log.retry('one-statement write failed: %s', (err as Error).message);
-      // Not sent, or rolled back: nothing was written. Otherwise it may have applied.
-      return isAmbiguous(err) ? this.#settleFast(members, fast) : refused();
+    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+    const deadline = Date.now() + deadlineMs;
+    // On Galera: whether this attempt waits for its node to apply what the cluster committed.
+    let causalWrite = false;
+    for (let attempt = 0; ; attempt++) {
+      const fast = planFast(members, this.#batch, this.#clock.now());
+      if (!fast) return refused();
+      this.#assertOpen();
+      const sentTo = this.#db.nodes?.current;
+      let version: number | undefined;
+      try {
+        version = await fastWrite(causalWrite ? this.#db.pool.withCausalWrites() : this.#db.pool, this.#table, this.space, fast.plan);
+      } catch (err) {
+        if ((err as { errno?: number }).errno === BAD_FIELD) {
+          // No dataCrcNow (migration 003 pending, or a table that is not ours):
+          // refused before it ran, nothing written. The read decides, as for any refusal.
+          log.retry('one-statement write refused by the schema (%s): deciding from a read', (err as Error).message);
+          return refused();
+        }
+        if (!isTransient(err)) throw toLockError(err, operationOf(members));
+        log.retry('one-statement write failed: %s', (err as Error).message);
+        // It may have applied: settle it before anything else.
+        if (isAmbiguous(err)) return this.#settleFast(members, fast, sentTo);
+        // Rolled back or never run (a deadlock, or on Galera a lost
+        // certification; a node not ready): the same statement again, on the
+        // next node if this one failed. Dropping to compare-and-swap instead
+        // would compete on a version that a busy row moves on every write.
+        if (Date.now() >= deadline) return refused();
+        this.#event('retried', { space: this.space, op: operationOf(members), attempt: attempt + 1, reason: String((err as { code?: unknown }).code ?? (err as Error).message) });
+        await sleep(backoff(attempt, baseMs, capMs));
+        continue;
+      }
+      if (version === undefined) {
+        // Refused on a Galera node's state, which may lag: once more on the cluster's.
+        if (!causalWrite && (await this.#db.pool.galera())) {
+          causalWrite = true;
+          continue;
+        }
+        log.retry('one-statement write refused (%d members): deciding from a read', members.length);
+        return refused();
+      }
+      if (fast.plan.owner) this.#wroteOwnerRecord = true;
+      return applied(members, fast, version);
     }
-    if (version === undefined) {
-      log.retry('one-statement write refused (%d members): deciding from a read', members.length);
-      return refused();
-    }
-    if (fast.plan.owner) this.#wroteOwnerRecord = true;
-    return applied(members, fast, version);
   }
 
   /**
@@ -973,26 +1014,50 @@ export class LockTable<N extends string = PlatformLockName> {
    * So once the server's clock is past that, a locking read — queued behind
    * the statement if it is still waiting — shows for good whether it did; its
    * own nonces say so (lib/batch.ts settleFast). Until the deadline.
+   *
+   * On a cluster the statement may have gone to a node that statements no
+   * longer go to (`sentTo`): there it may still be certified and commit after
+   * the time check. A locking read on that node settles it as above; when that
+   * node does not answer, the write counts as not applied only once that node
+   * has left the primary component (it can then never commit), and as applied
+   * as soon as a causal read shows it.
    */
-  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>): Promise<Outcome[]> {
+  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, sentTo?: number): Promise<Outcome[]> {
     const { baseMs, capMs, deadlineMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
     const deadline = Date.now() + deadlineMs;
+    const nodes = this.#db.nodes;
+    const there = nodes && sentTo !== undefined ? new Causal({ query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] }) : undefined;
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
       let failure: unknown;
       try {
+        const moved = nodes !== undefined && sentTo !== undefined && nodes.current !== sentTo;
+        if (moved) {
+          const onSent = await readSpaceLocked(there!, this.#table, this.space).catch((err) => {
+            if (!isTransient(err)) throw err;
+            return undefined;
+          });
+          if (onSent && onSent.now > closesAt) return settleFast(parseDocument(this.space, onSent.raw), onSent, members, fast);
+        }
         const snap = await readSpaceLocked(this.#db.pool, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
-        if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-        await sleep(closesAt - snap.now + 1);
-        continue;
+        if (moved) {
+          const outcomes = settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+          const visible = outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined);
+          if (visible || (snap.now > closesAt && (await nodes.isMember(sentTo)) === false)) return outcomes;
+          log.retry('settling a write sent to %s: not visible, and that node may still commit it', nodes.nodes[sentTo]!.label);
+        } else {
+          if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+          await sleep(closesAt - snap.now + 1);
+          continue;
+        }
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
       }
-      if (Date.now() >= deadline) throw toUnresolvedError(failure, operationOf(members));
-      await sleep(backoff(attempt, baseMs, capMs));
+      if (Date.now() >= deadline) throw toUnresolvedError(failure ?? new Error('the node it was sent to is still in the cluster'), operationOf(members));
+      await sleep(backoff(attempt, baseMs, capMs) + (failure ? 0 : 50));
     }
   }
 

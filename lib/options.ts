@@ -93,7 +93,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     throw new InvalidOptionError(`option retry: baseMs (${o.retry.baseMs}) is larger than capMs (${o.retry.capMs})`);
   }
   const given = input as { maxInFlight?: unknown };
-  if (typeof o.db === 'string') {
+  if (typeof o.db === 'string' || Array.isArray(o.db)) {
     // Our own pool: more statements in flight than connections would only queue in the pool.
     if (given.maxInFlight === undefined) o.maxInFlight = Math.min(o.maxInFlight, o.poolSize);
     else if (o.maxInFlight > o.poolSize) {

@@ -1,4 +1,4 @@
-// The chaos controller: a private MariaDB, N worker processes looping over a
+// The chaos controller: a private server (of the kind under test), N worker processes looping over a
 // few names, and for a bounded time random faults — a worker SIGKILLed (and a
 // new one started), the workers' connections KILLed, the server restarted
 // (cleanly or by SIGKILL). Then every worker is asked to stop, the lock row is
@@ -11,7 +11,8 @@ import mysql from 'mysql2/promise';
 import { parseDocument } from '../../lib/document.js';
 import { waiters } from '../../lib/transitions.js';
 import { migrate } from '../../lib/index.js';
-import { startPrivateServer } from '../helpers/private-server.js';
+import { GaleraCluster } from '../helpers/galera.js';
+import { startPrivateServer, type PrivateServer } from '../helpers/private-server.js';
 import { prng } from '../helpers/prng.js';
 import { check, type LogRecord, type Verdict } from './checker.js';
 
@@ -34,6 +35,13 @@ export interface ChaosOptions {
    */
   renewing?: { ttlMs: number; holdMaxMs: number };
   log?: (line: string) => void;
+  /**
+   * Over a 3-node Galera cluster instead of one server: every worker lists
+   * the nodes in the same order (one writer node), and the server faults are
+   * node kills (kill -9, then a restart that rejoins by IST), mostly of the
+   * writer node, so that the workers fail over and back.
+   */
+  galera?: boolean;
 }
 
 export interface ChaosSummary extends Verdict {
@@ -42,7 +50,7 @@ export interface ChaosSummary extends Verdict {
   workersStarted: number;
   /** Sections of the using() workers held past a renewal period (only a renewal kept them), and how many of those ended by a lost lease. */
   renewed: { sections: number; lost: number };
-  faults: { sigkill: number; connectionKills: number; connectionKillRounds: number; restartGraceful: number; restartCrash: number };
+  faults: { sigkill: number; connectionKills: number; connectionKillRounds: number; restartGraceful: number; restartCrash: number; nodeKills: number; nodeRestarts: number };
   /** Workers that did not stop within a minute of being asked (then SIGKILLed). */
   hung: number;
   /** Workers that exited by themselves with an error. */
@@ -64,9 +72,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const names = Array.from({ length: options.names ?? 3 }, (_, i) => `app_task_chaos${i}`);
   const [faultMin, faultMax] = options.faultEveryMs ?? [150, 900];
   const logs = mkdtempSync(path.join(os.tmpdir(), 'locktable-chaos-'));
-  const server = await startPrivateServer({ databases: [DB] });
-  const url = server.url(DB);
-  const faults = { sigkill: 0, connectionKills: 0, connectionKillRounds: 0, restartGraceful: 0, restartCrash: 0 };
+  let server: PrivateServer | undefined;
+  let cluster: GaleraCluster | undefined;
+  let url: string | string[];
+  if (options.galera) {
+    cluster = await GaleraCluster.create();
+    const c = await mysql.createConnection({ uri: cluster.url(1) });
+    await c.query(`CREATE DATABASE ${DB}`);
+    await c.end();
+    url = cluster.urls(DB);
+  } else {
+    server = await startPrivateServer({ databases: [DB] });
+    url = server.url(DB);
+  }
+  // The node admin statements go to: any that runs (the server when there is no cluster).
+  const adminUrl = () => {
+    if (!cluster) return server!.url('mysql');
+    for (let n = 1; n <= cluster.size; n++) if (cluster.running(n)) return cluster.url(n);
+    throw new Error('no node runs');
+  };
+  let nodeRestart: Promise<void> | undefined;
+  const faults = { sigkill: 0, connectionKills: 0, connectionKillRounds: 0, restartGraceful: 0, restartCrash: 0, nodeKills: 0, nodeRestarts: 0 };
   const killedAt = new Map<number, bigint>();
   const stoppedCleanly = new Set<number>();
   const workers = new Set<Running>();
@@ -78,7 +104,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const adminQuery = async (sql: string, values?: unknown[]) => {
     for (let i = 0; ; i++) {
       try {
-        admin ??= await mysql.createConnection({ uri: server.url('mysql') });
+        admin ??= await mysql.createConnection({ uri: adminUrl() });
         return (await admin.query(sql, values))[0];
       } catch (err) {
         admin?.destroy();
@@ -122,9 +148,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   };
 
   try {
-    await migrate(url);
+    await migrate(cluster ? cluster.url(1, DB) : (url as string));
     for (let i = 0; i < nWorkers; i++) spawnWorker();
-    say(`chaos: seed ${seed}, ${nWorkers} workers on ${names.length} names, ${Math.round(options.durationMs / 1000)} s, server on port ${server.port}, logs in ${logs}`);
+    const where = cluster ? `Galera nodes on ports ${[1, 2, 3].map((n) => cluster!.ports(n).port).join(', ')}` : `server on port ${server!.port}`;
+    say(`chaos: seed ${seed}, ${nWorkers} workers on ${names.length} names, ${Math.round(options.durationMs / 1000)} s, ${where}, logs in ${logs}`);
     const end = Date.now() + options.durationMs;
     while (Date.now() < end) {
       await new Promise((r) => setTimeout(r, random.int(faultMin, faultMax)));
@@ -155,17 +182,33 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
             // already gone
           }
         }
+      } else if (cluster) {
+        // One node down at a time: two of three keep the primary component.
+        if (nodeRestart) continue;
+        const node = random.chance(0.6) ? 1 : random.int(2, 3);
+        admin?.destroy();
+        admin = undefined;
+        await cluster.kill(node);
+        faults.nodeKills++;
+        say(`chaos: node ${node} killed`);
+        nodeRestart = (async () => {
+          await new Promise((r) => setTimeout(r, random.int(500, 5_000)));
+          await cluster!.start(node);
+          faults.nodeRestarts++;
+          say(`chaos: node ${node} back`);
+        })().finally(() => (nodeRestart = undefined));
       } else {
         const how = random.chance(0.5) ? 'graceful' : 'crash';
         admin?.destroy();
         admin = undefined;
-        await server.restart(how);
+        await server!.restart(how);
         if (how === 'graceful') faults.restartGraceful++;
         else faults.restartCrash++;
       }
     }
     say('chaos: faults stopped; asking every worker to stop');
-    if (!server.running) await server.start();
+    if (server && !server.running) await server.start();
+    await nodeRestart;
     await Promise.all(
       [...workers].map(async (w) => {
         w.child.kill('SIGTERM');
@@ -179,7 +222,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         clearTimeout(timer);
       }),
     );
-    const rows = (await adminQuery(`SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
+    // Causal on a cluster: whatever node answers has applied every commit.
+    const causal = cluster ? 'SET STATEMENT wsrep_sync_wait=1 FOR ' : '';
+    const rows = (await adminQuery(`${causal}SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
     const doc = parseDocument('platform', rows[0]!.raw); // owners resolved, whatever the stored format
     const finalHeld = new Map(Object.entries(doc.l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
     const finalWaiting = waiters(doc).map((w) => ({ pid: w.intent.o.p, names: w.names }));
@@ -198,7 +243,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     for (const w of workers) w.child.kill('SIGKILL');
     await Promise.all([...workers].map((w) => w.exited));
     admin?.destroy();
-    await server.remove();
+    await nodeRestart?.catch(() => {});
+    await server?.remove();
+    await cluster?.remove();
     rmSync(logs, { recursive: true, force: true });
   }
 }
@@ -218,7 +265,8 @@ export function describe(s: ChaosSummary): string {
     `seed ${s.seed}, ${Math.round(s.durationMs / 1000)} s, ${s.workersStarted} workers started`,
     `cycles completed: ${s.cycles} (critical sections: ${s.sections}; under using() held past a renewal: ${s.renewed.sections}, of which lost: ${s.renewed.lost})`,
     `faults: worker SIGKILL ${s.faults.sigkill}; connections KILLed ${s.faults.connectionKills} (in ${s.faults.connectionKillRounds} rounds); ` +
-      `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash})`,
+      `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash}); ` +
+      `Galera node kills ${s.faults.nodeKills}, restarts ${s.faults.nodeRestarts}`,
     `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
     `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
     `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,

@@ -1,4 +1,4 @@
-// npm run chaos [-- --seconds 180 --workers 6 --names 3 --seed N]
+// npm run chaos [-- --seconds 180 --workers 6 --names 3 --seed N --galera]
 // Runs the chaos test for a bounded time and prints what the checker found;
 // exits 1 when exclusion was broken or a lock leaked or was lost.
 import { describe, passed, runChaos } from './controller.js';
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     workers: arg('workers', 6),
     names: arg('names', 3),
     ...(seedArg >= 0 ? { seed: seedArg } : {}),
+    galera: process.argv.includes('--galera'),
     log: (line) => console.log(line),
   });
   console.log(describe(summary));

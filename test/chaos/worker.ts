@@ -12,7 +12,7 @@ import { openSync, writeSync } from 'node:fs';
 import { createLockTable, type LockError } from '../../lib/index.js';
 import { prng } from '../helpers/prng.js';
 
-const config = JSON.parse(process.argv[2]!) as { url: string; names: string[]; log: string; seed: number; holdMaxMs: number; ttlMs?: number };
+const config = JSON.parse(process.argv[2]!) as { url: string | string[]; names: string[]; log: string; seed: number; holdMaxMs: number; ttlMs?: number };
 const fd = openSync(config.log, 'a'); // O_APPEND: each record lands whole at the end, and survives a SIGKILL once written
 const random = prng(config.seed);
 const now = () => process.hrtime.bigint().toString();

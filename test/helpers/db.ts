@@ -58,3 +58,42 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
     await new Promise((r) => setTimeout(r, delay));
   }
 }
+
+/** Whether the server behind `pool` is MariaDB (else Oracle MySQL). */
+export async function isMariaDb(pool: mysql.Pool | mysql.Connection): Promise<boolean> {
+  const [[row]] = (await pool.query('SELECT VERSION() AS v')) as unknown as [[{ v: string }]];
+  return /mariadb/i.test(row.v);
+}
+
+/**
+ * Stores `raw` as a space's document with plain SQL, as a broken tool might.
+ * MariaDB's JSON column is LONGTEXT with a json_valid CHECK, switched off for
+ * this one statement, so it stores any text. Oracle MySQL's native JSON type
+ * cannot hold text that is not JSON: then this returns false (the server
+ * refused it with ER_INVALID_JSON_TEXT 3140 or ER_INVALID_JSON_CHARSET 3144);
+ * every other failure throws.
+ */
+export async function storeRaw(pool: mysql.Pool, raw: string, space = 'platform'): Promise<boolean> {
+  if (await isMariaDb(pool)) {
+    await pool.query('SET STATEMENT check_constraint_checks = 0 FOR UPDATE locks SET dataJson = ? WHERE id = ?', [raw, space]);
+    return true;
+  }
+  try {
+    await pool.query('UPDATE locks SET dataJson = ? WHERE id = ?', [raw, space]);
+    return true;
+  } catch (err) {
+    if ([3140, 3144].includes((err as { errno?: number }).errno ?? 0)) return false;
+    throw err;
+  }
+}
+
+/**
+ * The text the server keeps for the JSON text `raw`: MariaDB keeps it byte for
+ * byte; Oracle MySQL keeps its own canonical form (keys sorted by length then
+ * bytes, `", "` and `": "` spacing, a duplicate key's last value).
+ */
+export async function storedText(pool: mysql.Pool, raw: string): Promise<string> {
+  if (await isMariaDb(pool)) return raw;
+  const [[row]] = (await pool.query('SELECT CAST(CAST(? AS JSON) AS CHAR) AS t', [raw])) as unknown as [[{ t: string }]];
+  return row.t;
+}

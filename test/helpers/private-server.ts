@@ -1,18 +1,39 @@
-// A MariaDB server of the test's own, for tests that stop, crash or restart
-// the server: the shared one on 127.0.0.1:3306 is never touched. Bootstrapping
-// (mariadb-install-db) takes about a second, starting about 0.2 s; the data
-// directory (~26 MB) lives in a temp dir removed by remove() or, failing that,
-// when the test process exits.
+// A server of the test's own, for tests that stop, crash or restart the
+// server: the shared one is never touched. It is the same kind as the server
+// under test (LOCKTABLE_SERVER: mariadb-10.11, the machine's own MariaDB;
+// mysql-9.7 or mariadb-11.8, fetched by scripts/servers.sh into a private root
+// and run through that root's loader). Bootstrapping copies a pristine data
+// directory the script made once (~0.1 s); starting takes 0.2-1 s. The data
+// directory lives in a temp dir removed by remove() or, failing that, when the
+// test process exits.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 
-const MARIADBD = ['/usr/sbin/mariadbd', '/usr/sbin/mysqld'].find((p) => existsSync(p));
-const INSTALL_DB = ['/usr/bin/mariadb-install-db', '/usr/bin/mysql_install_db'].find((p) => existsSync(p));
-const asRoot = process.getuid?.() === 0;
+/** Chooses the kind of server private servers are (and says which server the suite runs against). */
+export const SERVER_KIND_ENV = 'LOCKTABLE_SERVER';
+export const SERVER_KINDS = ['mariadb-10.11', 'mysql-9.7', 'mariadb-11.8'] as const;
+export type ServerKind = (typeof SERVER_KINDS)[number];
+/** The script that fetches, bootstraps and runs every kind. */
+export const SERVERS_SCRIPT = path.resolve(__dirname, '../../../scripts/servers.sh');
+
+/** The kind the private servers are: LOCKTABLE_SERVER, else MariaDB 10.11 (the machine's own). */
+export function serverKind(): ServerKind {
+  const given = process.env[SERVER_KIND_ENV] ?? 'mariadb-10.11';
+  if (!(SERVER_KINDS as readonly string[]).includes(given)) {
+    throw new Error(`${SERVER_KIND_ENV}=${given} is not a server the tests know: use one of ${SERVER_KINDS.join(', ')}`);
+  }
+  return given as ServerKind;
+}
+
+/** The kind whose behaviour a VERSION() string shows: MySQL, MariaDB 11+, or MariaDB 10. */
+export function kindOfVersion(version: string): ServerKind {
+  if (!/mariadb/i.test(version)) return 'mysql-9.7';
+  return Number(version.split('.')[0]) >= 11 ? 'mariadb-11.8' : 'mariadb-10.11';
+}
 
 export interface PrivateServer {
   readonly port: number;
@@ -50,46 +71,21 @@ export async function sparePort(): Promise<number> {
   });
 }
 
-/** Bootstraps a data directory and starts a server on a spare loopback port; root has an empty password. */
+/** Bootstraps a data directory and starts a server (of serverKind()) on a spare loopback port; root has an empty password. */
 export async function startPrivateServer(options: { databases?: string[]; extraArgs?: string[] } = {}): Promise<PrivateServer> {
-  if (!MARIADBD || !INSTALL_DB) {
-    throw new Error('these tests start a private MariaDB server: install mariadb-server (/usr/sbin/mariadbd, mariadb-install-db)');
-  }
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'locktable-mariadb-'));
+  const kind = serverKind();
+  const dir = mkdtempSync(path.join(os.tmpdir(), `locktable-${kind}-`));
   const state: { child?: ChildProcess; dir: string } = { dir };
   live.add(state);
-  const datadir = path.join(dir, 'data');
-  // Its own tmpdir: a starting server deletes every '#sql*' file in its tmpdir,
-  // which in the shared /tmp are the temporary tables of other servers running
-  // there (the shared one's too: it crashed with signal 11). Pinned in server-faults.test.ts.
-  const common = ['--no-defaults', ...(asRoot ? ['--user=root'] : []), `--tmpdir=${dir}`];
-  const installed = spawnSync(
-    INSTALL_DB,
-    [...common, `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--innodb-log-file-size=8M'],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
+  const installed = spawnSync('bash', [SERVERS_SCRIPT, 'init', kind, path.join(dir, 'data')], { encoding: 'utf8', timeout: 600_000 });
   if (installed.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
     live.delete(state);
-    throw new Error(`mariadb-install-db failed (${installed.status}): ${installed.stderr}`);
+    throw new Error(`private ${kind} server: ${(installed.stderr || installed.error?.message || `exit ${installed.status}`).trim()}`);
   }
   const port = await sparePort();
-  const args = [
-    ...common,
-    `--datadir=${datadir}`,
-    `--socket=${path.join(dir, 'sock')}`,
-    `--pid-file=${path.join(dir, 'pid')}`,
-    `--log-error=${path.join(dir, 'error.log')}`,
-    `--port=${port}`,
-    '--bind-address=127.0.0.1',
-    '--skip-name-resolve',
-    '--skip-log-bin',
-    '--innodb-buffer-pool-size=32M',
-    '--innodb-log-file-size=8M',
-    // Durable commits: a crash (SIGKILL) must not lose a committed lock.
-    '--innodb-flush-log-at-trx-commit=1',
-    ...(options.extraArgs ?? []),
-  ];
+  // The script execs the server: the child's pid is the server's.
+  const args = [SERVERS_SCRIPT, 'serve', kind, dir, String(port), ...(options.extraArgs ?? [])];
   const url = (database = 'mysql') => `mysql://root@127.0.0.1:${port}/${database}`;
 
   const server: PrivateServer = {
@@ -104,7 +100,7 @@ export async function startPrivateServer(options: { databases?: string[]; extraA
     },
     async start() {
       if (state.child) return;
-      const child = spawn(MARIADBD, args, { stdio: 'ignore' });
+      const child = spawn('bash', args, { stdio: 'ignore' });
       state.child = child;
       let exited: string | undefined;
       child.once('exit', (code, signal) => {
@@ -113,13 +109,13 @@ export async function startPrivateServer(options: { databases?: string[]; extraA
       });
       const started = Date.now();
       for (;;) {
-        if (exited !== undefined) throw new Error(`mariadbd exited (${exited}) while starting: ${tail(path.join(dir, 'error.log'))}`);
+        if (exited !== undefined) throw new Error(`${kind} exited (${exited}) while starting: ${tail(path.join(dir, 'error.log'))}`);
         const conn = await mysql.createConnection({ uri: url(), connectTimeout: 1000 }).catch(() => undefined);
         if (conn) {
           await conn.end().catch(() => {});
           return;
         }
-        if (Date.now() - started > 30_000) throw new Error(`mariadbd did not answer within 30 s: ${tail(path.join(dir, 'error.log'))}`);
+        if (Date.now() - started > 60_000) throw new Error(`${kind} did not answer within 60 s: ${tail(path.join(dir, 'error.log'))}`);
         await new Promise((r) => setTimeout(r, 25));
       }
     },

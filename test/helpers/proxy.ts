@@ -71,22 +71,31 @@ function lengthCoded(b: Buffer, at: number): [number, number] {
   return [Number(b.readBigUInt64LE(at + 1)), at + 9];
 }
 
+/** CLIENT_QUERY_ATTRIBUTES: MySQL 8.0.23+ and mysql2 agree on it (MariaDB does not offer it). */
+export const CLIENT_QUERY_ATTRIBUTES = 0x0800_0000;
+const PARAMETER_COUNT_AVAILABLE = 0x08;
+
 /**
- * The text a COM_STMT_EXECUTE packet stands for: the prepared statement with
- * its values put in as a query would have them. Only the layout mysql2 sends
- * to MariaDB (types bound with every execute, no query attributes); anything
- * else is left as the statement with its placeholders.
+ * A binary-protocol parameter block at `at` (null bitmap, new-params-bound
+ * flag, types — each followed by a name when query attributes are on — and
+ * values): the values and the offset after them, or undefined for a layout
+ * it does not know (types not bound, a type it cannot decode).
  */
-export function renderExecute(sql: string, params: number, packet: Buffer): string {
-  if (params === 0) return sql;
-  let at = 4 + 1 + 4 + 1 + 4; // header, command, statement id, flags, iteration count
-  const nulls = packet.subarray(at, at + ((params + 7) >> 3));
+function decodeParams(packet: Buffer, at: number, count: number, named: boolean): { values: unknown[]; at: number } | undefined {
+  const nulls = packet.subarray(at, at + ((count + 7) >> 3));
   at += nulls.length;
-  if (packet[at++] !== 1) return sql;
+  if (packet[at++] !== 1) return undefined;
   const types: Array<{ type: number; unsigned: boolean }> = [];
-  for (let i = 0; i < params; i++, at += 2) types.push({ type: packet[at]!, unsigned: (packet[at + 1]! & 0x80) !== 0 });
+  for (let i = 0; i < count; i++) {
+    types.push({ type: packet[at]!, unsigned: (packet[at + 1]! & 0x80) !== 0 });
+    at += 2;
+    if (named) {
+      const [length, start] = lengthCoded(packet, at);
+      at = start + length;
+    }
+  }
   const values: unknown[] = [];
-  for (let i = 0; i < params; i++) {
+  for (let i = 0; i < count; i++) {
     if (nulls[i >> 3]! & (1 << (i & 7))) {
       values.push(null);
       continue;
@@ -106,10 +115,55 @@ export function renderExecute(sql: string, params: number, packet: Buffer): stri
         break;
       }
       default:
-        return sql;
+        return undefined;
     }
   }
-  return format(sql, values as Parameters<typeof format>[1]);
+  return { values, at };
+}
+
+/**
+ * The text a COM_STMT_EXECUTE packet stands for: the prepared statement with
+ * its values put in as a query would have them. Both layouts: MariaDB's (types
+ * bound with every execute) and MySQL's with query attributes (a parameter
+ * count, a name after each type, attributes after the statement's own
+ * parameters). Anything else is left as the statement with its placeholders.
+ */
+export function renderExecute(sql: string, params: number, packet: Buffer, queryAttributes = false): string {
+  let at = 4 + 1 + 4; // header, command, statement id
+  const flags = packet[at]!;
+  at += 1 + 4; // flags, iteration count
+  let count = params;
+  if (queryAttributes && flags & PARAMETER_COUNT_AVAILABLE) [count, at] = lengthCoded(packet, at);
+  if (params === 0 || count < params) return sql;
+  const decoded = decodeParams(packet, at, count, queryAttributes);
+  if (!decoded) return sql;
+  return format(sql, decoded.values.slice(0, params) as Parameters<typeof format>[1]);
+}
+
+/** The capability flags of a server's greeting (HandshakeV10): the low two bytes after the first auth data, the high two after charset and status. */
+export function greetingCapabilities(packet: Buffer): number {
+  let at = 4 + 1; // header, protocol version
+  at = packet.indexOf(0, at) + 1; // server version, NUL-terminated
+  at += 4 + 8 + 1; // thread id, auth data part 1, filler
+  const low = packet.readUInt16LE(at);
+  const high = packet.length >= at + 7 ? packet.readUInt16LE(at + 5) : 0; // after charset (1) and status (2)
+  return (low | (high << 16)) >>> 0;
+}
+
+/** The statement text of a COM_QUERY packet; with query attributes, after the attribute block. */
+export function queryText(packet: Buffer, queryAttributes = false): string {
+  let at = 5;
+  if (queryAttributes) {
+    let count: number;
+    [count, at] = lengthCoded(packet, at);
+    [, at] = lengthCoded(packet, at); // parameter set count, always 1
+    if (count > 0) {
+      const decoded = decodeParams(packet, at, count, true);
+      if (!decoded) return '';
+      at = decoded.at;
+    }
+  }
+  return packet.toString('utf8', at);
 }
 
 export async function startProxy(target: { host?: string; port: number }): Promise<Proxy> {
@@ -152,6 +206,7 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     const prepared = new Map<number, { sql: string; params: number }>();
     let preparing: string | undefined;
     upstream.on('data', (chunk: Buffer) => {
+      if (serverCapabilities === undefined) serverCapabilities = greetingCapabilities(chunk);
       if (preparing !== undefined) {
         // COM_STMT_PREPARE_OK: status 0, statement id, columns, parameters. (An error reply starts with 0xff.)
         if (chunk.length >= 16 && chunk[4] === 0) prepared.set(chunk.readUInt32LE(5), { sql: preparing, params: chunk.readUInt16LE(11) });
@@ -170,6 +225,12 @@ export async function startProxy(target: { host?: string; port: number }): Promi
       }
     });
 
+    // Query attributes are on when both ends say so: the server in its greeting
+    // (MariaDB uses that bit for nothing and leaves it clear), the client in
+    // its handshake response (its first packet).
+    let serverCapabilities: number | undefined;
+    let handshake = true;
+    let queryAttributes = false;
     let buffered = Buffer.alloc(0);
     let queue = Promise.resolve();
     client.on('data', (chunk: Buffer) => {
@@ -185,11 +246,16 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     });
 
     async function forward(packet: Buffer): Promise<void> {
+      if (handshake) {
+        handshake = false;
+        queryAttributes = packet.length >= 8 && (packet.readUInt32LE(4) & (serverCapabilities ?? 0) & CLIENT_QUERY_ATTRIBUTES) !== 0;
+      }
       const command = packet[3] === 0 ? packet[4] : undefined; // sequence 0: the start of a command
       if (command === COM_STMT_PREPARE) preparing = packet.subarray(5).toString('utf8');
       const statement = command === COM_STMT_EXECUTE ? prepared.get(packet.readUInt32LE(5)) : undefined;
       const isQuery = command === COM_QUERY || statement !== undefined;
-      const sql = command === COM_QUERY ? packet.subarray(5).toString('utf8') : statement ? renderExecute(statement.sql, statement.params, packet) : '';
+      const sql =
+        command === COM_QUERY ? queryText(packet, queryAttributes) : statement ? renderExecute(statement.sql, statement.params, packet, queryAttributes) : '';
       if (isQuery && late && late.match(sql)) await late.ran;
       if (client.destroyed) return;
       const rule = isQuery ? rules.find((r) => r.match(sql)) : undefined;

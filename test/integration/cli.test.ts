@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { createLockTable, type LockInfo, type LockTable } from '../../lib/index.js';
-import { createTestDb, serverUrl, until, type TestDb } from '../helpers/db.js';
+import { createTestDb, serverUrl, storeRaw, storedText, until, type TestDb } from '../helpers/db.js';
 import { Worker } from '../helpers/workers.js';
 
 const CLI = path.join(__dirname, '..', '..', '..', 'dist', 'cli.js');
@@ -175,9 +175,9 @@ describe('the locktable CLI (real binary, real server)', () => {
     const fresh = await createTestDb('cli_migrate', { migrate: false });
     try {
       const first = await cli(['migrate', '--url', fresh.url]);
-      assert.deepEqual([first.code, first.stdout], [0, 'applied 001-create-locks.sql, 002-data-checksum.sql\n'], first.stderr);
+      assert.deepEqual([first.code, first.stdout], [0, 'applied 001-create-locks.sql, 002-data-checksum.sql, 003-checksum-now.sql\n'], first.stderr);
       const second = await cli(['migrate', '--url', fresh.url]);
-      assert.deepEqual([second.code, second.stdout], [0, 'nothing to apply; 2 recorded (001-create-locks.sql, 002-data-checksum.sql)\n']);
+      assert.deepEqual([second.code, second.stdout], [0, 'nothing to apply; 3 recorded (001-create-locks.sql, 002-data-checksum.sql, 003-checksum-now.sql)\n']);
     } finally {
       await fresh.drop();
     }
@@ -212,11 +212,16 @@ describe('the locktable CLI (real binary, real server)', () => {
 
   it('doctor reports a corrupt document, and what to do, with exit 4; other commands fail with one line', async () => {
     const raw = '{"v":1,"l":{"box_update":{"garbage":true}}}';
-    await db.pool.query('SET STATEMENT check_constraint_checks = 0 FOR UPDATE locks SET dataJson = ? WHERE id = ?', [raw, 'platform']);
+    assert.equal(await storeRaw(db.pool, raw), true);
+    const stored = await storedText(db.pool, raw); // Oracle MySQL: its canonical text
+    const kept = stored.replace(/[{}[\]().*+?^$|\\]/g, '\\$&');
     try {
       const run = await cli(['doctor'], env);
       assert.equal(run.code, 4, run.stdout);
-      assert.match(run.stdout, /^  FAIL  document +space 'platform' \(version \d+\) is corrupt: l\.box_update\.t: .*stored text: \{"v":1,"l":\{"box_update":\{"garbage":true\}\}\}\n +→ every operation on this space fails with ECORRUPT.*repair\(raw\)/m);
+      assert.match(
+        run.stdout,
+        new RegExp(`^  FAIL  document +space 'platform' \\(version \\d+\\) is corrupt: l\\.box_update\\.t: .*stored text: ${kept}\\n +→ every operation on this space fails with ECORRUPT.*repair\\(raw\\)`, 'm'),
+      );
       assert.match(run.stdout, /1 problem found\.\n$/);
       const list = await cli(['list'], env);
       assert.equal(list.code, 1);
@@ -225,7 +230,7 @@ describe('the locktable CLI (real binary, real server)', () => {
       assert.equal(reap.code, 1);
       assert.match(oneLine(reap), /\[ECORRUPT\]$/);
     } finally {
-      await locks.repair(raw);
+      await locks.repair(stored);
     }
   });
 

@@ -1,12 +1,12 @@
-// Pins what MariaDB and mysql2 report for the faults locktable classifies
+// Pins what the server (MariaDB or Oracle MySQL) and mysql2 report for the faults locktable classifies
 // (lib/faults.ts), on real errors rather than hand-made ones: if a server or
 // driver version reports them otherwise, this fails first.
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { isAmbiguous, isTransient } from '../../lib/faults.js';
-import { createTestDb, until, type TestDb } from '../helpers/db.js';
+import { createTestDb, isMariaDb, until, type TestDb } from '../helpers/db.js';
 
-describe('fault facts (MariaDB + mysql2)', () => {
+describe('fault facts (MariaDB or MySQL + mysql2)', () => {
   let db: TestDb;
   let admin: mysql.Connection;
   const connect = () => mysql.createConnection({ uri: db.url });
@@ -41,17 +41,33 @@ describe('fault facts (MariaDB + mysql2)', () => {
   it('KILL QUERY: ER_QUERY_INTERRUPTED 1317, transient and ambiguous; the connection lives on', async () => {
     const victim = await connect();
     const id = await idOf(victim);
-    const running = victim.query('SELECT SLEEP(10)').then(
+    // A statement that reads a table while it sleeps, as locktable's statements do (see the next test for SLEEP alone).
+    const running = victim.query('SELECT id FROM t WHERE SLEEP(10)').then(
       ([rows]) => ({ rows }),
       (err: Error & { errno?: number }) => ({ err }),
     );
-    await until('the statement to run', async () => ((await admin.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO IS NOT NULL', [id]))[0] as Array<{ n: number }>)[0]!.n === 1);
+    await until('the statement to sleep', async () => ((await admin.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND STATE = 'User sleep'", [id]))[0] as Array<{ n: number }>)[0]!.n === 1);
     await admin.query(`KILL QUERY ${id}`);
     const outcome = await running;
     assert.ok('err' in outcome, JSON.stringify(outcome));
     assert.equal(outcome.err.errno, 1317);
     assert.equal(isTransient(outcome.err) && isAmbiguous(outcome.err), true);
     assert.equal(await idOf(victim), id, 'same connection, still usable');
+    await victim.end();
+  });
+
+  it('SELECT SLEEP() alone, KILL QUERY: MariaDB fails it with 1317; Oracle MySQL answers 1, no error', async () => {
+    const victim = await connect();
+    const id = await idOf(victim);
+    const running = victim.query('SELECT SLEEP(10) AS s').then(
+      ([rows]) => ({ rows: rows as Array<{ s: number }> }),
+      (err: Error & { errno?: number }) => ({ err }),
+    );
+    await until('the statement to sleep', async () => ((await admin.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND STATE = 'User sleep'", [id]))[0] as Array<{ n: number }>)[0]!.n === 1);
+    await admin.query(`KILL QUERY ${id}`);
+    const outcome = await running;
+    if (await isMariaDb(admin)) assert.equal('err' in outcome && outcome.err.errno, 1317, JSON.stringify(outcome));
+    else assert.deepEqual('rows' in outcome && outcome.rows, [{ s: 1 }], JSON.stringify(outcome)); // MySQL: "interrupted" is SLEEP's value
     await victim.end();
   });
 

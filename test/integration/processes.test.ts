@@ -144,7 +144,7 @@ describe('across processes', () => {
       workers.push(...ws);
       const replies = await Promise.all(ws.map((w) => w.send({ op: 'migrate' })));
       assert.ok(replies.every((r) => r.ok), JSON.stringify(replies));
-      const files = ['001-create-locks.sql', '002-data-checksum.sql'];
+      const files = ['001-create-locks.sql', '002-data-checksum.sql', '003-checksum-now.sql'];
       assert.deepEqual(replies.flatMap((r) => r.applied!).sort(), files, 'each applied exactly once');
       const [rows] = await fresh.pool.query('SELECT name FROM locktable_migrations ORDER BY name');
       assert.deepEqual(rows, files.map((name) => ({ name })));

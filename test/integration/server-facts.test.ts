@@ -1,7 +1,7 @@
 // Pins the MySQL/MariaDB and mysql2 behaviour locktable relies on, so that a
 // server or driver that behaves otherwise fails here first.
 import assert from 'node:assert/strict';
-import { createTestDb, until, type TestDb } from '../helpers/db.js';
+import { createTestDb, isMariaDb, until, type TestDb } from '../helpers/db.js';
 
 // mysql2 parses a JSON-typed result on its own (see DESIGN: do not JSON.parse blindly).
 const asJson = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
@@ -15,10 +15,13 @@ describe('server and driver facts', () => {
     await db.drop();
   });
 
-  it('CAST(dataJson AS CHAR) gives the exact stored text as a string', async () => {
-    await db.pool.query(`INSERT INTO locks (id, version, dataJson) VALUES ('facts', 0, '{"v":1,"l":{}}')`);
+  it('CAST(dataJson AS CHAR) gives the stored text as a string: MariaDB the exact text written, Oracle MySQL its canonical text', async () => {
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson) VALUES ('facts', 0, '{"v":1,"l":{},"v":1}')`);
     const [rows] = await db.pool.query(`SELECT CAST(dataJson AS CHAR) AS raw FROM locks WHERE id = 'facts'`);
-    assert.equal((rows as Array<{ raw: unknown }>)[0]?.raw, '{"v":1,"l":{}}');
+    const raw = (rows as Array<{ raw: unknown }>)[0]?.raw;
+    if (await isMariaDb(db.pool)) assert.equal(raw, '{"v":1,"l":{},"v":1}', 'MariaDB: byte for byte, duplicate key and all');
+    else assert.equal(raw, '{"l": {}, "v": 1}', 'Oracle MySQL: keys sorted, its own spacing, a duplicate key collapsed');
+    await db.pool.query(`UPDATE locks SET dataJson = '{"v":1,"l":{}}' WHERE id = 'facts'`);
   });
 
   it('JSON_CONTAINS finds an object inside an array element (the poll of waiters in line), and JSON_SEARCH takes several wildcard paths', async () => {
@@ -49,9 +52,10 @@ describe('server and driver facts', () => {
     assert.ok(Math.abs((now as number) - Date.now()) < 60_000);
   });
 
-  it('a name with a quote makes the JSON path invalid: NULL, not an error (so names are validated first)', async () => {
-    const [rows] = await db.pool.query(`SELECT JSON_EXTRACT('{"a":1}', '$."a"b"') AS x`);
-    assert.equal((rows as Array<{ x: unknown }>)[0]?.x, null);
+  it('a name with a quote makes the JSON path invalid: MariaDB NULL, Oracle MySQL error 3143 (so names are validated first)', async () => {
+    const extract = db.pool.query(`SELECT JSON_EXTRACT('{"a":1}', '$."a"b"') AS x`);
+    if (await isMariaDb(db.pool)) assert.equal(((await extract)[0] as Array<{ x: unknown }>)[0]?.x, null);
+    else await assert.rejects(extract, { errno: 3143 }); // ER_INVALID_JSON_PATH
   });
 
   // The one-statement acquire and release (lib/store.ts fastWrite) rest on the facts below.
@@ -81,11 +85,30 @@ describe('server and driver facts', () => {
     assert.equal((res as { insertId: number }).insertId, 11);
     const [rows] = await db.pool.query(`SELECT CAST(dataJson AS CHAR) AS raw, JSON_TYPE(JSON_EXTRACT(dataJson, '$.l."a".f')) AS type FROM locks WHERE id = 'prep'`);
     const row = (rows as Array<{ raw: string; type: string }>)[0]!;
-    assert.equal(row.type, 'INTEGER', 'mysql2 sends a JS number as a DOUBLE; the server keeps an integral one an integer');
+    // mysql2 sends a JS number as a DOUBLE; the server keeps an integral one an integer
+    // (MariaDB calls it INTEGER, Oracle MySQL UNSIGNED INTEGER: both come back as JS integers).
+    assert.equal(row.type, (await isMariaDb(db.pool)) ? 'INTEGER' : 'UNSIGNED INTEGER');
     assert.match(row.raw, /"f": ?11[,}]/);
     // What would break it: a fraction stays one.
     const [frac] = await db.pool.execute(`SELECT JSON_TYPE(JSON_EXTRACT(JSON_SET('{}', '$.f', 10 + ?), '$.f')) AS type`, [0.5]);
     assert.equal((frac as Array<{ type: string }>)[0]?.type, 'DOUBLE');
+  });
+
+  it('dataCrcNow (STORED generated, migration 003) is CRC32 of the text after every write, by anyone, and cannot be set by hand', async () => {
+    const fresh = async () => {
+      const [rows] = await db.pool.query(`SELECT dataCrcNow = CRC32(dataJson) AS now, dataCrc = dataCrcNow AS guard FROM locks WHERE id = 'gen'`);
+      const row = (rows as Array<{ now: number; guard: number | null }>)[0]!;
+      return [Number(row.now), row.guard === null ? null : Number(row.guard)];
+    };
+    await db.pool.query(`INSERT INTO locks (id, version, dataJson, dataCrc) VALUES ('gen', 0, '{"v":2,"o":{},"l":{}}', CRC32(dataJson))`);
+    assert.deepEqual(await fresh(), [1, 1], 'locktable wrote last: the guard passes');
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, '$.x', 1) WHERE id = 'gen'`); // a tool
+    assert.deepEqual(await fresh(), [1, 0], 'changed outside locktable: the guard fails');
+    // Setting it by hand is refused (MySQL 3105; MariaDB 1906, an error in strict mode, else a warning and ignored).
+    await db.pool.query(`UPDATE locks SET dataCrcNow = dataCrc WHERE id = 'gen'`).catch((err: { errno?: number }) => assert.ok([3105, 1906].includes(err.errno!), String(err)));
+    assert.deepEqual(await fresh(), [1, 0], 'still the checksum of the text, still failing the guard');
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_REMOVE(dataJson, '$.x'), dataCrc = CRC32(dataJson) WHERE id = 'gen'`);
+    assert.deepEqual(await fresh(), [1, 1], 'a write that stores its checksum passes again');
   });
 
   it('an INSERT value may refer to a column given earlier in the same row (the checksum of the stored text)', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from '../../lib/faults.js';
+import { isAmbiguous, isFailover, isTransient, toLockError, toUnresolvedError } from '../../lib/faults.js';
+import { causalSql } from '../../lib/cluster.js';
 import { LockError } from '../../lib/errors.js';
 
 // Shapes as mysql2 3.x produces them (see test/integration/faults-facts.test.ts for the ones pinned on a server).
@@ -28,6 +29,10 @@ describe('faults (pure)', () => {
     ['lock wait timeout (the statement was rolled back)', { code: 'ER_LOCK_WAIT_TIMEOUT', errno: 1205 }, false],
     ['read-only during failover', { code: 'ER_OPTION_PREVENTS_STATEMENT', errno: 1290 }, false],
     ['read-only mode', { code: 'ER_READ_ONLY_MODE', errno: 1836 }, false],
+    // Galera: refused on a node that is joining or outside the primary component, before it runs.
+    ['WSREP not ready (Galera 1047)', { code: 'ER_UNKNOWN_COM_ERROR', errno: 1047, sqlState: '08S01' }, false],
+    // Galera: the commit failed as the node left the primary component; it may have been certified elsewhere.
+    ['commit failed (Galera 1180)', { code: 'ER_ERROR_DURING_COMMIT', errno: 1180, sqlState: 'HY000' }, true],
   ];
   for (const [what, props, ambiguous] of transient) {
     it(`retries ${what}; ${ambiguous ? 'a write may have been applied' : 'a write was not applied'}`, () => {
@@ -65,5 +70,30 @@ describe('faults (pure)', () => {
     assert.equal(u.code, 'EDATABASE');
     assert.equal(u.outcomeUnknown, true);
     assert.match(u.message, /unknown/);
+  });
+
+  it('moves to another node on connection faults, hung statements and Galera membership errors; not on conflicts', () => {
+    const failover = [
+      { code: 'ECONNREFUSED', errno: -111, syscall: 'connect', fatal: true },
+      { code: 'ECONNRESET', errno: -104, fatal: true },
+      { code: 'PROTOCOL_SEQUENCE_TIMEOUT', fatal: true },
+      { code: 'PROTOCOL_CONNECTION_LOST', fatal: true },
+      { errno: 1047, sqlState: '08S01' },
+      { errno: 1180, sqlState: 'HY000' },
+      { errno: 2013 },
+    ];
+    const stay = [{ errno: 1213 }, { errno: 1205 }, { errno: 1062 }, { errno: 1146 }, new LockError('ELOCKED', 'held')];
+    for (const e of failover) assert.equal(isFailover(e instanceof Error ? e : driver(e)), true, JSON.stringify(e));
+    for (const e of stay) assert.equal(isFailover(e instanceof Error ? e : driver(e)), false, JSON.stringify(e));
+  });
+
+  it('makes reads (and, when asked, conditional writes and inserts) causal on Galera, by statement', () => {
+    assert.equal(causalSql('SELECT 1'), 'SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1');
+    assert.equal(causalSql('UPDATE locks SET v = 1'), 'SET STATEMENT wsrep_sync_wait=2 FOR UPDATE locks SET v = 1');
+    assert.equal(causalSql('INSERT IGNORE INTO locks VALUES (1)'), 'SET STATEMENT wsrep_sync_wait=4 FOR INSERT IGNORE INTO locks VALUES (1)');
+    assert.equal(causalSql('CREATE TABLE t (a INT)'), 'CREATE TABLE t (a INT)');
+    // Reads only: writes are certified, and a refused one is sent again causally.
+    assert.equal(causalSql('UPDATE locks SET v = 1', false), 'UPDATE locks SET v = 1');
+    assert.equal(causalSql('SELECT 1', false), 'SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1');
   });
 });

@@ -1,0 +1,312 @@
+// Several database nodes (a Galera cluster), one writer: every statement of a
+// table goes to one node, the first of the list that answers, and moves to the
+// next when that node fails (connection errors, a statement that hangs past
+// its bound, 1047 "node not ready", 1180 "not in the primary component").
+//
+// Why one node: every lock of a space lives in one row, so writes through two
+// nodes always conflict at certification (1213 at commit), and each node's
+// clock would judge the same leases. Through one node the writes queue on the
+// row lock as on a single server, and one clock judges them. Processes that
+// failed over come back to the first node once it is Synced in the primary
+// component again, so that all of them converge on the same writer.
+import createDebug from 'debug';
+import type mysql from 'mysql2/promise';
+import { createOwnedPool, parseUri, type Conn } from './db.js';
+import { InvalidOptionError } from './errors.js';
+import { isFailover, isTransient, notSent } from './faults.js';
+
+const log = createDebug('locktable:cluster');
+
+/** What locktable's code relies on, whatever a host's PoolCluster configured (as lib/db.ts pins for a pool). */
+const PINNED = { rowsAsArray: false, nestTables: false, namedPlaceholders: false } as const;
+
+/** How often a table that failed over checks whether an earlier node is back. */
+const PROBE_EVERY_MS = 1_000;
+
+export interface ClusterNode {
+  /** host:port, for messages and the membership check. */
+  readonly label: string;
+  readonly pool: mysql.Pool;
+}
+
+/** What a write was sent to: which node, so that settling it knows whether it may still land. */
+export interface Sent {
+  node: number;
+}
+
+export class NodeList {
+  readonly nodes: readonly ClusterNode[];
+  /** Bound on one statement, ms: a node that stops answering (killed, partitioned) is given up after it. */
+  readonly statementTimeoutMs: number;
+  #current = 0;
+  #lastProbe = 0;
+  #probing = false;
+  /** Each node's address as it announces it to the cluster (wsrep_node_incoming_address), once learned. */
+  readonly #announced: Array<string | undefined>;
+
+  constructor(nodes: readonly ClusterNode[], statementTimeoutMs: number) {
+    this.nodes = nodes;
+    this.statementTimeoutMs = statementTimeoutMs;
+    this.#announced = nodes.map(() => undefined);
+  }
+
+  /** The node statements go to now (0-based). */
+  get current(): number {
+    return this.#current;
+  }
+
+  query(sql: string, values?: unknown[]): Promise<[unknown, unknown]> {
+    return this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
+  }
+
+  execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    return this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
+  }
+
+  /** A statement on one given node (0-based), without failing over: settling a write sent to it. */
+  async on(node: number, sql: string, values?: unknown[]): Promise<unknown> {
+    const [rows] = await bounded(this.nodes[node]!.pool, this.statementTimeoutMs, (conn) => conn.query(sql, values));
+    return rows;
+  }
+
+  async end(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.pool.end().catch(() => {})));
+  }
+
+  /**
+   * Whether node `node` is still a member of the primary component, as the
+   * node statements go to now sees it: the address it announces to the
+   * cluster among the members' (wsrep_incoming_addresses). A write sent to a
+   * node that has left can no longer commit anywhere. Undefined when it cannot
+   * be told (that node's address was never learned, or there is no primary).
+   */
+  async isMember(node: number): Promise<boolean | undefined> {
+    const at = this.#current;
+    if (node === at) return true;
+    const theirs = this.#announced[node];
+    if (!theirs) return undefined;
+    try {
+      const [rows] = await this.query("SHOW STATUS WHERE Variable_name IN ('wsrep_incoming_addresses', 'wsrep_cluster_status')");
+      const v = Object.fromEntries((rows as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name, r.Value]));
+      if (v.wsrep_cluster_status !== 'Primary' || v.wsrep_incoming_addresses === undefined) return undefined;
+      const members = v.wsrep_incoming_addresses.split(',');
+      // The node that answered must find itself by the same rule, or the answer means nothing.
+      const mine = this.#announced[at];
+      if (!mine || !members.includes(mine)) return undefined;
+      return members.includes(theirs);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** In the background, once per node: the address it announces to the cluster. */
+  #learn(node: number): void {
+    if (this.#announced[node] !== undefined) return;
+    this.#announced[node] = '';
+    void bounded(this.nodes[node]!.pool, this.statementTimeoutMs, (conn) => conn.query('SELECT @@wsrep_node_incoming_address AS a')).then(
+      ([rows]) => {
+        const a = String((rows as Array<{ a: unknown }>)[0]?.a ?? '');
+        // AUTO: the node works it out itself; the URI's host:port is then the best guess.
+        this.#announced[node] = a && a !== 'AUTO' ? a : this.nodes[node]!.label;
+      },
+      () => (this.#announced[node] = undefined),
+    );
+  }
+
+  async #run<T>(statement: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+    const at = this.#current;
+    if (at !== 0) this.#probe();
+    this.#learn(at);
+    try {
+      return await bounded(this.nodes[at]!.pool, this.statementTimeoutMs, statement);
+    } catch (err) {
+      if (isFailover(err)) this.#moveFrom(at, err);
+      throw err;
+    }
+  }
+
+  #moveFrom(node: number, err: unknown): void {
+    if (this.#current !== node || this.nodes.length < 2) return;
+    this.#current = (node + 1) % this.nodes.length;
+    const e = err as { code?: string; errno?: number; message?: string };
+    log('node %s failed (%s): statements go to %s', this.nodes[node]!.label, e.code ?? e.errno ?? e.message, this.nodes[this.#current]!.label);
+  }
+
+  /** In the background, at most once a second: back to the first node that is Synced in the primary component. */
+  #probe(): void {
+    const now = performance.now();
+    if (this.#probing || now - this.#lastProbe < PROBE_EVERY_MS) return;
+    this.#probing = true;
+    this.#lastProbe = now;
+    void (async () => {
+      for (let i = 0; i < this.#current; i++) {
+        if (await ready(this.nodes[i]!.pool, this.statementTimeoutMs)) {
+          log('node %s is back: statements go to it again', this.nodes[i]!.label);
+          this.#current = i;
+          return;
+        }
+      }
+    })().finally(() => (this.#probing = false));
+  }
+}
+
+/**
+ * One statement on a connection of `pool`, bounded by `timeoutMs` from the
+ * moment it asks for a connection. mysql2's own query timeout neither covers
+ * preparing a statement nor frees the connection, which would then hold the
+ * next statement behind a reply that may never come: on timeout the
+ * connection is destroyed, and the error (PROTOCOL_SEQUENCE_TIMEOUT, fatal)
+ * says the statement may or may not have run.
+ */
+async function bounded<T>(pool: mysql.Pool, timeoutMs: number, statement: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+  let conn: mysql.PoolConnection | undefined;
+  let timedOut = false;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      const err = Object.assign(new Error(`the statement did not complete within ${timeoutMs} ms`), { code: 'PROTOCOL_SEQUENCE_TIMEOUT', fatal: true });
+      // Still waiting for a connection: the statement was never sent.
+      if (conn) conn.destroy();
+      else notSent(err);
+      reject(err);
+    }, timeoutMs);
+  });
+  try {
+    const connecting = pool.getConnection().then(
+      (c) => {
+        // Opened after we gave up: back to the pool, unused.
+        if (timedOut) c.release();
+        return c;
+      },
+      (err: unknown) => {
+        throw notSent(err);
+      },
+    );
+    conn = await Promise.race([connecting, expired]);
+    const result = await Promise.race([statement(conn), expired]);
+    conn.release();
+    return result;
+  } catch (err) {
+    if (conn && !timedOut) {
+      if (isFailover(err) && !(((err as { errno?: number }).errno ?? 0) > 0)) conn.destroy();
+      else conn.release();
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    expired.catch(() => {});
+  }
+}
+
+async function ready(pool: mysql.Pool, timeout: number): Promise<boolean> {
+  try {
+    const [rows] = await bounded(pool, timeout, (conn) => conn.query("SHOW STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_cluster_status', 'wsrep_local_state_comment')"));
+    const v = Object.fromEntries((rows as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name, r.Value]));
+    // A server without Galera reports none of these: it answers, so it is ready.
+    if (v.wsrep_ready === undefined) return true;
+    return v.wsrep_ready === 'ON' && v.wsrep_cluster_status === 'Primary' && v.wsrep_local_state_comment === 'Synced';
+  } catch (err) {
+    if (!isTransient(err)) log('probe failed: %s', (err as Error).message);
+    return false;
+  }
+}
+
+/**
+ * On Galera, a node answers reads from what it has applied, which may lag
+ * behind what the cluster has committed; only writes are certified. Every
+ * read of a table is therefore causal there (wsrep_sync_wait, per statement
+ * so that no session setting leaks into a host's pool, and so that prepared
+ * statements carry it too): it sees every write committed anywhere before it
+ * began. Writes need not wait: one judged on a stale state either conflicts at
+ * certification (1213, and is sent again) or is refused, and then
+ * `withCausalWrites()` sends it once more on the current state (the wait costs
+ * about a third of the throughput of the one writer node, measured). Elsewhere
+ * statements go unchanged.
+ */
+export class Causal implements Conn {
+  readonly #inner: Conn;
+  readonly #writes: boolean;
+  readonly #parent: Causal | undefined;
+  #wsrep: Promise<boolean> | undefined;
+
+  constructor(inner: Conn, writes = false, parent?: Causal) {
+    this.#inner = inner;
+    this.#writes = writes;
+    this.#parent = parent;
+  }
+
+  /** The same handle, with conditional writes causal too. */
+  withCausalWrites(): Causal {
+    return new Causal(this.#inner, true, this);
+  }
+
+  async query(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    return this.#inner.query((await this.galera()) ? causalSql(sql, this.#writes) : sql, values);
+  }
+
+  async execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    const text = (await this.galera()) ? causalSql(sql, this.#writes) : sql;
+    return this.#inner.execute ? this.#inner.execute(text, values) : this.#inner.query(text, values);
+  }
+
+  /** Whether the server runs Galera (@@wsrep_on), asked once. */
+  galera(): Promise<boolean> {
+    if (this.#parent) return this.#parent.galera();
+    this.#wsrep ??= this.#inner.query('SELECT @@wsrep_on AS w').then(
+      ([rows]) => Number((rows as Array<{ w: unknown }>)[0]?.w) === 1,
+      (err) => {
+        // MySQL has no such variable (1193): not Galera. Anything else: ask again next time.
+        if ((err as { errno?: number }).errno === 1193) return false;
+        this.#wsrep = undefined;
+        throw err;
+      },
+    );
+    return this.#wsrep;
+  }
+}
+
+/** wsrep_sync_wait bits: 1 reads; with `writes`, 2 UPDATE and DELETE, 4 INSERT and REPLACE. */
+export function causalSql(sql: string, writes = true): string {
+  const verb = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase();
+  const write = verb === 'UPDATE' || verb === 'DELETE' ? 2 : verb === 'INSERT' || verb === 'REPLACE' ? 4 : 0;
+  const bits = verb === 'SELECT' || verb === 'SHOW' ? 1 : writes ? write : 0;
+  return bits ? `SET STATEMENT wsrep_sync_wait=${bits} FOR ${sql}` : sql;
+}
+
+/** Bound on one statement through a node list, ms (at most the operation's retry deadline). */
+export const STATEMENT_TIMEOUT_MS = 3_000;
+
+/**
+ * A list of URIs (tried in order), or a mysql2 PoolCluster (its nodes in the
+ * order they were added): one pool per node. Pools opened from URIs are ours
+ * to close; a PoolCluster stays the host's.
+ */
+export function openNodes(input: unknown, poolSize: number, statementTimeoutMs: number): { nodes: NodeList; owned: boolean } | undefined {
+  if (Array.isArray(input)) {
+    if (input.length === 0) throw new InvalidOptionError('db: the list of URIs is empty; give one mysql:// URI per node, the preferred writer first');
+    const nodes = input.map((uri, i) => {
+      if (typeof uri !== 'string') throw new InvalidOptionError(`db: entry ${i} of the list is not a URI string`);
+      const url = parseUri(uri);
+      const pool = createOwnedPool(url, poolSize, statementTimeoutMs);
+      return { label: `${url.hostname}:${url.port || '3306'}`, pool };
+    });
+    return { nodes: new NodeList(nodes, statementTimeoutMs), owned: true };
+  }
+  // mysql2/promise's PoolCluster wraps the callback one (.poolCluster).
+  const given = input as { poolCluster?: unknown } | null;
+  const cluster = (given && typeof given === 'object' && given.poolCluster ? given.poolCluster : input) as { of?: unknown; _nodes?: Record<string, { pool?: unknown }> } | null;
+  if (cluster && typeof cluster === 'object' && typeof cluster.of === 'function' && cluster._nodes) {
+    // mysql2 PoolCluster: its own selection only moves on when a connection
+    // cannot be opened; we route by node, in the order they were added.
+    const ids = Object.keys(cluster._nodes);
+    if (!ids.length) throw new InvalidOptionError('db: the PoolCluster has no nodes; add() them before creating the lock table');
+    const nodes = ids.map((id) => {
+      const pool = cluster._nodes![id]!.pool as { promise(): mysql.Pool; config?: { connectionConfig?: { host?: string; port?: number } } };
+      const cfg = pool.config?.connectionConfig;
+      return { label: `${cfg?.host ?? id}:${cfg?.port ?? 3306}`, pool: pool.promise() };
+    });
+    return { nodes: new NodeList(nodes, statementTimeoutMs), owned: false };
+  }
+  return undefined;
+}
