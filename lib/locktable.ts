@@ -7,6 +7,7 @@ import { openDb, quoteTable } from './db.js';
 import {
   emptyDocument,
   entryOf,
+  groupOf,
   fromStoredOwner,
   lineOf,
   ownerKey,
@@ -41,7 +42,7 @@ import { Gate } from './gate.js';
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
-import { confirmRelease, settleLost } from './settle.js';
+import { confirmRelease, heldUnder, settleLost } from './settle.js';
 import { judge, judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
@@ -72,6 +73,10 @@ export interface LockInfo extends Holder {
   liveness: Liveness;
   /** Age in ms, database time. */
   ageMs: number;
+  /** Present for a holder of a shared name or semaphore (one of several holders of `name`); absent for an exclusive lock. */
+  mode?: 'shared';
+  /** A semaphore's limit: the most holders of `name` at once. */
+  limit?: number;
 }
 
 /** One waiter in line, as listWaiters() sees it. */
@@ -216,7 +221,7 @@ interface Queued {
   since: number;
 }
 
-type Blocked = { blockers: Array<{ name: string; entry: Entry }>; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
+type Blocked = { blockers: T.Blocker[]; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
 
 /**
  * Named locks of one space, shared by every process that uses the same row.
@@ -666,9 +671,16 @@ export class LockTable<N extends string = PlatformLockName> {
   async list(): Promise<LockInfo[]> {
     const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
     const here = localView();
-    return Object.entries(doc.l)
-      .map(([name, e]) => lockInfo(name, e, snap.now, here))
-      .sort((a, b) => a.name.localeCompare(b.name));
+    const infos = Object.entries(doc.l).map(([name, e]) => lockInfo(name, e, snap.now, here));
+    for (const [name, group] of Object.entries(doc.s ?? {})) {
+      for (const h of group.h) {
+        const info: LockInfo = { ...lockInfo(name, { ...h, t: group.t }, snap.now, here), mode: 'shared' };
+        if (group.c !== undefined) info.limit = group.c;
+        infos.push(info);
+      }
+    }
+    // Stable: the holders of one group keep their order (oldest first).
+    return infos.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /**
@@ -831,7 +843,10 @@ export class LockTable<N extends string = PlatformLockName> {
     // One statement first, with whatever else is queued (lib/batch.ts). If it
     // is refused — a name held, or anything else the read-decide-write path
     // must judge — nothing was written, and that path decides below.
-    if (this.#options.fastPath && !readFirst) {
+    // Shared and semaphore acquisitions always read and decide: the one statement serves plain exclusive ones only.
+    const shared = options.mode === 'shared' || options.limit !== undefined;
+    const mode = shared ? ('shared' as const) : undefined;
+    if (this.#options.fastPath && !readFirst && !shared) {
       let fast: Outcome;
       try {
         fast = await this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types });
@@ -852,13 +867,13 @@ export class LockTable<N extends string = PlatformLockName> {
       }
     }
     type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
-    let outcome: Blocked | Won;
+    let outcome: Blocked | Won | { conflicts: T.Conflict[] };
     try {
-      outcome = await this.#gate.run(() => this.#mutate<Blocked | Won>(
+      outcome = await this.#gate.run(() => this.#mutate<Blocked | Won | { conflicts: T.Conflict[] }>(
         'acquire',
         (doc, snap) => {
           const settled = settleLost(doc, snap, names, lost);
-          if (settled) return { result: { nonce: settled, entries: doc.l as Record<string, Entry> } };
+          if (settled) return { result: { nonce: settled, entries: Object.fromEntries(names.map((n) => [n, heldUnder(doc, n, settled)!])) } };
           const dead = new Set(
             names.filter((n) => {
               const held = entryOf(doc, n);
@@ -873,12 +888,19 @@ export class LockTable<N extends string = PlatformLockName> {
           for (const n of names) {
             for (const i of lineOf(doc, n)) if (i.n !== waiter && judge(fromStoredOwner(i.o), i.e, snap.now, here) === 'dead') deadWaiters.add(i.n);
           }
-          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, waiter, barge: options.barge, deadWaiters };
+          // Shared holders judged dead (or remnants of our own lost writes) are taken over too.
+          const deadShares = new Set<string>();
+          for (const n of names) {
+            const group = groupOf(doc, n);
+            for (const h of group?.h ?? []) if (lost.has(h.n) || judgeEntry(h, snap.now, here) === 'dead') deadShares.add(h.n);
+          }
+          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, deadShares, waiter, barge: options.barge, deadWaiters, mode, limit: options.limit };
           const r = T.acquire(doc, input);
           if (!r.ok) {
+            if (r.conflicts) return { result: { conflicts: r.conflicts } };
             const blocked = { blockers: r.blockers, ahead: r.ahead, version: snap.version };
             if (waiter === undefined || options.barge) return { result: blocked };
-            const q = T.enqueue(doc, { names, waiter, owner, now: snap.now, ttlMs: this.#options.wait.intentTtlMs, deadWaiters });
+            const q = T.enqueue(doc, { names, waiter, owner, now: snap.now, ttlMs: this.#options.wait.intentTtlMs, deadWaiters, mode, limit: options.limit });
             if (!q.changed) return { result: blocked };
             const positions = Object.fromEntries(names.map((n) => [n, T.waitersAhead(q.doc, n, waiter, snap.now).length + 1]));
             return { write: q.doc, result: { ...blocked, version: snap.version + 1, ...(q.added ? { positions } : {}) } };
@@ -900,6 +922,7 @@ export class LockTable<N extends string = PlatformLockName> {
       for (const lostNonce of lost.keys()) this.#leftovers.add({ names, nonce: lostNonce });
       throw err instanceof DatabaseError && !err.outcomeUnknown ? toUnresolvedError(err.cause, 'acquire') : err;
     }
+    if ('conflicts' in outcome) throw limitConflict(outcome.conflicts);
     if ('blockers' in outcome) return outcome;
     const lease = leaseFrom(outcome.nonce, outcome.entries);
     if (outcome.removed?.length) this.#reaped('acquire', outcome.removed);
@@ -1391,6 +1414,13 @@ function waitingOf(a: T.Ahead): Waiting {
 }
 
 /** An entry as list() and releaseName() show it: the holder, its liveness judged from here, and its age (database time). */
+/** EINVALIDOPTION for a shared or semaphore call whose limit differs from the one its name's group stores. */
+function limitConflict(conflicts: readonly T.Conflict[]): InvalidOptionError {
+  const what = (c: number | undefined) => (c === undefined ? 'shared (no limit)' : `a semaphore of limit ${c}`);
+  const parts = conflicts.map((c) => `'${c.name}' is held as ${what(c.stored)}, this call asks for ${what(c.asked)}`);
+  return new InvalidOptionError(`option limit: ${parts.join('; ')}. Every holder of a name must ask for the same limit while it is held: use the stored one, or wait until its holders have released it`);
+}
+
 function lockInfo(name: string, entry: Entry, now: number, here: LocalView): LockInfo {
   return { ...toHolder(name, entry), liveness: judgeEntry(entry, now, here), ageMs: Math.max(0, now - entry.a) };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { InvalidOptionError } from './errors.js';
+import { MAX_LIMIT } from './document.js';
 import { normalizeNames } from './names.js';
 import { closest } from './suggest.js';
 
@@ -114,6 +115,19 @@ export interface AcquireOptions {
    * waiter in line is not free for a later acquisition.
    */
   barge?: boolean;
+  /**
+   * 'exclusive' (default): the one holder of each name. 'shared': one of any
+   * number of holders of each name at once (each with its own lease, token
+   * and crash clean-up); excludes and is excluded by exclusive holders.
+   */
+  mode?: 'exclusive' | 'shared';
+  /**
+   * A semaphore: at most `limit` holders of each name at once (1-1000;
+   * implies mode 'shared'). The limit is stored with the name while it has
+   * holders; a call with another limit (or a plain shared call) meanwhile
+   * fails with EINVALIDOPTION.
+   */
+  limit?: number;
 }
 
 export interface WaitOptions extends AcquireOptions {
@@ -129,6 +143,8 @@ const acquireSchema = z
   .object({
     ttlMs: z.number().int().min(1).max(MAX_TTL_MS).optional(),
     barge: z.boolean().optional(),
+    mode: z.enum(['exclusive', 'shared']).optional(),
+    limit: z.number().int().min(1).max(MAX_LIMIT).optional(),
     signal: z.instanceof(AbortSignal).optional(),
     timeoutMs: z.number().int().nonnegative().max(2_147_483_647).optional(),
   })
@@ -139,10 +155,13 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
   const list = normalizeNames(names);
   if (options === undefined) return { names: list, options: {} }; // the hot path: nothing to validate
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidOptionError(`the options of acquire, tryAcquire and wait are an object { ttlMs?, barge?, signal?, timeoutMs? }, got ${describeValue(options)}`);
+    throw new InvalidOptionError(`the options of acquire, tryAcquire and wait are an object { ttlMs?, barge?, mode?, limit?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   }
   const parsed = acquireSchema.safeParse(options);
   if (!parsed.success) throw optionError(options, parsed.error.issues[0]!, CALL_FIELDS);
+  if (parsed.data.mode === 'exclusive' && parsed.data.limit !== undefined) {
+    throw new InvalidOptionError(`option limit: a semaphore (limit ${parsed.data.limit}) is shared by definition; leave out mode: 'exclusive', or the limit for an exclusive lock`);
+  }
   return { names: list, options: parsed.data as WaitOptions };
 }
 
@@ -153,7 +172,7 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
  */
 export function splitUsingOptions(options: unknown): { wait: boolean; rest: WaitOptions } {
   if (options === undefined || options === null) return { wait: false, rest: {} };
-  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, barge?, signal?, timeoutMs? }, got ${describeValue(options)}`);
+  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, barge?, mode?, limit?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   const { wait, ...rest } = options as { wait?: unknown };
   if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError(`wait must be true or false, got ${describeValue(wait)}`);
   // Here, not in acquire(): its message would list the options without wait.
@@ -195,6 +214,8 @@ const TABLE_FIELDS: Record<string, Field> = {
 const CALL_FIELDS: Record<string, Field> = {
   ttlMs: ms(1, MAX_TTL_MS, 'a year'),
   barge: { text: 'true or false' },
+  mode: { text: "'exclusive' or 'shared'" },
+  limit: { whole: 'holders', min: 1, max: MAX_LIMIT },
   signal: { text: 'an AbortSignal' },
   timeoutMs: ms(0, 2_147_483_647),
 };

@@ -1,6 +1,6 @@
 // Settling a write whose reply was lost: was it applied? Pure functions over
 // the re-read document; the nonce of the operation is what recognises it.
-import { entryOf, type LockDocument } from './document.js';
+import { entryOf, groupOf, type Entry, type LockDocument } from './document.js';
 import { isExpired, type ReleaseOutcome } from './transitions.js';
 
 /**
@@ -11,6 +11,15 @@ import { isExpired, type ReleaseOutcome } from './transitions.js';
  * version has moved past the one they compared against and nothing of theirs
  * is in the document.
  */
+/** The entry `nonce` holds under `name`: the exclusive one, or its holder entry in the name's group. */
+export function heldUnder(doc: LockDocument, name: string, nonce: string): Entry | undefined {
+  const held = entryOf(doc, name);
+  if (held?.n === nonce) return held;
+  const group = groupOf(doc, name);
+  const share = group?.h.find((h) => h.n === nonce);
+  return share && { ...share, t: group!.t };
+}
+
 export function settleLost(
   doc: LockDocument,
   snap: { version: number; now: number },
@@ -19,12 +28,12 @@ export function settleLost(
 ): string | undefined {
   for (const nonce of lost.keys()) {
     if (names.every((n) => {
-      const held = entryOf(doc, n);
-      return held?.n === nonce && !isExpired(held, snap.now);
+      const held = heldUnder(doc, n, nonce);
+      return held !== undefined && !isExpired(held, snap.now);
     })) return nonce;
   }
   for (const [nonce, expected] of lost) {
-    if (snap.version > expected && !names.some((n) => entryOf(doc, n)?.n === nonce)) lost.delete(nonce);
+    if (snap.version > expected && !names.some((n) => heldUnder(doc, n, nonce))) lost.delete(nonce);
   }
   return undefined;
 }
@@ -37,7 +46,7 @@ export function settleLost(
  * which removes what is still ours and reports the rest.
  */
 export function confirmRelease(doc: LockDocument, names: readonly string[], nonce: string): ReleaseOutcome | undefined {
-  if (names.some((n) => entryOf(doc, n)?.n === nonce)) return undefined;
+  if (names.some((n) => heldUnder(doc, n, nonce))) return undefined;
   if (names.some((n) => doc.r?.some((t) => t.k === n && t.n === nonce))) return undefined;
   return { doc, released: [...names], missing: [] };
 }

@@ -35,6 +35,14 @@ export interface AcquireInput {
   barge?: boolean | undefined;
   /** Waiter ids whose owner the caller judged dead: their intents count as gone (expired ones do too). */
   deadWaiters?: ReadonlySet<string>;
+  /**
+   * 'shared': join each name's group of holders (many at once) instead of
+   * holding it alone. With `limit` (a semaphore), at most `limit` holders at
+   * once; the group stores the limit, and a call with another limit while
+   * the group has live holders is refused (`conflicts`).
+   */
+  mode?: 'exclusive' | 'shared' | undefined;
+  limit?: number | undefined;
 }
 
 /** A waiter in front of an acquisition, on one of its names. */
@@ -44,7 +52,13 @@ export type Removed = { name: string; entry: Entry; why: RemovalReason };
 
 export type AcquireOutcome =
   | { ok: true; doc: LockDocument; entries: Record<string, Entry>; removed: Removed[] }
-  | { ok: false; blockers: Array<{ name: string; entry: Entry }>; ahead: Ahead[] };
+  | { ok: false; blockers: Blocker[]; ahead: Ahead[]; conflicts?: Conflict[] };
+
+/** A holder in the way; `shared` when it is one of a name's group (`s`). */
+export type Blocker = { name: string; entry: Entry; shared?: boolean };
+
+/** A shared or semaphore acquisition whose limit differs from the one the name's group stores. */
+export type Conflict = { name: string; stored: number | undefined; asked: number | undefined };
 
 /** Whether an entry's lease has run out at `now`. */
 export function isExpired(entry: { e?: number | undefined }, now: number): boolean {
@@ -80,9 +94,11 @@ export function waitersAhead(doc: LockDocument, name: string, waiter: string | u
  * and so do the waiters found expired or dead in the lines of its names.
  */
 export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome {
-  const blockers: Array<{ name: string; entry: Entry }> = [];
+  const shared = input.mode === 'shared';
+  const blockers: Blocker[] = [];
   const ahead: Ahead[] = [];
   const removed: Removed[] = [];
+  const conflicts: Conflict[] = [];
   for (const name of input.names) {
     const held = entryOf(doc, name);
     if (held !== undefined) {
@@ -91,24 +107,53 @@ export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome 
       else blockers.push({ name, entry: held });
     }
     const group = groupOf(doc, name);
+    const live: Blocker[] = [];
     if (group) {
       for (const share of group.h) {
         const entry: Entry = { ...share, t: group.t };
         if (isExpired(share, input.now)) removed.push({ name, entry, why: 'expired' });
         else if (input.deadShares?.has(share.n)) removed.push({ name, entry, why: 'reaped' });
-        else blockers.push({ name, entry });
+        else live.push({ name, entry, shared: true });
       }
     }
-    if (!input.barge) ahead.push(...waitersAhead(doc, name, input.waiter, input.now, input.deadWaiters));
+    if (!shared) blockers.push(...live);
+    else if (live.length && group!.c !== input.limit) conflicts.push({ name, stored: group!.c, asked: input.limit });
+    else if (input.limit !== undefined && live.length >= input.limit) blockers.push(...live);
+    if (input.barge) continue;
+    const front = waitersAhead(doc, name, input.waiter, input.now, input.deadWaiters);
+    if (!shared) ahead.push(...front);
+    else {
+      // A shared acquisition waits behind every exclusive waiter in front of
+      // it (so a stream of shared holders cannot starve one), and a semaphore
+      // behind the shared waiters in front that would fill its free places.
+      // Shared waiters in front do not hinder an unlimited shared one: it
+      // takes nothing they need.
+      const exclusive = front.filter((a) => a.intent.m !== 's');
+      const sharers = front.filter((a) => a.intent.m === 's');
+      if (exclusive.length) ahead.push(...front);
+      else if (input.limit !== undefined && live.length + sharers.length >= input.limit) ahead.push(...sharers);
+    }
   }
+  if (conflicts.length) return { ok: false, blockers, ahead, conflicts };
   if (blockers.length || ahead.length) return { ok: false, blockers, ahead };
   const l = { ...doc.l };
-  const s = removeShares(doc, removed);
+  for (const r of removed) if (entryOf(doc, r.name)?.n === r.entry.n) delete l[r.name];
+  let s = removeShares(doc, removed);
   const entries: Record<string, Entry> = {};
   for (const name of input.names) {
     const entry: Entry = { t: input.typeOf(name), o: input.owner, f: input.token, n: input.nonce, a: input.now };
     if (input.ttlMs !== undefined) entry.e = input.now + input.ttlMs;
-    l[name] = entries[name] = entry;
+    entries[name] = entry;
+    if (!shared) {
+      l[name] = entry;
+      continue;
+    }
+    const { t, ...holder } = entry;
+    s = { ...s };
+    const group = s[name];
+    const next: NonNullable<LockDocument['s']>[string] = { t, h: [...(group?.h ?? []), holder] };
+    if (input.limit !== undefined) next.c = input.limit;
+    s[name] = next;
   }
   let next: LockDocument = { ...doc, l };
   if (s) next.s = s;
@@ -147,6 +192,9 @@ export interface EnqueueInput {
   ttlMs: number;
   /** Intents judged dead by the caller: dropped in the same write. */
   deadWaiters?: ReadonlySet<string>;
+  /** What the waiter asks for: recorded in its intents (`m: 's'`, `c`), so later acquisitions know whether it excludes them. */
+  mode?: 'exclusive' | 'shared' | undefined;
+  limit?: number | undefined;
 }
 
 /**
@@ -171,7 +219,10 @@ export function enqueue(doc: LockDocument, input: EnqueueInput): { doc: LockDocu
     if (at >= 0) line[at] = { ...line[at]!, e };
     else {
       if (line.length >= MAX_QUEUE) return { doc, changed: false, added: false, full: name };
-      line.push({ n: input.waiter, o: input.owner, a: input.now, e });
+      const intent: Intent = { n: input.waiter, o: input.owner, a: input.now, e };
+      if (input.mode === 'shared') intent.m = 's';
+      if (input.mode === 'shared' && input.limit !== undefined) intent.c = input.limit;
+      line.push(intent);
       added = true;
     }
     q[name] = line;
@@ -234,9 +285,14 @@ export interface ReleaseOutcome {
   missing: Array<{ name: string; reason: NotHeldReason; heldBy?: Entry }>;
 }
 
-/** Removes the names still held under `nonce`; reports the others with the reason they are gone. */
+/**
+ * Removes the names still held under `nonce`: an exclusive entry, or its own
+ * holder entry in a name's group (a group left without holders goes, and its
+ * limit with it). Reports the others with the reason they are gone.
+ */
 export function release(doc: LockDocument, names: readonly string[], nonce: string): ReleaseOutcome {
   const l = { ...doc.l };
+  let s = doc.s;
   const released: string[] = [];
   const missing: ReleaseOutcome['missing'] = [];
   for (const name of names) {
@@ -246,11 +302,25 @@ export function release(doc: LockDocument, names: readonly string[], nonce: stri
       released.push(name);
       continue;
     }
+    const group = s && Object.hasOwn(s, name) ? s[name] : undefined;
+    if (group?.h.some((h) => h.n === nonce)) {
+      s = { ...s };
+      const h = group.h.filter((x) => x.n !== nonce);
+      if (h.length) s[name] = { ...group, h };
+      else delete s[name];
+      released.push(name);
+      continue;
+    }
     const record = doc.r?.findLast((t) => t.k === name && t.n === nonce);
-    const reason: NotHeldReason = record ? record.w : held ? 'taken' : 'released';
-    missing.push(held ? { name, reason, heldBy: held } : { name, reason });
+    const other = held ?? (group?.h[0] ? { ...group.h[0], t: group.t } : undefined);
+    const reason: NotHeldReason = record ? record.w : other ? 'taken' : 'released';
+    missing.push(other ? { name, reason, heldBy: other } : { name, reason });
   }
-  return { doc: released.length ? { ...doc, l } : doc, released, missing };
+  if (!released.length) return { doc, released, missing };
+  const next: LockDocument = { ...doc, l };
+  if (s && Object.keys(s).length) next.s = s;
+  else delete next.s;
+  return { doc: next, released, missing };
 }
 
 /** Removes every entry for which `match` is true, recording why. */
@@ -269,8 +339,21 @@ export function removeWhere(
     if (match(name, entry)) removed.push({ name, entry, why });
     else l[name] = entry;
   }
+  const before = removed.length;
+  for (const [name, group] of Object.entries(doc.s ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const share of group.h) {
+      const entry: Entry = { ...share, t: group.t };
+      if (match(name, entry)) removed.push({ name, entry, why });
+    }
+  }
   if (!removed.length) return { doc, removed };
-  return { doc: withTombstones({ ...doc, l }, removed, now), removed };
+  const next: LockDocument = { ...doc, l };
+  if (removed.length > before) {
+    const s = removeShares(doc, removed.slice(before));
+    if (s) next.s = s;
+    else delete next.s;
+  }
+  return { doc: withTombstones(next, removed, now), removed };
 }
 
 /** Sets or clears the expiry of entries held under `nonce`; the names not held are returned as in release(). */
@@ -283,18 +366,30 @@ export function extend(
 ): { doc: LockDocument; missing: ReleaseOutcome['missing'] } {
   const probe = release(doc, names, nonce);
   const l = { ...doc.l };
+  let s = doc.s;
+  const renew = <X extends { e?: number | undefined }>(x: X): X => {
+    const y = { ...x };
+    if (expiresAt === undefined) delete y.e;
+    else y.e = expiresAt;
+    return y;
+  };
   for (const name of probe.released) {
-    const entry = { ...l[name]! };
-    if (isExpired(entry, now)) {
+    const held = entryOf(doc, name);
+    const group = held?.n === nonce ? undefined : groupOf(doc, name);
+    const mine = held?.n === nonce ? held : group?.h.find((h) => h.n === nonce);
+    if (!mine || isExpired(mine, now)) {
       // An expired lease is not revived: it may already look free to others.
       probe.missing.push({ name, reason: 'expired' });
       continue;
     }
-    if (expiresAt === undefined) delete entry.e;
-    else entry.e = expiresAt;
-    l[name] = entry;
+    if (!group) l[name] = renew(held!);
+    else {
+      s = { ...s, [name]: { ...group, h: group.h.map((h) => (h.n === nonce ? renew(h) : h)) } };
+    }
   }
-  return { doc: { ...doc, l }, missing: probe.missing };
+  const next: LockDocument = { ...doc, l };
+  if (s) next.s = s;
+  return { doc: next, missing: probe.missing };
 }
 
 // Forced removals leave a short record so that the holder's later release can

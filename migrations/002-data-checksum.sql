@@ -8,8 +8,11 @@ ALTER TABLE {{table}} ADD COLUMN dataCrc INT UNSIGNED NULL;
 
 -- A space nobody has written yet holds the empty format-1 document that 001
 -- inserted: it becomes the empty format-2 document, checksummed, so that the
--- first acquire is already one statement. Any other document is left alone:
+-- first acquire is already one statement. The literal has an explicit collation:
+-- JSON_TYPE() and a literal in the connection's collation (utf8mb3_uca1400_ai_ci
+-- from the mysql package on MariaDB 11.8) are both coercible, and the server
+-- refuses to compare them (ER_CANT_AGGREGATE_2COLLATIONS). Any other document is left alone:
 -- the first full read validates it, and its write adds the checksum.
 UPDATE {{table}} SET dataJson = '{"v":2,"o":{},"l":{}}', dataCrc = CRC32(dataJson)
 WHERE JSON_VALID(dataJson) AND JSON_LENGTH(dataJson) = 2 AND JSON_VALUE(dataJson, '$.v') = '1'
-  AND JSON_TYPE(JSON_EXTRACT(dataJson, '$.l')) = 'OBJECT' AND JSON_LENGTH(dataJson, '$.l') = 0;
+  AND JSON_TYPE(JSON_EXTRACT(dataJson, '$.l')) = _utf8mb4'OBJECT' COLLATE utf8mb4_bin AND JSON_LENGTH(dataJson, '$.l') = 0;

@@ -5,7 +5,7 @@ import { LockError, type Holder, type Waiting } from '../errors.js';
 import type { Liveness } from '../liveness.js';
 
 /** A held lock as the table shows it: list() gives every field; removed locks may lack age and liveness. */
-export type Row = Holder & { liveness?: Liveness; ageMs?: number };
+export type Row = Holder & { liveness?: Liveness; ageMs?: number; mode?: 'shared'; limit?: number };
 
 /** 850ms, 12s, 4m05s, 3h07m, 2d03h. */
 export function formatDuration(ms: number): string {
@@ -52,12 +52,15 @@ export function columns(header: readonly string[], rows: ReadonlyArray<readonly 
 export function formatLocks(rows: readonly Row[]): string {
   const withAge = rows.some((r) => r.ageMs !== undefined);
   const withLiveness = rows.some((r) => r.liveness !== undefined);
-  const header = ['NAME', 'TYPE', 'TASK', 'PID', 'HOST', 'USER', ...(withAge ? ['AGE'] : []), 'EXPIRES', 'TOKEN', ...(withLiveness ? ['LIVENESS'] : [])];
+  // A MODE column only when some name is shared: 'shared', or 'limit N' for a semaphore.
+  const withMode = rows.some((r) => r.mode !== undefined);
+  const header = ['NAME', 'TYPE', ...(withMode ? ['MODE'] : []), 'TASK', 'PID', 'HOST', 'USER', ...(withAge ? ['AGE'] : []), 'EXPIRES', 'TOKEN', ...(withLiveness ? ['LIVENESS'] : [])];
   const body = [...rows]
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((r) => [
       r.name,
       r.type,
+      ...(withMode ? [r.mode === undefined ? 'exclusive' : r.limit === undefined ? 'shared' : `limit ${r.limit}`] : []),
       r.owner.taskId ?? '-',
       String(r.owner.pid),
       r.owner.host,

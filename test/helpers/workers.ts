@@ -62,7 +62,7 @@ export class Worker {
   }
 
   /** Sends a command and resolves with its reply. */
-  send(cmd: { op: string; names?: string[]; wait?: boolean; timeoutMs?: number; lease?: string; barge?: boolean }): Promise<Reply> {
+  send(cmd: { op: string; names?: string[]; wait?: boolean; timeoutMs?: number; lease?: string; barge?: boolean; mode?: 'shared'; limit?: number; count?: number; holdMs?: number }): Promise<Reply> {
     const id = ++this.#next;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, resolve);

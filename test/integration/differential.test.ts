@@ -35,7 +35,7 @@ function lineChange(doc: LockDocument, op: Extract<Op, { kind: 'line' | 'lapse' 
 }
 
 type Op =
-  | { kind: 'acquire'; id: number; owner: number; names: string[]; ttl: boolean }
+  | { kind: 'acquire'; id: number; owner: number; names: string[]; ttl: boolean; mode?: 'shared'; limit?: number }
   | { kind: 'release'; id: number; owner: number; of: number; names?: string[] }
   | { kind: 'releaseAll'; id: number; owner: number }
   | { kind: 'releaseByOwner'; id: number; owner: number; taskId: string }
@@ -86,7 +86,8 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         try {
           switch (op.kind) {
             case 'acquire': {
-              const lease = await t.acquire(op.names as never, op.ttl ? { ttlMs: LONG_TTL } : {});
+              const kind = { ...(op.mode ? { mode: op.mode } : {}), ...(op.limit ? { limit: op.limit } : {}) };
+              const lease = await t.acquire(op.names as never, op.ttl ? { ttlMs: LONG_TTL, ...kind } : kind);
               leases.set(op.id, lease);
               opOfNonce.set(lease.nonce, op.id);
               tokens.set(op.id, lease.token);
@@ -131,6 +132,7 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
             return `ELOCKED ${e.holders!.map((h) => `${h.name}@#${byToken.get(h.token)}`).sort()} ahead ${e.waiters!.map((w) => `${w.name}~${w.id}`).sort()}`;
           }
           if (e.code === 'ENOTHELD') return `ENOTHELD ${e.reason} ${[...e.names!].sort()}`;
+          if (e.code === 'EINVALIDOPTION') return 'EINVALIDOPTION';
           throw err;
         }
       },
@@ -140,6 +142,9 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         for (const [n, e] of Object.entries(doc.l)) {
           const id = opOfNonce.get(e.n);
           assert.equal(e.f, tokens.get(id!), `${name}: the stored token of ${n} is the lease's`);
+        }
+        for (const [n, g] of Object.entries(doc.s ?? {})) {
+          for (const h of g.h) assert.equal(h.f, tokens.get(opOfNonce.get(h.n)!), `${name}: the stored token of a holder of ${n} is its lease's`);
         }
         return normalise(doc, label);
       },
@@ -173,7 +178,11 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
               const held = entryOf(doc, n);
               return held !== undefined && judge(toHolder(n, held).owner, held.e, t, here) === 'dead';
             }));
-            const r = T.acquire(doc, { names: op.names, typeOf: (n) => n.replace(/_\d+$/, ''), owner: owners[op.owner]!, nonce, token: version + 1, now: t, ttlMs: op.ttl ? LONG_TTL : undefined, dead });
+            const deadShares = new Set<string>();
+            for (const n of op.names) for (const h of doc.s?.[n]?.h ?? []) if (judge(fromStoredOwner(h.o), h.e, t, here) === 'dead') deadShares.add(h.n);
+            const kind = { mode: op.mode, limit: op.limit };
+            const r = T.acquire(doc, { names: op.names, typeOf: (n) => n.replace(/_\d+$/, ''), owner: owners[op.owner]!, nonce, token: version + 1, now: t, ttlMs: op.ttl ? LONG_TTL : undefined, dead, deadShares, ...kind });
+            if (!r.ok && r.conflicts) return 'EINVALIDOPTION';
             if (!r.ok) return `ELOCKED ${r.blockers.map((b) => `${b.name}@#${opOfNonce.get(b.entry.n)}`).sort()} ahead ${r.ahead.map((a) => `${a.name}~${a.intent.n}`).sort()}`;
             doc = r.doc;
             version++;
@@ -226,7 +235,12 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
     }
     const q: Record<string, unknown> = {};
     for (const name of Object.keys(doc.q ?? {}).sort()) q[name] = doc.q![name]!.map((i) => `${i.n}/${i.o.t}/${i.e === 1 ? 'lapsed' : 'live'}`);
-    return { l, q, r: (doc.r ?? []).map((t) => ({ k: t.k, by: label(t.n), w: t.w })) };
+    const s: Record<string, unknown> = {};
+    for (const name of Object.keys(doc.s ?? {}).sort()) {
+      const g = doc.s![name]!;
+      s[name] = { t: g.t, c: g.c ?? 'none', h: g.h.map((h) => `${label(h.n)}/${h.o.t}/${h.e === undefined ? 'none' : 'set'}`) };
+    }
+    return { l, s, q, r: (doc.r ?? []).map((t) => ({ k: t.k, by: label(t.n), w: t.w })) };
   }
 
   /** A random sequence: single operations, and bursts of operations of one owner that do not touch each other's names. */
@@ -268,7 +282,9 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         const owner = rnd.int(OWNERS.length);
         const names = someNames(3);
         live.push({ id: ++id, owner, names });
-        yield [{ kind: 'acquire', id, owner, names, ttl: rnd.chance(0.3) }];
+        // A third of them shared: half plain, half a semaphore of limit 2 (so some meet a group of the other kind).
+        const kind = rnd.chance(0.33) ? (rnd.chance(0.5) ? { mode: 'shared' as const } : { mode: 'shared' as const, limit: 2 }) : {};
+        yield [{ kind: 'acquire', id, owner, names, ttl: rnd.chance(0.3), ...kind }];
       } else if (roll < 78 && live.length) {
         const lease = live.splice(rnd.int(live.length), 1)[0]!;
         // Sometimes a release of only part of the lease, or of a name it never had.
@@ -309,10 +325,14 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         fastTap.reset();
         let steps = 0;
         let blockedByLine = 0;
+        let sharedTaken = 0;
+        let conflicts = 0;
         for (const burst of sequence(seed, 300)) {
           steps++;
           const results = await Promise.all(engines.map(async (e) => (await Promise.all(burst.map((op) => e.run(op)))).join(' | ')));
           if (/ahead \S/.test(results[2]!)) blockedByLine++;
+          if (burst.some((op) => op.kind === 'acquire' && op.mode) && results[2] === 'ok') sharedTaken++;
+          if (results[2] === 'EINVALIDOPTION') conflicts++;
           const where = `seed ${seed} step ${steps}: ${JSON.stringify(burst)}`;
           assert.equal(results[0], results[2], `one-statement vs model at ${where}`);
           assert.equal(results[1], results[2], `compare-and-swap vs model at ${where}`);
@@ -326,6 +346,8 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         assert.ok(applied > 80, `only ${applied} one-statement writes applied`);
         assert.ok(fastWrites.length - applied > 10, 'and some were refused, falling back');
         assert.ok(blockedByLine >= 3, `only ${blockedByLine} acquisitions met a waiter in line`);
+        assert.ok(sharedTaken >= 5, `only ${sharedTaken} shared or semaphore acquisitions succeeded`);
+        assert.ok(conflicts >= 1, 'no acquisition met a group of another limit');
       } finally {
         await Promise.all([...fastTables, ...casTables].map((t) => t.close()));
       }

@@ -134,6 +134,25 @@ describe('CLI formatting (pure)', () => {
     );
   });
 
+  it('adds a MODE column when a name is shared: one row per holder, shared or limit N', () => {
+    const text = formatLocks([
+      row({ name: 'box_update', type: 'box_update', token: 3 }),
+      row({ name: 'app_task_db', token: 5, mode: 'shared' }),
+      row({ name: 'app_task_db', token: 6, mode: 'shared' }),
+      row({ name: 'app_task_x', token: 7, mode: 'shared', limit: 3 }),
+    ]);
+    const lines = text.split('\n');
+    assert.match(lines[0]!, /^NAME +TYPE +MODE +TASK/);
+    assert.deepEqual(lines.slice(1).map((l) => l.split(/ +/).slice(0, 3).join(' ')), [
+      'app_task_db app_task shared',
+      'app_task_db app_task shared',
+      'app_task_x app_task limit',
+      'box_update box_update exclusive',
+    ]);
+    assert.match(lines[3]!, /limit 3/);
+    assert.doesNotMatch(formatLocks([row({})]), /MODE/);
+  });
+
   it('shows an expired lease as how long ago it expired', () => {
     assert.match(formatLocks([row({ expiresAt: new Date(1_000_000 + 5_000) })]), /1m00s ago/);
   });

@@ -280,4 +280,149 @@ describe('transitions (pure)', () => {
       assert.equal(r.changed, false);
     });
   });
+
+  describe('shared locks and semaphores (groups of holders)', () => {
+    const carol: StoredOwner = { ...alice, p: 300, s: 7, t: 'c' };
+    const sh = { mode: 'shared' as const };
+    const sem = (limit: number) => ({ mode: 'shared' as const, limit });
+    function join(doc: LockDocument, names: string[], owner: StoredOwner, nonce: string, token: number, extra: Partial<T.AcquireInput> = sh) {
+      const r = take(doc, names, owner, nonce, token, extra);
+      assert.ok(r.ok, `${nonce} should join`);
+      return r.doc;
+    }
+    const holders = (doc: LockDocument, name: string) => (doc.s?.[name]?.h ?? []).map((h) => h.n);
+
+    it('many shared holders at once, each with its own nonce, token and owner; none in l', () => {
+      let doc = join(emptyDocument(), ['db_1'], alice, 'na', 3, { ...sh, ttlMs: 50 });
+      doc = join(doc, ['db_1'], bob, 'nb', 4);
+      assert.deepEqual(doc.s?.db_1, { t: 'db', h: [{ o: alice, f: 3, n: 'na', a: 1000, e: 1050 }, { o: bob, f: 4, n: 'nb', a: 1000 }] });
+      assert.equal(doc.l.db_1, undefined);
+      assert.equal(doc.s?.db_1?.c, undefined, 'a shared lock is a group without a limit');
+    });
+
+    it('exclusive excludes shared and shared excludes exclusive', () => {
+      const shared = join(emptyDocument(), ['db_1'], alice, 'na', 3);
+      const r = take(shared, ['db_1'], bob, 'nb', 4);
+      assert.equal(r.ok, false);
+      assert.deepEqual(!r.ok && r.blockers.map((b) => b.entry.n), ['na']);
+      const exclusive = held(emptyDocument(), ['db_1'], bob, 'nb', 3);
+      const s = take(exclusive, ['db_1'], alice, 'na', 4, sh);
+      assert.equal(s.ok, false);
+      assert.deepEqual(!s.ok && s.blockers.map((b) => b.entry.n), ['nb']);
+    });
+
+    it('a semaphore admits up to its limit, stores the limit, and reports the holders when full', () => {
+      let doc = join(emptyDocument(), ['backup'], alice, 'n1', 3, sem(2));
+      doc = join(doc, ['backup'], bob, 'n2', 4, sem(2));
+      assert.equal(doc.s?.backup?.c, 2);
+      const r = take(doc, ['backup'], carol, 'n3', 5, sem(2));
+      assert.equal(r.ok, false);
+      assert.deepEqual(!r.ok && r.blockers.map((b) => b.entry.n), ['n1', 'n2']);
+      assert.equal(!r.ok && r.conflicts, undefined);
+    });
+
+    it('a different limit (or shared vs semaphore) while the group has live holders is a conflict; none once it is empty', () => {
+      const doc = join(emptyDocument(), ['backup'], alice, 'n1', 3, sem(2));
+      for (const extra of [sem(3), sh]) {
+        const r = take(doc, ['backup'], bob, 'n2', 4, extra);
+        assert.equal(r.ok, false);
+        assert.deepEqual(!r.ok && r.conflicts, [{ name: 'backup', stored: 2, asked: (extra as { limit?: number }).limit }]);
+      }
+      const empty = T.release(doc, ['backup'], 'n1').doc;
+      assert.equal(empty.s, undefined, 'the group goes with its last holder, and its limit with it');
+      assert.equal(join(empty, ['backup'], bob, 'n2', 4, sem(3)).s?.backup?.c, 3);
+      // A group whose only holder expired has no live holder: no conflict, the new limit applies.
+      const expiring = join(emptyDocument(), ['backup'], alice, 'n1', 3, { ...sem(2), ttlMs: 10 });
+      const r = T.acquire(expiring, { names: ['backup'], typeOf, owner: bob, nonce: 'n2', token: 4, now: 2000, ...sem(5) });
+      assert.ok(r.ok);
+      assert.deepEqual(r.doc.s?.backup?.h.map((h) => h.n), ['n2']);
+      assert.equal(r.doc.s?.backup?.c, 5);
+      assert.deepEqual(r.removed.map((x) => [x.name, x.entry.n, x.why]), [['backup', 'n1', 'expired']]);
+    });
+
+    it('dead and expired shared holders free their place, with a tombstone each', () => {
+      let doc = join(emptyDocument(), ['backup'], alice, 'n1', 3, sem(2));
+      doc = join(doc, ['backup'], bob, 'n2', 4, { ...sem(2), ttlMs: 10 });
+      const r = T.acquire(doc, { names: ['backup'], typeOf, owner: carol, nonce: 'n3', token: 5, now: 1500, deadShares: new Set(['n1']), ...sem(2) });
+      assert.ok(r.ok);
+      assert.deepEqual(holders(r.doc, 'backup'), ['n3']);
+      assert.deepEqual(r.doc.r?.map((t) => [t.n, t.w]), [['n1', 'reaped'], ['n2', 'expired']]);
+      assert.equal(T.release(r.doc, ['backup'], 'n1').missing[0]?.reason, 'reaped');
+    });
+
+    it('an exclusive acquisition takes over a group whose holders are all dead or expired', () => {
+      const doc = join(join(emptyDocument(), ['db_1'], alice, 'na', 3), ['db_1'], bob, 'nb', 4, { ...sh, ttlMs: 10 });
+      const r = T.acquire(doc, { names: ['db_1'], typeOf, owner: carol, nonce: 'nc', token: 5, now: 2000, deadShares: new Set(['na']) });
+      assert.ok(r.ok);
+      assert.equal(r.doc.s, undefined);
+      assert.equal(r.doc.l.db_1?.n, 'nc');
+    });
+
+    it('release removes only its own holder entry by nonce; others report taken', () => {
+      const doc = join(join(emptyDocument(), ['db_1', 'db_2'], alice, 'na', 3), ['db_1'], bob, 'nb', 4);
+      const r = T.release(doc, ['db_1', 'db_2'], 'na');
+      assert.deepEqual(r.released, ['db_1', 'db_2']);
+      assert.deepEqual(holders(r.doc, 'db_1'), ['nb']);
+      assert.equal(r.doc.s?.db_2, undefined);
+      const again = T.release(r.doc, ['db_1'], 'na');
+      assert.deepEqual(again.missing.map((m) => [m.name, m.reason, m.heldBy?.n]), [['db_1', 'taken', 'nb']]);
+      assert.equal(again.doc, r.doc, 'nothing to write');
+    });
+
+    it('extend renews only its own holder entry and does not revive an expired one', () => {
+      const doc = join(join(emptyDocument(), ['db_1'], alice, 'na', 3, { ...sh, ttlMs: 100 }), ['db_1'], bob, 'nb', 4, { ...sh, ttlMs: 100 });
+      const r = T.extend(doc, ['db_1'], 'na', 5000, 1050);
+      assert.deepEqual(r.doc.s?.db_1?.h.map((h) => [h.n, h.e]), [['na', 5000], ['nb', 1100]]);
+      assert.deepEqual(T.extend(doc, ['db_1'], 'na', undefined, 1050).doc.s?.db_1?.h[0]?.e, undefined);
+      assert.deepEqual(T.extend(doc, ['db_1'], 'na', 5000, 1200).missing, [{ name: 'db_1', reason: 'expired' }]);
+    });
+
+    it('removeWhere (releaseByOwner, reapDead, releaseAll) removes matching shared holders and empties groups', () => {
+      let doc = join(emptyDocument(), ['db_1'], alice, 'na', 3);
+      doc = join(doc, ['db_1'], bob, 'nb', 4);
+      doc = join(doc, ['db_2'], alice, 'na2', 5, sem(3));
+      const r = T.removeWhere(doc, (_, e) => e.o.t === 'a', 'owner', 2000);
+      assert.deepEqual(r.removed.map((x) => [x.name, x.entry.n]), [['db_1', 'na'], ['db_2', 'na2']]);
+      assert.deepEqual(holders(r.doc, 'db_1'), ['nb']);
+      assert.equal(r.doc.s?.db_2, undefined);
+      assert.equal(T.removeWhere(r.doc, () => true, 'wiped', 2000).doc.s, undefined);
+    });
+
+    it('an exclusive waiter in front stops a stream of shared acquisitions; it gets the name once the holders leave', () => {
+      let doc = join(emptyDocument(), ['db_1'], alice, 'na', 3);
+      doc = T.enqueue(doc, { names: ['db_1'], waiter: 'wx', owner: bob, now: 1000, ttlMs: 100 }).doc;
+      const r = take(doc, ['db_1'], carol, 'nc', 4, sh);
+      assert.equal(r.ok, false);
+      assert.deepEqual(!r.ok && r.ahead.map((a) => a.intent.n), ['wx']);
+      assert.ok(take(doc, ['db_1'], carol, 'nc', 4, { ...sh, barge: true }).ok, 'barge ignores the line');
+      assert.equal(take(doc, ['db_1'], bob, 'nb', 4, { waiter: 'wx' }).ok, false, 'still blocked by the shared holder');
+      const freed = T.release(doc, ['db_1'], 'na').doc;
+      assert.ok(take(freed, ['db_1'], bob, 'nb', 5, { waiter: 'wx' }).ok);
+    });
+
+    it('shared intents record m and c; a shared waiter in front does not block another shared acquisition, a semaphore counts it', () => {
+      const x = held(emptyDocument(), ['db_1'], alice, 'na', 3);
+      let doc = T.enqueue(x, { names: ['db_1'], waiter: 'ws', owner: bob, now: 1000, ttlMs: 100, mode: 'shared' }).doc;
+      assert.deepEqual(doc.q?.db_1?.map((i) => [i.m, i.c]), [['s', undefined]]);
+      doc = T.release(doc, ['db_1'], 'na').doc;
+      assert.ok(take(doc, ['db_1'], carol, 'nc', 4, sh).ok, 'unlimited shared: the shared waiter in front needs nothing it takes');
+      const semQ = T.enqueue(T.release(held(emptyDocument(), ['bk'], alice, 'na', 3), ['bk'], 'na').doc, { names: ['bk'], waiter: 'ws', owner: bob, now: 1000, ttlMs: 100, mode: 'shared', limit: 1 }).doc;
+      assert.deepEqual(semQ.q?.bk?.map((i) => [i.m, i.c]), [['s', 1]]);
+      const r = take(semQ, ['bk'], carol, 'nc', 4, sem(1));
+      assert.equal(r.ok, false, 'the semaphore place is the waiter\'s');
+      assert.deepEqual(!r.ok && r.ahead.map((a) => a.intent.n), ['ws']);
+      assert.ok(take(semQ, ['bk'], bob, 'nb', 4, { ...sem(1), waiter: 'ws' }).ok);
+      assert.ok(take(semQ, ['bk'], carol, 'nc', 4, sem(2)).ok, 'with two places, one for the waiter and one free');
+    });
+
+    it('a waiting shared request waits behind an exclusive waiter in front of it', () => {
+      let doc = held(emptyDocument(), ['db_1'], alice, 'na', 3);
+      doc = T.enqueue(doc, { names: ['db_1'], waiter: 'wx', owner: bob, now: 1000, ttlMs: 100 }).doc;
+      doc = T.enqueue(doc, { names: ['db_1'], waiter: 'ws', owner: carol, now: 1000, ttlMs: 100, mode: 'shared' }).doc;
+      doc = T.release(doc, ['db_1'], 'na').doc;
+      const r = take(doc, ['db_1'], carol, 'nc', 4, { ...sh, waiter: 'ws' });
+      assert.equal(r.ok, false);
+      assert.deepEqual(!r.ok && r.ahead.map((a) => a.intent.n), ['wx']);
+    });
+  });
 });
