@@ -7,7 +7,7 @@ import { LockError } from './errors.js';
 import { judgeEntry } from './liveness.js';
 import { defaultMigrationsDir, listMigrations } from './migrate.js';
 import { localView } from './owner.js';
-import { readSpace } from './store.js';
+import { DB_NOW_MS, readSpace } from './store.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -94,7 +94,7 @@ export async function probeUpdate(db: Queryable): Promise<void> {
 
 /** Database time in ms since the epoch, as the lock table reads it. */
 export async function queryNow(db: Queryable): Promise<number> {
-  const [rows] = await db.query('SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now');
+  const [rows] = await db.query(`SELECT ${DB_NOW_MS} AS now`);
   return Number((rows as Array<{ now: unknown }>)[0]!.now);
 }
 

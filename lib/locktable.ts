@@ -573,7 +573,11 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async #writeFast(members: Member[]): Promise<Outcome[]> {
     const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
-    const fast = planFast(members, this.#batch, this.#clock.now());
+    // Before the first read there is no estimate of the database's time, and
+    // the host's clock is never one: the read-decide-write path reads it first.
+    const at = this.#clock.now();
+    if (at === undefined) return refused();
+    const fast = planFast(members, this.#batch, at);
     if (!fast) return refused();
     this.#assertOpen();
     let version: number | undefined;
@@ -758,7 +762,8 @@ export class LockTable<N extends string = PlatformLockName> {
           interval = Math.min(pollMaxMs, interval * 2);
           continue;
         }
-        const now = this.#clock.now();
+        // Known after the poll's read; without it (no row) expiry is not judged here.
+        const now = this.#clock.now() ?? Number.NEGATIVE_INFINITY;
         let woke = 0;
         for (const w of [...this.#waiters]) {
           const holderGone = w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead');
@@ -805,7 +810,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** From acquisition to now, in database time (estimated from the last read). */
   #heldMs(lease: Lease): number {
-    return Math.max(0, this.#clock.now() - lease.acquiredAt.getTime());
+    return Math.max(0, (this.#clock.now() ?? lease.acquiredAt.getTime()) - lease.acquiredAt.getTime());
   }
 
   #wakeWaiters(): void {
