@@ -31,11 +31,15 @@ export class Worker {
 
   /**
    * Starts a worker. `asUser` runs it as another uid (via setpriv), the way a
-   * platform server spawns its tasks through sudo.
+   * platform server spawns its tasks through sudo. `hostname` runs it in a UTS
+   * namespace of its own under that hostname (unshare --uts, root only): same
+   * machine, boot and pids, another name.
    */
-  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number } = {}): Promise<Worker> {
+  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number; hostname?: string } = {}): Promise<Worker> {
     const args = [WORKER, JSON.stringify(config)];
-    const child = options.asUser === undefined
+    const child = options.hostname !== undefined
+      ? spawn('unshare', ['--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', options.hostname, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+      : options.asUser === undefined
       ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] })
       : spawn('setpriv', [`--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', process.execPath, ...args], {
           stdio: ['pipe', 'pipe', 'pipe'],
