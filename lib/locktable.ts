@@ -7,6 +7,7 @@ import {
   entryOf,
   ownerKey,
   parseDocument,
+  strayOwnerRecords,
   serializeDocument,
   toHolder,
   toStoredOwner,
@@ -330,8 +331,10 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /**
    * Releases every lock whose owner is provably dead (see judge()): a gone or
-   * reused pid on this host and boot, another boot of this host, or an expired
-   * lease. Never a live owner's, and never one it cannot judge.
+   * reused pid of this boot, another boot of this machine, or an expired
+   * lease. Never a live owner's, and never one it cannot judge. Also drops the
+   * owner records no lock refers to any more (left by processes that exited
+   * without close()), so an idle space's document returns to its small size.
    */
   async reapDead(): Promise<Holder[]> {
     const here = localView();
@@ -340,6 +343,7 @@ export class LockTable<N extends string = PlatformLockName> {
       'reaped',
       (_, e) => judgeEntry(e, now, here) === 'dead',
       (snap) => (now = snap.now),
+      true,
     );
     if (removed.length) log.reap('released %s', removed.map((h) => h.name).join(','));
     return removed;
@@ -631,12 +635,15 @@ export class LockTable<N extends string = PlatformLockName> {
     why: 'wiped' | 'owner' | 'reaped',
     match: (name: string, entry: Entry) => boolean,
     before?: (snap: Snapshot) => void,
+    dropStrays = false,
   ): Promise<Holder[]> {
     const removed = await this.#gate.run(() =>
       this.#mutate(why, (doc, snap) => {
         before?.(snap);
         const r = T.removeWhere(doc, match, why, snap.now);
-        return r.removed.length ? { write: r.doc, result: r.removed } : { result: r.removed };
+        // A full write keeps only the owner records its entries refer to.
+        const write = r.removed.length > 0 || (dropStrays && strayOwnerRecords(snap.raw) > 0);
+        return write ? { write: r.doc, result: r.removed } : { result: r.removed };
       }),
     );
     if (removed.length) {
