@@ -89,7 +89,22 @@ function counted(url: string, connections: number) {
       count.n++;
       return pool.execute(sql, values);
     },
-    getConnection: () => pool.getConnection(),
+    // locktable runs each statement on a connection it takes (to bound the wait for it): counted alike.
+    getConnection: async () => {
+      const conn = await pool.getConnection();
+      return {
+        query: (sql: string, values?: unknown[]) => {
+          count.n++;
+          return conn.query(sql, values);
+        },
+        execute: (sql: string, values?: Array<string | number>) => {
+          count.n++;
+          return conn.execute(sql, values);
+        },
+        release: () => conn.release(),
+        destroy: () => conn.destroy(),
+      };
+    },
   };
   return { pool, db, count };
 }

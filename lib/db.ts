@@ -1,6 +1,7 @@
 import createDebug from 'debug';
 import mysql from 'mysql2/promise';
 import type { Pool as CallbackPool } from 'mysql2';
+import type { Bound } from './bound.js';
 import { InvalidOptionError } from './errors.js';
 
 /** What locktable needs of a database handle: a pooled `query`, and `execute` (prepared statements) where there is one. */
@@ -78,4 +79,80 @@ function guardPool(pool: mysql.Pool): void {
   core.on('connection', (conn: NodeJS.EventEmitter) => {
     conn.on('error', (err: Error & { code?: string }) => log('connection error (it leaves the pool): %s %s', err.code ?? '', err.message));
   });
+}
+
+/** mysql2's promise pool connection, as far as locktable uses it. */
+interface PooledConnection {
+  query(sql: string, values?: unknown[]): Promise<[unknown, unknown]>;
+  execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]>;
+  release(): void;
+  destroy(): void;
+}
+
+/**
+ * Codes of the errors a bounded statement fails with when its bound fires.
+ * NO_CONNECTION: no pooled connection came in time; nothing was sent.
+ * CUT: the statement was sent and had not answered; its connection is
+ * destroyed (the server may still finish it: a write may have been applied).
+ */
+export const BOUND_CODES = { NO_CONNECTION: 'ELOCKTABLE_NOCONNECTION', CUT: 'ELOCKTABLE_CUT' } as const;
+
+/**
+ * Runs `run` on a connection of `pool`, within `bound`: the wait for a free
+ * connection (an exhausted pool, a server that does not accept connections)
+ * and the statement itself (a hung server) both end when the bound fires, with
+ * a transient error (BOUND_CODES). A connection that arrives too late goes
+ * back to the pool unused, so what was given up never runs later.
+ */
+export function withConnection<T>(pool: mysql.Pool, bound: Bound, run: (conn: PooledConnection) => Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let conn: PooledConnection | undefined;
+    let over = false;
+    const cancel = bound.onFire((how) => {
+      over = true;
+      if (conn) {
+        conn.destroy();
+        reject(Object.assign(new Error(`the statement had not answered when the operation's bound fired (${how === 'aborted' ? 'aborted' : `${bound.ms} ms`}); its connection was closed`), { code: BOUND_CODES.CUT, fatal: true }));
+      } else {
+        reject(Object.assign(new Error(`no pooled connection within the operation's bound (${how === 'aborted' ? 'aborted' : `${bound.ms} ms`}): the pool's connections are all busy, or the server does not accept connections`), { code: BOUND_CODES.NO_CONNECTION }));
+      }
+    });
+    (pool.getConnection() as unknown as Promise<PooledConnection>).then(
+      (c) => {
+        if (over) return c.release();
+        conn = c;
+        run(c).then(
+          (value) => {
+            if (over) return;
+            over = true;
+            cancel();
+            c.release();
+            resolve(value);
+          },
+          (err) => {
+            if (over) return;
+            over = true;
+            cancel();
+            // A connection the driver marked broken leaves the pool on its own error; release() of it is harmless.
+            c.release();
+            reject(err);
+          },
+        );
+      },
+      (err) => {
+        if (over) return;
+        over = true;
+        cancel();
+        reject(err);
+      },
+    );
+  });
+}
+
+/** The pool as a Queryable whose every statement runs within `bound` (withConnection). */
+export function boundedDb(pool: mysql.Pool, bound: Bound): Required<Queryable> {
+  return {
+    query: (sql, values) => withConnection(pool, bound, (c) => c.query(sql, values)),
+    execute: (sql, values) => withConnection(pool, bound, (c) => c.execute(sql, values)),
+  };
 }

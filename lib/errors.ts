@@ -119,8 +119,13 @@ export class NotMigratedError extends LockError {
 
 export class TimeoutError extends LockError {
   readonly holders: Holder[];
-  constructor(ms: number, holders: Holder[]) {
-    super('ETIMEDOUT', `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}`);
+  /** `cause`: the database fault that outlasted the timeout, when that is what kept the wait from acquiring. */
+  constructor(ms: number, holders: Holder[], cause?: unknown) {
+    super(
+      'ETIMEDOUT',
+      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${cause === undefined ? '' : `; the database did not let the last attempt through: ${(cause as Error)?.message ?? String(cause)}`}`,
+      cause === undefined ? undefined : { cause },
+    );
     this.holders = holders;
   }
 }

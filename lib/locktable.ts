@@ -1,7 +1,8 @@
 import createDebug from 'debug';
 import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { Bound, watchAbort } from './bound.js';
 import { DbClock } from './clock.js';
-import { openDb, type Db } from './db.js';
+import { boundedDb, openDb, type Db, type Queryable } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -29,7 +30,7 @@ import {
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
-import { Gate } from './gate.js';
+import { Gate, type Expiry } from './gate.js';
 import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judgeEntry, type Liveness } from './liveness.js';
@@ -38,7 +39,7 @@ import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
-import { backoff, sleep } from './retry.js';
+import { backoff } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
@@ -67,7 +68,7 @@ export interface Lease {
 
 /** One held lock, as list() sees it. */
 export interface LockInfo extends Holder {
-  /** Judged from this process: `unknown` for another host or pid namespace. */
+  /** Judged from this process: `unknown` for another machine (boot id) or pid namespace. */
   liveness: Liveness;
   /** Age in ms, database time. */
   ageMs: number;
@@ -173,7 +174,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
     const call = resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options));
+    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, this.#bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
     throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)));
   }
@@ -182,7 +183,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
     const call = resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options));
+    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, this.#bound(undefined, call.options.signal)));
     return 'lease' in outcome ? outcome.lease : null;
   }
 
@@ -199,24 +200,32 @@ export class LockTable<N extends string = PlatformLockName> {
     const { signal, timeoutMs } = call.options;
     const startedAt = performance.now();
     const elapsed = () => performance.now() - startedAt;
+    let blockers: Holder[] = [];
     for (let contended = false; ; contended = true) {
       if (signal?.aborted) throw new AbortError(signal.reason);
       // After a wake-up, decide from a read: every waiter of the name woke at
       // once, a read does not queue on the row lock, and only those that find
       // it free go on to write.
-      const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options, contended), contended);
+      // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
+      const left = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
+      let attempt;
+      try {
+        attempt = await this.#acquire(call.names, call.options, new Bound(Math.min(this.#options.retry.deadlineMs, left), signal), contended);
+      } catch (err) {
+        // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
+        if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) throw new TimeoutError(timeoutMs, blockers, err);
+        throw err;
+      }
+      const outcome = this.#observeAcquire('wait', call.names, startedAt, attempt, contended);
       if ('lease' in outcome) {
         log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
         return outcome.lease;
       }
-      const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
-      if (left !== undefined && left <= 0) {
-        throw new TimeoutError(timeoutMs!, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
-      }
-      const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal);
-      if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) {
-        throw new TimeoutError(timeoutMs, outcome.blockers.map((b) => toHolder(b.name, b.entry)));
-      }
+      blockers = outcome.blockers.map((b) => toHolder(b.name, b.entry));
+      const rest = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
+      if (rest !== undefined && rest <= 0) throw new TimeoutError(timeoutMs!, blockers);
+      const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, rest, signal);
+      if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw new TimeoutError(timeoutMs, blockers);
     }
   }
 
@@ -229,14 +238,17 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#checkLease(lease);
     if (this.#released.has(lease)) return;
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
+    // One bound for the whole call: the one statement, and the read-decide-write after it.
+    const bound = this.#bound();
     try {
       // One statement first (with whatever else is queued); if it is refused
       // (an entry gone or not ours), read and decide, which says why.
       if (this.#options.fastPath) {
-        const fast = await this.#gate.submit({ kind: 'release', names: lease.names, nonce: lease.nonce });
+        // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
+        const fast = await this.#withinBound(this.#gate.submit({ kind: 'release', names: lease.names, nonce: lease.nonce }, this.#expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
       }
-      outcome ??= await this.#releaseFromRead('release', lease.names, lease.nonce);
+      outcome ??= await this.#releaseFromRead('release', lease.names, lease.nonce, bound);
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
@@ -289,12 +301,14 @@ export class LockTable<N extends string = PlatformLockName> {
     if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
       throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
     }
+    const bound = this.#bound();
     const outcome = await this.#gate.run(() =>
       this.#mutate('extend', (doc, snap) => {
         const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
         const r = T.extend(doc, lease.names, lease.nonce, expiresAt, snap.now);
         return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
-      }),
+      }, {}, bound),
+      this.#expiry(bound, 'extend'),
     );
     if (outcome.missing.length) {
       this.#event('lost', { space: this.space, op: 'extend', names: outcome.missing.map((m) => m.name), token: lease.token, reason: outcome.missing[0]!.reason, heldBy: [] });
@@ -351,7 +365,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A snapshot of every held lock, with each owner's liveness as judged from here. Advisory: it may change at once. */
   async list(): Promise<LockInfo[]> {
-    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
+    const bound = this.#bound();
+    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } }), {}, bound), this.#expiry(bound, 'list'));
     const here = localView();
     return Object.entries(doc.l)
       .map(([name, e]) => lockInfo(name, e, snap.now, here))
@@ -376,6 +391,7 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError('releaseName: options are { force?: boolean }');
     }
     const here = localView();
+    const bound = this.#bound();
     const outcome = await this.#gate.run(() =>
       this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
         const entry = entryOf(doc, name);
@@ -384,12 +400,13 @@ export class LockTable<N extends string = PlatformLockName> {
         if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
         const why = info.liveness === 'dead' ? 'reaped' : 'forced';
         return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
-      }),
+      }, {}, bound),
+      this.#expiry(bound, 'releaseName'),
     );
     if (outcome === null) return null;
     if ('refused' in outcome) {
       const h = outcome.refused;
-      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another host or pid namespace)';
+      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another machine or pid namespace)';
       throw new LockedError([h], `${name} is held by ${describeHolder(h)}, whose owner ${why}: pass { force: true } to release it anyway`);
     }
     log.reap('releaseName %s (%s, owner %s)', name, outcome.why, outcome.removed.liveness);
@@ -418,18 +435,20 @@ export class LockTable<N extends string = PlatformLockName> {
   async repair(expectedRaw: string): Promise<{ replaced: string }> {
     if (typeof expectedRaw !== 'string') throw new InvalidOptionError('repair: pass the raw text of the ECORRUPT error you inspected');
     try {
-      return await this.#gate.run(() => this.#repair(expectedRaw));
+      const bound = this.#bound();
+      return await this.#gate.run(() => this.#repair(expectedRaw, bound), this.#expiry(bound, 'repair'));
     } catch (err) {
       throw toLockError(err, 'repair');
     }
   }
 
-  async #repair(expectedRaw: string): Promise<{ replaced: string }> {
-    const snap = await this.#read();
+  async #repair(expectedRaw: string, bound: Bound): Promise<{ replaced: string }> {
+    const db = boundedDb(this.#db.pool, bound);
+    const snap = await this.#read(db);
     if (snap.raw !== expectedRaw) {
       throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
     }
-    if (!(await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(emptyDocument())))) {
+    if (!(await writeIfVersion(db, this.space, snap.version, serializeDocument(emptyDocument())))) {
       throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
     }
     return { replaced: snap.raw };
@@ -438,6 +457,9 @@ export class LockTable<N extends string = PlatformLockName> {
   /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // What is in flight finishes first (each within its bound): a statement a
+    // caller gave up on (an abort) may still land and leave a leftover.
+    await this.#gate.whenIdle();
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
@@ -446,7 +468,7 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#wroteOwnerRecord) {
       // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
       const key = ownerKey(this.#batch.owner);
-      await dropOwnerRecord(this.#db.pool, this.space, ownerPath(key), key).catch((err: Error) =>
+      await dropOwnerRecord(boundedDb(this.#db.pool, new Bound(Math.min(1_000, this.#options.retry.deadlineMs))), this.space, ownerPath(key), key).catch((err: Error) =>
         log.release('could not drop the owner record: %s', err.message),
       );
     }
@@ -458,6 +480,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async #acquire(
     names: string[],
     options: AcquireOptions,
+    bound: Bound,
     readFirst = false,
   ): Promise<{ lease: Lease } | { blockers: Array<{ name: string; entry: Entry }>; version: number }> {
     let nonce = newNonce();
@@ -485,7 +508,16 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#options.fastPath && !readFirst) {
       let fast: Outcome;
       try {
-        fast = await this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types });
+        // A statement that lands after the caller gave up at its bound holds the
+        // names for no one: released in the background.
+        const late = () => this.#leftovers.add({ names, nonce });
+        fast = await this.#withinBound(
+          this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types }, this.#expiry(bound, 'acquire')),
+          bound,
+          'acquire',
+          (o) => o.kind === 'acquired' && late(),
+          (err) => err instanceof DatabaseError && err.outcomeUnknown && late(),
+        );
       } catch (err) {
         // A statement that could not be settled may hold the names: released in the background.
         if (err instanceof DatabaseError && err.outcomeUnknown) this.#leftovers.add({ names, nonce });
@@ -531,7 +563,8 @@ export class LockTable<N extends string = PlatformLockName> {
             nonce = newNonce(); // the next attempt must not be mistaken for this one
           },
         },
-      ));
+        bound,
+      ), this.#expiry(bound, 'acquire'));
     } catch (err) {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
@@ -547,7 +580,7 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /** Release through read-decide-write: removes what is still held under `nonce`, says why the rest is gone. */
-  #releaseFromRead(what: string, names: readonly string[], nonce: string, deadlineMs?: number): Promise<T.ReleaseOutcome> {
+  #releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound): Promise<T.ReleaseOutcome> {
     return this.#gate.run(() =>
       this.#mutate(
         what,
@@ -556,14 +589,15 @@ export class LockTable<N extends string = PlatformLockName> {
           return r.released.length ? { write: r.doc, result: r } : { result: r };
         },
         { confirm: (doc) => confirmRelease(doc, names, nonce) },
-        deadlineMs,
+        bound,
       ),
+      this.#expiry(bound, what),
     );
   }
 
   /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
   async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#releaseFromRead('background release', names, nonce, deadlineMs);
+    const outcome = await this.#releaseFromRead('background release', names, nonce, this.#bound(deadlineMs));
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#wakeWaiters();
@@ -584,14 +618,17 @@ export class LockTable<N extends string = PlatformLockName> {
     const fast = planFast(members, this.#batch, at);
     if (!fast) return refused();
     this.#assertOpen();
+    // The statement of a batch is bounded by retry.deadlineMs; each member's
+    // caller gives up on its own bound (#withinBound) whatever the statement does.
+    const bound = this.#bound();
     let version: number | undefined;
     try {
-      version = await fastWrite(this.#db.pool, this.space, fast.plan);
+      version = await fastWrite(boundedDb(this.#db.pool, bound), this.space, fast.plan);
     } catch (err) {
       if (!isTransient(err)) throw toLockError(err, 'write');
       log.retry('one-statement write failed: %s', (err as Error).message);
       // Not sent, or rolled back: nothing was written. Otherwise it may have applied.
-      return isAmbiguous(err) ? this.#settleFast(members, fast) : refused();
+      return isAmbiguous(err) ? this.#settleFast(members, fast, bound) : refused();
     }
     if (version === undefined) {
       log.retry('one-statement write refused (%d members): deciding from a read', members.length);
@@ -609,26 +646,26 @@ export class LockTable<N extends string = PlatformLockName> {
    * the statement if it is still waiting — shows for good whether it did; its
    * own nonces say so (lib/batch.ts settleFast). Until the deadline.
    */
-  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>): Promise<Outcome[]> {
-    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, bound: Bound): Promise<Outcome[]> {
+    const { baseMs, capMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
-    const deadline = Date.now() + deadlineMs;
-    for (let attempt = 0; ; attempt++) {
+    const db = boundedDb(this.#db.pool, bound);
+    let failure: unknown = Object.assign(new Error('no time left to settle the write'), { code: 'ETIMEDOUT' });
+    for (let attempt = 0; !bound.fired(); attempt++) {
       this.#assertOpen();
-      let failure: unknown;
       try {
-        const snap = await readSpaceLocked(this.#db.pool, this.space);
+        const snap = await readSpaceLocked(db, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-        await sleep(closesAt - snap.now + 1);
+        await bound.sleep(closesAt - snap.now + 1);
         continue;
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, 'write');
         failure = err;
       }
-      if (Date.now() >= deadline) throw toUnresolvedError(failure, 'write');
-      await sleep(backoff(attempt, baseMs, capMs));
+      await bound.sleep(backoff(attempt, baseMs, capMs));
     }
+    throw toUnresolvedError(failure, 'write');
   }
 
   async #removeWhere(
@@ -637,6 +674,7 @@ export class LockTable<N extends string = PlatformLockName> {
     before?: (snap: Snapshot) => void,
     dropStrays = false,
   ): Promise<Holder[]> {
+    const bound = this.#bound();
     const removed = await this.#gate.run(() =>
       this.#mutate(why, (doc, snap) => {
         before?.(snap);
@@ -644,7 +682,8 @@ export class LockTable<N extends string = PlatformLockName> {
         // A full write keeps only the owner records its entries refer to.
         const write = r.removed.length > 0 || (dropStrays && strayOwnerRecords(snap.raw) > 0);
         return write ? { write: r.doc, result: r.removed } : { result: r.removed };
-      }),
+      }, {}, bound),
+      this.#expiry(bound, why),
     );
     if (removed.length) {
       this.#wakeWaiters();
@@ -656,24 +695,23 @@ export class LockTable<N extends string = PlatformLockName> {
   /**
    * The one write path: read (version, document, database time) → pure step →
    * compare-and-swap. A lost race or a transient fault is retried with jittered
-   * backoff until the deadline. When a write's reply was lost, `confirm`
-   * decides from the re-read document whether it was applied.
+   * backoff until the bound (retry.deadlineMs, or the caller's timeout or
+   * signal): every statement, and every wait for a connection, ends with it.
+   * When a write's reply was lost, `confirm` decides from the re-read document
+   * whether it was applied.
    */
-  async #mutate<R>(
-    what: string,
-    step: (doc: LockDocument, snap: Snapshot) => Step<R>,
-    settle: Settle<R> = {},
-    deadlineMs = this.#options.retry.deadlineMs,
-  ): Promise<R> {
+  async #mutate<R>(what: string, step: (doc: LockDocument, snap: Snapshot) => Step<R>, settle: Settle<R>, bound: Bound): Promise<R> {
     const { baseMs, capMs } = this.#options.retry;
-    const deadline = Date.now() + deadlineMs;
+    const db = boundedDb(this.#db.pool, bound);
     // A write was sent and its reply lost: until a read settles it, it may have been applied.
     let uncertain = false;
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
+      // Out of time before the first attempt (a one-statement try used it up): nothing was tried here.
+      if (attempt === 0 && bound.fired()) throw this.#boundError(bound, what);
       let failure: unknown;
       try {
-        const snap = await this.#read();
+        const snap = await this.#read(db);
         const doc = parseDocument(this.space, snap.raw);
         if (uncertain && settle.confirm) {
           const confirmed = settle.confirm(doc, snap);
@@ -683,7 +721,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const next = step(doc, snap);
         if (!next.write) return next.result;
         try {
-          if (await writeIfVersion(this.#db.pool, this.space, snap.version, serializeDocument(next.write))) return next.result;
+          if (await writeIfVersion(db, this.space, snap.version, serializeDocument(next.write))) return next.result;
           failure = undefined; // lost the race
         } catch (err) {
           if (isAmbiguous(err)) {
@@ -696,27 +734,30 @@ export class LockTable<N extends string = PlatformLockName> {
         if (!isTransient(err)) throw toLockError(err, what);
         failure = err;
       }
-      if (Date.now() >= deadline) {
-        if (uncertain) throw toUnresolvedError(failure, what);
-        if (failure) throw toLockError(failure, what);
-        throw new ContendedError(attempt + 1);
-      }
+      const giveUp = () => {
+        if (bound.fired() === 'aborted') return bound.abortError();
+        if (uncertain) return toUnresolvedError(failure, what);
+        if (failure) return toLockError(failure, what);
+        return new ContendedError(attempt + 1);
+      };
+      if (bound.fired()) throw giveUp();
       log.retry('%s attempt %d: %s', what, attempt + 1, failure ? (failure as Error).message : 'lost the race');
       this.#event('retried', { space: this.space, op: what, attempt: attempt + 1, reason: failure ? String((failure as { code?: unknown }).code ?? (failure as Error).message) : 'lost the race' });
-      await sleep(backoff(attempt, baseMs, capMs));
+      await bound.sleep(backoff(attempt, baseMs, capMs));
+      if (bound.fired()) throw giveUp();
     }
   }
 
-  async #read(): Promise<Snapshot> {
+  async #read(db: Queryable): Promise<Snapshot> {
     this.#assertOpen();
     let snap = await this.#clock.track(() =>
-      readSpace(this.#db.pool, this.space).catch((err) => {
+      readSpace(db, this.space).catch((err) => {
         throw isTransient(err) ? err : toLockError(err, 'read');
       }),
     );
     if (!snap) {
-      await createSpace(this.#db.pool, this.space, serializeDocument(emptyDocument()));
-      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.space));
+      await createSpace(db, this.space, serializeDocument(emptyDocument()));
+      snap = await this.#clock.track(() => readSpace(db, this.space));
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
     return snap;
@@ -730,17 +771,19 @@ export class LockTable<N extends string = PlatformLockName> {
   #sleepUntilChange(version: number, blockers: Waiter['blockers'], timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let unwatch: (() => void) | undefined;
       const done = (value: boolean | Error) => {
         this.#waiters.delete(waiter);
         if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        unwatch?.();
         if (value instanceof Error) reject(value);
         else resolve(value);
       };
       const onAbort = () => done(new AbortError(signal!.reason));
       const waiter: Waiter = { version, blockers, wake: () => done(this.#closed ? new ClosedError() : true) };
       if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) return onAbort();
+      if (signal) unwatch = watchAbort(signal, onAbort);
       this.#waiters.add(waiter);
       // It saw its blockers at another version than the last poll: the next poll must check them.
       if (version !== this.#polledVersion) this.#polledVersion = -1;
@@ -756,12 +799,13 @@ export class LockTable<N extends string = PlatformLockName> {
     let interval = pollMinMs;
     try {
       while (this.#waiters.size && !this.#closed) {
-        await sleep(interval);
+        await new Promise((r) => setTimeout(r, interval));
         let seen: { version: number; same: boolean | null } | undefined;
         try {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
-          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.space, since, holds)));
+          const bound = this.#bound();
+          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(boundedDb(this.#db.pool, bound), this.space, since, holds)), this.#expiry(bound, 'poll'));
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;
@@ -785,6 +829,56 @@ export class LockTable<N extends string = PlatformLockName> {
     } finally {
       this.#polling = false;
     }
+  }
+
+  // Bounds: every call gives up after its own bound (lib/bound.ts).
+
+  /** A bound of `ms` (default retry.deadlineMs) from now, and `signal`. */
+  #bound(ms: number = this.#options.retry.deadlineMs, signal?: AbortSignal): Bound {
+    return new Bound(ms, signal);
+  }
+
+  /** The error of a call that gave up at its bound while it waited (queued, or for a statement of others). */
+  #boundError(bound: Bound, what: string): LockError {
+    if (bound.fired() === 'aborted') return bound.abortError();
+    return new DatabaseError(
+      `${what}: gave up after ${bound.ms} ms: the database did not let it through in time (queued behind this table's ${this.#options.maxInFlight} statements in flight, no free connection in the pool, or a server that does not answer)`,
+      undefined,
+    );
+  }
+
+  /** For the gate: a queued call leaves the queue when its bound fires. */
+  #expiry(bound: Bound, what: string): Expiry {
+    return (expire) => bound.onFire(() => expire(this.#boundError(bound, what)));
+  }
+
+  /**
+   * `work` (already queued or running), but given up when `bound` fires first.
+   * Whatever it does later is passed to `late` / `lateError`: it can no longer
+   * reach the caller.
+   */
+  #withinBound<V>(work: Promise<V>, bound: Bound, what: string, late?: (value: V) => void, lateError?: (err: unknown) => void): Promise<V> {
+    return new Promise<V>((resolve, reject) => {
+      let over = false;
+      const cancel = bound.onFire(() => {
+        over = true;
+        reject(this.#boundError(bound, what));
+      });
+      work.then(
+        (value) => {
+          if (over) return late?.(value);
+          over = true;
+          cancel();
+          resolve(value);
+        },
+        (err) => {
+          if (over) return lateError?.(err);
+          over = true;
+          cancel();
+          reject(err);
+        },
+      );
+    });
   }
 
   // Observability: every event goes through #event, so that counters,

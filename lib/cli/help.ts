@@ -17,7 +17,7 @@ const DETAILS: Record<CommandName, { usage: string; text: string }> = {
     usage: 'locktable list [--json]',
     text: `Shows every held lock: name, type, owner (task id, pid, host, user), age,
 expiry, fencing token and liveness as judged from this host (alive, dead, or
-unknown for another host or pid namespace). Ages are database time.
+unknown for another machine or pid namespace). Ages are database time.
 
   --json           print list() as a JSON array instead of a table`,
   },
