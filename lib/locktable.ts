@@ -40,7 +40,7 @@ import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type Acquir
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
 import { backoff } from './retry.js';
-import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
+import { createSpace, dropOwnerRecord, fastWrite, readNow, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
 
@@ -282,7 +282,7 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async using<T>(names: N | readonly N[], fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
     const { wait, rest } = splitUsingOptions(options);
-    // acquire() validates (and ignores) timeoutMs and signal too: a bad one is refused, not silently dropped.
+    // acquire() honours signal, and validates (and ignores) timeoutMs too: a bad one is refused, not silently dropped.
     const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest);
     try {
       return await fn(lease);
@@ -611,19 +611,26 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async #writeFast(members: Member[]): Promise<Outcome[]> {
     const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
-    // Before the first read there is no estimate of the database's time, and
-    // the host's clock is never one: the read-decide-write path reads it first.
-    const at = this.#clock.now();
-    if (at === undefined) return refused();
-    const fast = planFast(members, this.#batch, at);
-    if (!fast) return refused();
-    this.#assertOpen();
     // The statement of a batch is bounded by retry.deadlineMs; each member's
     // caller gives up on its own bound (#withinBound) whatever the statement does.
     const bound = this.#bound();
+    const db = boundedDb(this.#db.pool, bound);
+    // Before the first read there is no estimate of the database's time, and
+    // the host's clock is never one: read it first (once per table).
+    if (!this.#clock.known) {
+      try {
+        await this.#clock.track(() => readNow(db));
+      } catch (err) {
+        if (!isTransient(err)) throw toLockError(err, 'read');
+        return refused(); // nothing was written: each member decides from a read, within its own bound
+      }
+    }
+    const fast = planFast(members, this.#batch, this.#clock.now()!);
+    if (!fast) return refused();
+    this.#assertOpen();
     let version: number | undefined;
     try {
-      version = await fastWrite(boundedDb(this.#db.pool, bound), this.space, fast.plan);
+      version = await fastWrite(db, this.space, fast.plan);
     } catch (err) {
       if (!isTransient(err)) throw toLockError(err, 'write');
       log.retry('one-statement write failed: %s', (err as Error).message);

@@ -56,6 +56,12 @@ function toSnapshot(rows: unknown): Snapshot | undefined {
   return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
 }
 
+/** The database's time alone (DB_NOW_MS): anchors the clock estimate of a table that has not read yet. */
+export async function readNow(db: Queryable): Promise<{ now: number }> {
+  const [rows] = await db.query(`SELECT ${DB_NOW_MS} AS now`);
+  return { now: Number((rows as Array<{ now: unknown }>)[0]!.now) };
+}
+
 /** Creates the row of a space if it is missing. Returns whether it created it. */
 export async function createSpace(db: Queryable, space: string, raw: string): Promise<boolean> {
   // CRC32(dataJson) refers to the value just given in this row: the stored text.
