@@ -208,6 +208,8 @@ export class LockTable<N extends string = PlatformLockName> {
       // it free go on to write.
       // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
       const left = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
+      // Woken by its timer a fraction of a ms early: out of time, not worth another attempt.
+      if (contended && left < 1) throw new TimeoutError(timeoutMs!, blockers);
       let attempt;
       try {
         attempt = await this.#acquire(call.names, call.options, new Bound(Math.min(this.#options.retry.deadlineMs, left), signal), contended);
