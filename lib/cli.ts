@@ -64,7 +64,7 @@ async function run(command: Command, env: Readonly<Record<string, string | undef
     }
     case 'demo': {
       const { runDemo } = await import('./demo/server.js');
-      return runDemo({ url: command.url, out: io.stdout, err: io.stderr, interrupted: io.interrupted() });
+      return runDemo({ url: command.url, defaultUrl: env.LOCKTABLE_DEMO_DEFAULT_URL, out: io.stdout, err: io.stderr, interrupted: io.interrupted() });
     }
     default:
       return withTable(command.conn, (table) => runOnTable(command, table, io, out));

@@ -51,7 +51,12 @@ export class LockError extends Error {
 export class LockedError extends LockError {
   readonly holders: Holder[];
   constructor(holders: Holder[], message?: string) {
-    super('ELOCKED', message ?? `locked: ${holders.map(describeHolder).join('; ')}`);
+    super(
+      'ELOCKED',
+      message ??
+        `locked: ${holders.map(describeHolder).join('; ')}; wait for ${holders.length === 1 ? 'it' : 'them'} with wait() or using(names, fn, { wait: true }), ` +
+          'or see who holds what with `locktable list`',
+    );
     this.holders = holders;
   }
 }
@@ -63,12 +68,22 @@ export class NotHeldError extends LockError {
   readonly heldBy: Holder[];
   constructor(names: string[], reason: NotHeldReason, heldBy: Holder[] = []) {
     const by = heldBy.length ? `; now held by ${heldBy.map(describeHolder).join('; ')}` : '';
-    super('ENOTHELD', `lease no longer held on ${names.join(', ')}: ${reason}${by}`);
+    super('ENOTHELD', `lease no longer held on ${names.join(', ')}: ${reason} (${NOT_HELD_WHY[reason]})${by}`);
     this.names = names;
     this.reason = reason;
     this.heldBy = heldBy;
   }
 }
+
+const NOT_HELD_WHY: Record<NotHeldReason, string> = {
+  released: 'it was released already: a lease is released once',
+  reaped: 'reapDead() released it, judging its owner dead',
+  wiped: 'releaseAll() released it',
+  owner: 'releaseByOwner() released it',
+  forced: 'releaseName() or `locktable release` released it',
+  expired: 'its ttlMs ran out and another acquirer took it: extend() the lease before it ends, or give a longer ttlMs',
+  taken: 'another acquisition holds the name now',
+};
 
 export class InvalidNameError extends LockError {
   readonly value: unknown;
@@ -123,7 +138,7 @@ export class TimeoutError extends LockError {
   constructor(ms: number, holders: Holder[], cause?: unknown) {
     super(
       'ETIMEDOUT',
-      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${cause === undefined ? '' : `; the database did not let the last attempt through: ${(cause as Error)?.message ?? String(cause)}`}`,
+      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${cause === undefined ? '' : `; the database did not let the last attempt through (${(cause as Error)?.message ?? String(cause)})`}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
       cause === undefined ? undefined : { cause },
     );
     this.holders = holders;
@@ -132,7 +147,7 @@ export class TimeoutError extends LockError {
 
 export class AbortError extends LockError {
   constructor(reason?: unknown) {
-    super('EABORTED', 'aborted', { cause: reason });
+    super('EABORTED', 'aborted by the signal', { cause: reason });
   }
 }
 
@@ -158,7 +173,7 @@ export class DatabaseError extends LockError {
 
 export class ClosedError extends LockError {
   constructor() {
-    super('ECLOSED', 'the lock table was closed');
+    super('ECLOSED', 'the lock table was closed: create another with createLockTable() to go on');
   }
 }
 

@@ -90,13 +90,76 @@ export function isAmbiguous(err: unknown): boolean {
   return true;
 }
 
-/** Turns a driver error into a LockError that keeps it as `cause`. */
+// Internal step names → the operation the user called, for messages. (The
+// `retried` event keeps the internal names: they are documented there.)
+const OPERATION: Record<string, string> = {
+  wiped: 'releaseAll',
+  owner: 'releaseByOwner',
+  reaped: 'reapDead',
+  forced: 'releaseName',
+  'background release': 'release (in the background)',
+  read: 'reading the locks row',
+  'migrate: connect': 'migrate',
+};
+
+/** The operation as the user knows it. */
+export function operationName(what: string): string {
+  return OPERATION[what] ?? what;
+}
+
+/**
+ * Turns a driver error into a LockError that keeps it as `cause`, with a
+ * message that says, in the user's terms, what went wrong and what to do.
+ */
 export function toLockError(err: unknown, what: string): LockError {
   if (err instanceof LockError) return err;
-  const e = err as DriverError & { message?: string };
-  if (e?.errno === NO_SUCH_TABLE) return new NotMigratedError(`${what}: the locks table does not exist`, err);
-  const code = e?.code ?? (e?.errno !== undefined ? `errno ${e.errno}` : 'unknown');
-  return new DatabaseError(`${what} failed: ${e?.message ?? String(err)} (${code})`, err);
+  const op = operationName(what);
+  const e = (err ?? {}) as DriverError & { message?: string; address?: unknown; port?: unknown; hostname?: unknown; errors?: unknown };
+  if (e.errno === NO_SUCH_TABLE) return new NotMigratedError(`${op}: the locks table does not exist`, err);
+  const code = e.code ?? (e.errno !== undefined ? `errno ${e.errno}` : 'unknown');
+  const text = `${messageOf(e) || String(err)}`.replace(/\s*\n\s*/g, ' ').trim();
+  const hint = advice(e);
+  if (hint) return new DatabaseError(`${op}: ${hint} (${text}) [${code}]`, err);
+  return new DatabaseError(`${op} failed: ${text} (${code})`, err);
+}
+
+// What a user can do about the errors they can cause: a wrong address, user,
+// password, database or privilege.
+function advice(e: DriverError & { address?: unknown; port?: unknown; hostname?: unknown; errors?: unknown }): string | undefined {
+  const first = (Array.isArray(e.errors) && e.errors.length ? e.errors[0] : e) as { address?: unknown; port?: unknown; hostname?: unknown; code?: string };
+  const where =
+    typeof first.address === 'string' ? ` at ${first.address}${first.port !== undefined ? `:${String(first.port)}` : ''}` : typeof e.hostname === 'string' ? ` at ${e.hostname}` : '';
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return `nothing answers${where}: check that the MySQL/MariaDB server is running there and that the host and port of the URI (or pool) are right`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the database host${where} does not resolve: check the host name in the URI (or pool)`;
+    case 'ETIMEDOUT':
+      if (e.syscall === 'connect' || e.fatal) return `the database${where} did not answer in time: check the host and port, and that no firewall drops the connection`;
+      return undefined;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `no route to the database${where}: check the host in the URI (or pool) and the network`;
+  }
+  switch (e.errno) {
+    case 1045:
+      return 'the server refused the user or password: check them in the URI (or pool)';
+    case 1049:
+      return 'the database named in the URI does not exist: create it, or fix its name';
+    case 1044:
+    case 1142:
+    case 1227:
+      return 'the user lacks a privilege: grant SELECT, INSERT, UPDATE on the locks table (CREATE to migrate), or use another user; `locktable doctor` lists what is missing';
+  }
+  return undefined;
+}
+
+function messageOf(e: { message?: unknown; errors?: unknown }): string {
+  if (typeof e.message === 'string' && e.message) return e.message;
+  // Node's happy-eyeballs connect fails with an AggregateError whose own message is empty.
+  if (Array.isArray(e.errors) && e.errors.length) return messageOf(e.errors[0] as { message?: unknown });
+  return '';
 }
 
 /**
@@ -107,7 +170,7 @@ export function toUnresolvedError(err: unknown, what: string): DatabaseError {
   const e = err as DriverError & { message?: string };
   const code = e?.code ?? (e?.errno !== undefined ? `errno ${e.errno}` : 'unknown');
   return new DatabaseError(
-    `${what}: the database stopped answering after the write was sent, so whether it took effect is unknown ` +
+    `${operationName(what)}: the database stopped answering after the write was sent, so whether it took effect is unknown ` +
       `(${e?.message ?? String(err)}, ${code})`,
     err,
     { outcomeUnknown: true },

@@ -36,3 +36,10 @@ export type { Holder, LockErrorCode, NotHeldReason } from './errors.js';
 export type { Owner } from './owner.js';
 export type { Liveness } from './liveness.js';
 export type { AcquireOptions, WaitOptions } from './options.js';
+
+/**
+ * Not an API. Tells TypeScript that this CommonJS module was compiled from an
+ * ES module and so has no default export: `import locktable from 'locktable'`
+ * then fails to compile, as it would fail at run time. Use named imports.
+ */
+export declare const __esModule: true;

@@ -35,7 +35,7 @@ import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
 import { judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
-import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, type LockNameOf, type PlatformLockName } from './names.js';
+import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
@@ -90,6 +90,12 @@ export interface LockTableOptions<C = typeof LockTypes> {
   owner?: { taskId?: string };
   /** The catalogue names are typed and typed from. Default LockTypes. */
   types?: C;
+  /**
+   * Refuse names outside the catalogue at run time: acquire, tryAcquire, wait
+   * and using fail with EINVALIDNAME naming the builder to use. For callers the
+   * compiler does not check (JavaScript, names from configuration). Default false.
+   */
+  strictNames?: boolean;
   /** Pool size when `db` is a URI. Default 4. */
   poolSize?: number;
   /** Lock statements in flight at most; acquires and releases queued behind them go as one statement. Default 2 (at most poolSize for a URI). */
@@ -125,6 +131,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #options: ResolvedOptions;
   readonly #db: Db;
   readonly #typeOf: (name: string) => string | undefined;
+  /** The catalogue, when strictNames refuses names outside it. */
+  readonly #strictCatalogue: object | undefined;
   readonly #released = new WeakSet<Lease>();
   /** Leases this table made (frozen): release() and extend() need not re-check them. */
   readonly #issued = new WeakSet<Lease>();
@@ -155,6 +163,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
     const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
     this.#typeOf = (name) => types.typeOf(name);
+    this.#strictCatalogue = this.#options.strictNames ? types : undefined;
     this.#batch = { owner: toStoredOwner(this.owner) };
     this.#gate = new Gate<Member, Outcome>({
       limit: this.#options.maxInFlight,
@@ -496,7 +505,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // The catalogue is the host's code: what it returns is checked here, before
     // any SQL, since a type the document schema refuses would make the row
     // unreadable (ECORRUPT) for every process once written.
-    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n))]));
+    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n), this.#strictCatalogue)]));
     const typeOf = (n: string) => types.get(n)!;
     const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
       const e = entries[names[0]!]!;
@@ -634,7 +643,7 @@ export class LockTable<N extends string = PlatformLockName> {
     try {
       version = await fastWrite(db, this.space, fast.plan);
     } catch (err) {
-      if (!isTransient(err)) throw toLockError(err, 'write');
+      if (!isTransient(err)) throw toLockError(err, operationOf(members));
       log.retry('one-statement write failed: %s', (err as Error).message);
       // Not sent, or rolled back: nothing was written. Otherwise it may have applied.
       return isAmbiguous(err) ? this.#settleFast(members, fast, bound) : refused();
@@ -669,12 +678,12 @@ export class LockTable<N extends string = PlatformLockName> {
         await bound.sleep(closesAt - snap.now + 1);
         continue;
       } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, 'write');
+        if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
       }
       await bound.sleep(backoff(attempt, baseMs, capMs));
     }
-    throw toUnresolvedError(failure, 'write');
+    throw toUnresolvedError(failure, operationOf(members));
   }
 
   async #removeWhere(
@@ -965,18 +974,26 @@ export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<
   return new LockTable(options as LockTableOptions<unknown>);
 }
 
-function checkedType(name: string, typeOf: () => unknown): string {
+function checkedType(name: string, typeOf: () => unknown, strictCatalogue: object | undefined): string {
   let t: unknown;
   try {
     t = typeOf();
   } catch (err) {
     throw Object.assign(new InvalidOptionError(`types.typeOf('${name}') threw: ${(err as Error)?.message ?? String(err)}`), { cause: err });
   }
-  if (t === undefined) return name;
+  if (t === undefined) {
+    if (strictCatalogue) throw notInCatalogue(name, strictCatalogue);
+    return name;
+  }
   if (typeof t !== 'string' || t.length === 0 || t.length > MAX_NAME_LENGTH) {
     throw new InvalidOptionError(`types.typeOf('${name}') returned ${typeof t === 'string' ? `a string of ${t.length} characters` : typeof t}: a type is a string of 1-${MAX_NAME_LENGTH} characters`);
   }
   return t;
+}
+
+/** What a one-statement write was doing, for its errors: the operations its members called. */
+function operationOf(members: readonly Member[]): string {
+  return [...new Set(members.map((m) => m.kind))].join(' and ');
 }
 
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */

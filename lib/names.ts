@@ -1,4 +1,5 @@
 import { InvalidNameError } from './errors.js';
+import { closest, editDistance } from './suggest.js';
 
 /** Longest lock name accepted. Names are JSON keys and JSON paths. */
 export const MAX_NAME_LENGTH = 128;
@@ -85,6 +86,54 @@ export function defineLockTypes<const S extends string, const P extends Record<s
     return prefix === undefined ? undefined : prefix.replace(/_$/, '');
   };
   return Object.freeze({ ...builders, singletons: spec.singletons, prefixes: spec.prefixes, typeOf }) as LockCatalogue<S, P>;
+}
+
+/**
+ * The error for a name outside the catalogue when `strictNames` is on: it
+ * names the builder the caller most likely meant, and the ways to build a name.
+ * `catalogue` is what `types` was given; a host's own may have only `typeOf`.
+ */
+export function notInCatalogue(name: string, catalogue: { prefixes?: unknown; singletons?: unknown }): InvalidNameError {
+  const qualifier = catalogue === LockTypes ? 'LockTypes.' : '';
+  const prefixes = isRecordOfStrings(catalogue.prefixes) ? Object.entries(catalogue.prefixes) : [];
+  const singletons = Array.isArray(catalogue.singletons) ? catalogue.singletons.filter((s): s is string => typeof s === 'string') : [];
+  const bare = prefixes.find(([, prefix]) => editDistance(name, prefix) <= 1);
+  const guess = guessBuilder(name, prefixes);
+  const single = closest(name, singletons);
+  const meant = bare
+    ? `: a name of this kind needs an id: ${qualifier}${bare[0]}(id).`
+    : guess
+      ? `: did you mean ${qualifier}${guess.builder}('${guess.id}'), which builds ${guess.prefix}${guess.id}?`
+      : single !== undefined
+        ? `: did you mean ${single}?`
+        : '';
+  const ways = [
+    ...(prefixes.length ? [`build names with ${prefixes.map(([b]) => `${qualifier}${b}(id)`).join(', ')}`] : []),
+    ...(singletons.length ? [`use a singleton: ${singletons.join(', ')}`] : []),
+  ];
+  const where = qualifier ? 'the lock catalogue (LockTypes)' : 'the lock catalogue given as types';
+  return new InvalidNameError(
+    name,
+    `not in ${where}, and strictNames refuses names outside it${meant}${ways.length ? `${meant ? ' Otherwise ' : '; '}${ways.join(', or ')}` : ''}`,
+  );
+}
+
+/** The builder whose prefix the name's start is a likely typo of (at most 2 edits), and the id after it. */
+function guessBuilder(name: string, prefixes: Array<[string, string]>): { builder: string; prefix: string; id: string } | undefined {
+  let best: { builder: string; prefix: string; id: string; d: number } | undefined;
+  for (const [builder, prefix] of prefixes) {
+    for (let k = Math.max(1, prefix.length - 2); k <= Math.min(name.length - 1, prefix.length + 2); k++) {
+      const id = name.slice(k);
+      if (!PART_RE.test(id)) continue;
+      const d = editDistance(name.slice(0, k), prefix);
+      if (d <= 2 && (best === undefined || d < best.d)) best = { builder, prefix, id, d };
+    }
+  }
+  return best && { builder: best.builder, prefix: best.prefix, id: best.id };
+}
+
+function isRecordOfStrings(v: unknown): v is Record<string, string> {
+  return typeof v === 'object' && v !== null && Object.values(v).every((x) => typeof x === 'string');
 }
 
 const platform = defineLockTypes({

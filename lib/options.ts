@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { InvalidOptionError } from './errors.js';
 import { normalizeNames } from './names.js';
+import { closest } from './suggest.js';
 
-const ms = (max: number) => z.number().int().nonnegative().max(max);
+const msSchema = (max: number) => z.number().int().nonnegative().max(max);
 
 // Measured in bench/ (in-process callers on distinct names): one statement in
 // flight combines the most and never makes the process's own statements queue
@@ -25,6 +26,8 @@ const schema = z
       .default({}),
     /** A catalogue from defineLockTypes(), used to record each lock's type. */
     types: z.object({ typeOf: z.function() }).passthrough().optional(),
+    /** Refuse (EINVALIDNAME) names the catalogue does not know, for callers the compiler does not check. */
+    strictNames: z.boolean().default(false),
     /** Size of the pool locktable opens when `db` is a URI. */
     poolSize: z.number().int().min(1).max(64).default(4),
     /**
@@ -41,18 +44,18 @@ const schema = z
     fastPath: z.boolean().default(true),
     retry: z
       .object({
-        baseMs: ms(10_000).default(2),
-        capMs: ms(60_000).default(50),
+        baseMs: msSchema(10_000).default(2),
+        capMs: msSchema(60_000).default(50),
         /** How long one operation keeps retrying lost races and transient faults. */
-        deadlineMs: ms(3_600_000).default(15_000),
+        deadlineMs: msSchema(3_600_000).default(15_000),
       })
       .strict()
       .default({ baseMs: 2, capMs: 50, deadlineMs: 15_000 }),
     wait: z
       .object({
         /** First and last interval of the version poll of wait(). */
-        pollMinMs: ms(10_000).default(5),
-        pollMaxMs: ms(60_000).default(50),
+        pollMinMs: msSchema(10_000).default(5),
+        pollMaxMs: msSchema(60_000).default(50),
       })
       .strict()
       .default({ pollMinMs: 5, pollMaxMs: 50 }),
@@ -64,13 +67,13 @@ export type ResolvedOptions = Readonly<z.output<typeof schema>>;
 
 /** Validates once, rejects contradictions with a precise message, freezes. */
 export function resolveOptions(input: unknown): ResolvedOptions {
-  const parsed = schema.safeParse(input ?? {});
-  if (!parsed.success) {
-    const i = parsed.error.issues[0]!;
-    throw new InvalidOptionError(`option ${i.path.join('.') || '(root)'}: ${i.message}`);
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new InvalidOptionError(`createLockTable takes an options object such as { db: 'mysql://user:password@host:port/database' }, got ${describeValue(input)}`);
   }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw optionError(input, parsed.error.issues[0]!, TABLE_FIELDS);
   const o = parsed.data;
-  if (o.db === undefined) throw new InvalidOptionError('option db: required (a mysql2 pool or a mysql:// URI)');
+  if (o.db === undefined) throw new InvalidOptionError('db is required: pass a mysql2 pool or a mysql://user:password@host:port/database URI');
   if (o.retry.baseMs > o.retry.capMs) {
     throw new InvalidOptionError(`option retry: baseMs (${o.retry.baseMs}) is larger than capMs (${o.retry.capMs})`);
   }
@@ -114,11 +117,11 @@ const acquireSchema = z
 export function resolveCall(names: unknown, options: unknown): { names: string[]; options: WaitOptions } {
   const list = normalizeNames(names);
   if (options === undefined) return { names: list, options: {} }; // the hot path: nothing to validate
-  const parsed = acquireSchema.safeParse(options);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0]!;
-    throw new InvalidOptionError(`option ${i.path.join('.') || '(root)'}: ${i.message}`);
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidOptionError(`the options of acquire, tryAcquire and wait are an object { ttlMs?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   }
+  const parsed = acquireSchema.safeParse(options);
+  if (!parsed.success) throw optionError(options, parsed.error.issues[0]!, CALL_FIELDS);
   return { names: list, options: parsed.data as WaitOptions };
 }
 
@@ -129,10 +132,82 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
  */
 export function splitUsingOptions(options: unknown): { wait: boolean; rest: WaitOptions } {
   if (options === undefined || options === null) return { wait: false, rest: {} };
-  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError('using: options is an object');
+  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   const { wait, ...rest } = options as { wait?: unknown };
-  if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError('option wait: a boolean');
+  if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError(`wait must be true or false, got ${describeValue(wait)}`);
   return { wait: wait === true, rest: rest as WaitOptions };
+}
+
+/** What an option must be, for the message that refuses it: a whole number in bounds, or a description. */
+type Field = { whole: string; min: number; max: number; note?: string } | { text: string };
+
+const ms = (min: number, max: number, note?: string): Field => ({ whole: 'milliseconds', min, max, ...(note ? { note } : {}) });
+
+const TABLE_FIELDS: Record<string, Field> = {
+  db: { text: 'a mysql2 pool or a mysql://user:password@host:port/database URI' },
+  space: { text: 'a space name: 1-128 characters of A-Z a-z 0-9 _ . -' },
+  owner: { text: 'an object { taskId? }' },
+  'owner.taskId': { text: 'a string of 1-255 characters' },
+  types: { text: 'a catalogue from defineLockTypes() (an object with typeOf(name))' },
+  strictNames: { text: 'true or false' },
+  poolSize: { whole: 'connections', min: 1, max: 64 },
+  maxInFlight: { whole: 'statements', min: 1, max: 64 },
+  fastPath: { text: 'true or false' },
+  retry: { text: 'an object { baseMs?, capMs?, deadlineMs? }' },
+  'retry.baseMs': ms(0, 10_000),
+  'retry.capMs': ms(0, 60_000),
+  'retry.deadlineMs': ms(0, 3_600_000, 'an hour'),
+  wait: { text: 'an object { pollMinMs?, pollMaxMs? }' },
+  'wait.pollMinMs': ms(0, 10_000),
+  'wait.pollMaxMs': ms(0, 60_000),
+};
+
+const CALL_FIELDS: Record<string, Field> = {
+  ttlMs: ms(1, MAX_TTL_MS, 'a year'),
+  signal: { text: 'an AbortSignal' },
+  timeoutMs: ms(0, 2_147_483_647),
+};
+
+/**
+ * Our message for the first thing zod found wrong: which option, what it must
+ * be, what it got, or for an unknown option the likely intended one.
+ */
+function optionError(input: unknown, issue: z.core.$ZodIssue, fields: Record<string, Field>): InvalidOptionError {
+  const at = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    const parent = at.length ? `${at.join('.')}.` : '';
+    const known = Object.keys(fields)
+      .filter((k) => k.startsWith(parent) && !k.slice(parent.length).includes('.'))
+      .map((k) => k.slice(parent.length));
+    const key = issue.keys[0]!;
+    const guess = closest(key, known);
+    return new InvalidOptionError(
+      `unknown option ${parent}${key}${guess ? `: did you mean ${parent}${guess}?` : ''} (the options${parent ? ` of ${at.join('.')}` : ''} are ${known.join(', ')})`,
+    );
+  }
+  const key = at.join('.');
+  const field = fields[key];
+  const value = at.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), input);
+  const got = `got ${describeValue(value)}`;
+  if (!field) return new InvalidOptionError(`${key || 'options'}: ${issue.message}, ${got}`);
+  if ('text' in field) return new InvalidOptionError(`${key} must be ${field.text}, ${got}`);
+  const unit = field.whole === 'milliseconds' ? 'ms' : field.whole;
+  if (typeof value === 'number' && Number.isInteger(value)) {
+    if (value < field.min) return new InvalidOptionError(`${key} must be ≥ ${field.min} ${unit}, ${got}`);
+    if (value > field.max) return new InvalidOptionError(`${key} must be ≤ ${field.max} ${unit}${field.note ? ` (${field.note})` : ''}, ${got}`);
+  }
+  const range = field.max >= 1_000_000 ? `≥ ${field.min}` : `from ${field.min} to ${field.max}`;
+  return new InvalidOptionError(`${key} must be a whole number of ${field.whole} ${range}, ${got}`);
+}
+
+/** A value as a message shows it: numbers and booleans as themselves, strings quoted, the rest by kind. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (Array.isArray(v)) return 'an array';
+  return `a ${typeof v === 'function' ? 'function' : (v as object).constructor?.name ?? 'object'}`;
 }
 
 function deepFreeze<T>(o: T): T {

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidOptionError } from '../errors.js';
 import { assertName } from '../names.js';
+import { closest } from '../suggest.js';
 
 /** Exit codes of the CLI. Documented in --help and the README; scripts rely on them. */
 export const EXIT = Object.freeze({
@@ -86,7 +87,10 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, tokens: true, strict: true });
   } catch (err) {
     // parseArgs explains at length how to pass a positional starting with '-': one sentence is enough.
-    throw new UsageError(`${String((err as Error).message).split('. ')[0]!.replace(/\.$/, '')} (see locktable --help)`);
+    const first = String((err as Error).message).split('. ')[0]!.replace(/\.$/, '');
+    const unknown = /^Unknown option '--?([^']+)'/.exec(first)?.[1];
+    const guess = unknown === undefined ? undefined : closest(unknown, Object.keys(OPTIONS));
+    throw new UsageError(`${first}${guess ? `: did you mean --${guess}?` : ''} (see locktable --help)`);
   }
   const { values, positionals, tokens } = parsed;
   const [word, ...rest] = positionals;
@@ -96,14 +100,15 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     throw new UsageError('no command given (see locktable --help)');
   }
   if (word === 'help') {
-    if (rest[0] !== undefined && !isCommand(rest[0])) throw new UsageError(`unknown command '${rest[0]}' (see locktable --help)`);
+    if (rest[0] !== undefined && !isCommand(rest[0])) throw unknownCommand(rest[0]);
     return rest[0] === undefined ? { name: 'help' } : { name: 'help', topic: rest[0] as CommandName };
   }
-  if (!isCommand(word)) throw new UsageError(`unknown command '${word}' (see locktable --help)`);
+  if (!isCommand(word)) throw unknownCommand(word);
   const spec = COMMANDS[word];
   for (const t of tokens) {
     if (t.kind === 'option' && !(spec.options as string[]).includes(t.name)) {
-      throw new UsageError(`${word} takes no option --${t.name} (see locktable ${word} --help)`);
+      const guess = closest(t.name, spec.options);
+      throw new UsageError(`${word} takes no option --${t.name}${guess ? `: did you mean --${guess}?` : ''} (see locktable ${word} --help)`);
     }
   }
   if (values.help) return { name: 'help', topic: word };
@@ -138,7 +143,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         if (!values.task) throw new UsageError('release-owner: --task needs a task id');
         return { name: 'release-owner', conn, match: { taskId: values.task }, json };
       }
-      const pid = integer('--pid', values.pid!, 1, 2 ** 31 - 1);
+      const pid = integer('--pid', values.pid!, 1, MAX_PID);
       return { name: 'release-owner', conn, match: values.host === undefined ? { pid } : { pid, host: values.host }, json };
     }
     case 'reap':
@@ -148,6 +153,14 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     case 'doctor':
       return { name: 'doctor', conn, json };
   }
+}
+
+/** Linux's largest possible pid (PID_MAX_LIMIT, 2^22); releaseByOwner() accepts the same range. */
+export const MAX_PID = 4_194_304;
+
+function unknownCommand(word: string): UsageError {
+  const guess = closest(word, [...Object.keys(COMMANDS), 'help']);
+  return new UsageError(`unknown command '${word}'${guess ? `: did you mean ${guess}?` : ''} (see locktable --help)`);
 }
 
 function isCommand(word: string): word is CommandName {

@@ -79,7 +79,12 @@ shows the startup cleanup releasing exactly the dead task's locks.
 
   --url <uri>      the server to use (default: $MYSQL_URL, else mysql://root@127.0.0.1:3306/);
                    the user needs CREATE and DROP, or the URL's database is used with a
-                   temporary space`,
+                   temporary space
+
+Without --url or MYSQL_URL, when nothing answers on 127.0.0.1:3306, it starts a
+private MariaDB from the installed server (mariadbd and mariadb-install-db, from
+the mariadb-server package) on a spare loopback port in a temp dir, and removes
+it at the end.`,
   },
 };
 

@@ -15,11 +15,20 @@ import { LockChannels, type ReapedEvent } from '../events.js';
 import { createLockTable, type LockTable } from '../locktable.js';
 import { migrate } from '../migrate.js';
 import { describeError, formatLockList, formatOwner } from '../cli/format.js';
+import { findServerBinaries, startPrivateMariaDb, type PrivateMariaDb, type ServerBinaries } from './private-mariadb.js';
 import type { WorkerMessage, WorkerTask } from './worker.js';
 
 export interface DemoOptions {
-  /** Server to use; a database of its own is created there. Default: the local server as root. */
+  /**
+   * Server to use; a database of its own is created there. Default: the local
+   * server as root (`defaultUrl`), and when nothing answers there, a private
+   * MariaDB started from the installed server binaries and removed at the end.
+   */
   url?: string | undefined;
+  /** The server tried when `url` is not given. Default mysql://root@127.0.0.1:3306/. */
+  defaultUrl?: string | undefined;
+  /** Where the private server's binaries are; null: none installed. Default: searched in PATH and the usual dirs. */
+  serverBinaries?: ServerBinaries | null;
   out: { write(s: string): unknown };
   err: { write(s: string): unknown };
   /** Resolves on Ctrl-C: the demo stops, and cleans up. */
@@ -123,7 +132,8 @@ class Task {
 /** Runs the demo; resolves with the exit code (0 when the cleanup released exactly the dead task's locks). */
 export async function runDemo(options: DemoOptions): Promise<number> {
   const print = (s = '') => options.out.write(`${s}\n`);
-  const base = new URL(options.url ?? DEFAULT_DEMO_URL);
+  let base = new URL(options.url ?? options.defaultUrl ?? DEFAULT_DEMO_URL);
+  let privateServer: PrivateMariaDb | undefined;
   const suffix = randomBytes(3).toString('hex');
   let admin: mysql.Connection | undefined;
   let dropDatabase: string | undefined;
@@ -145,6 +155,20 @@ export async function runDemo(options: DemoOptions): Promise<number> {
 
   try {
     print('locktable demo: a platform server, its task workers, a crash, and the start-up cleanup');
+    if (options.url === undefined && !(await answers(base.toString()))) {
+      const bin = options.serverBinaries === undefined ? findServerBinaries() : (options.serverBinaries ?? undefined);
+      if (!bin) {
+        options.err.write(
+          `locktable demo: nothing answers at ${redact(base.toString())} and no MariaDB server is installed here to start a private one: ` +
+            `install mariadb-server (mariadbd, mariadb-install-db), or set MYSQL_URL=mysql://user:password@host:port/ to a server you can use\n`,
+        );
+        return 1;
+      }
+      print(`nothing answers at ${redact(base.toString())}: starting a private MariaDB (${bin.server}) on a spare port, removed at the end`);
+      privateServer = await startPrivateMariaDb(bin);
+      base = new URL(privateServer.url);
+      print(`private MariaDB in ${privateServer.dir}`);
+    }
     print(`server at ${redact(base.toString())}`);
     admin = await mysql.createConnection({ uri: base.toString(), connectTimeout: 5_000 });
     const database = `locktable_demo_${suffix}`;
@@ -236,7 +260,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     done = true;
     return 0;
   } catch (err) {
-    options.err.write(`locktable demo: ${interrupted ? 'interrupted' : describeError(err, options.url ?? DEFAULT_DEMO_URL)}\n`);
+    options.err.write(`locktable demo: ${interrupted ? 'interrupted' : describeError(err, base.toString())}\n`);
     return interrupted ? 130 : 1;
   } finally {
     diagnostics.unsubscribe(LockChannels.reaped, onReaped);
@@ -249,6 +273,23 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       await admin.end().catch(() => {});
       if (dropDatabase || dropSpace) print(dropDatabase ? `cleaned up: dropped ${dropDatabase}` : `cleaned up: deleted space ${dropSpace}`);
     }
+    if (privateServer) {
+      await privateServer.remove();
+      print(`cleaned up: stopped the private MariaDB and removed ${privateServer.dir}`);
+    }
     if (done) print('demo done');
+  }
+}
+
+/** Whether a server answers at `url`: true unless connecting fails for want of a listener or a route (a refusal of the user still means it answers). */
+async function answers(url: string): Promise<boolean> {
+  try {
+    const conn = await mysql.createConnection({ uri: url, connectTimeout: 3_000 });
+    await conn.end().catch(() => {});
+    return true;
+  } catch (err) {
+    const e = err as { code?: string; errors?: Array<{ code?: string }> };
+    const code = e.code ?? e.errors?.[0]?.code;
+    return !(code && ['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET'].includes(code));
   }
 }

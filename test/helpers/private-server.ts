@@ -68,7 +68,10 @@ export async function startPrivateServer(
   const state: { child?: ChildProcess; dir: string } = { dir };
   live.add(state);
   const datadir = path.join(dir, 'data');
-  const common = ['--no-defaults', ...(asRoot ? ['--user=root'] : [])];
+  // Its own tmpdir: a starting server deletes every '#sql*' file in its tmpdir,
+  // which in the shared /tmp are the temporary tables of other servers running
+  // there (the shared one's too: it crashed with signal 11). Pinned in server-faults.test.ts.
+  const common = ['--no-defaults', ...(asRoot ? ['--user=root'] : []), `--tmpdir=${dir}`];
   const installed = spawnSync(
     INSTALL_DB,
     [...common, `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--innodb-log-file-size=8M'],

@@ -2,6 +2,8 @@
 // (the shared server is never stopped): a restart and a crash while holders
 // and waiters are active, too many connections, read-only, lock wait timeout.
 import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { isAmbiguous, isTransient } from '../../lib/faults.js';
 import { createLockTable, migrate, type Lease, type LockTable } from '../../lib/index.js';
@@ -44,6 +46,17 @@ describe('server faults (a private server)', function () {
   after(async () => {
     await root?.end();
     await server?.remove();
+  });
+
+  it("a starting server deletes every '#sql*' file in its tmpdir, so a private server has a tmpdir of its own (pinned)", async () => {
+    const [rows] = await root.query('SELECT @@tmpdir AS tmpdir');
+    const tmpdir = String((rows as Array<{ tmpdir: string }>)[0]!.tmpdir);
+    assert.equal(path.resolve(tmpdir), path.resolve(server.dir), 'the private server must not share /tmp with the servers already running there');
+    // What a shared tmpdir would cost: another server's temporary table, gone at our start.
+    const stranger = path.join(tmpdir, '#sql-temptable-0-0-0.MAD');
+    writeFileSync(stranger, '');
+    await server.restart('graceful');
+    assert.equal(existsSync(stranger), false, 'the server removed the #sql file at start-up');
   });
 
   it('what a shutdown and a restart look like to mysql2 (pinned: lib/faults.ts classifies these)', async () => {
