@@ -104,6 +104,20 @@ export const BOUND_CODES = { NO_CONNECTION: 'ELOCKTABLE_NOCONNECTION', CUT: 'ELO
  * a transient error (BOUND_CODES). A connection that arrives too late goes
  * back to the pool unused, so what was given up never runs later.
  */
+/** Connections asked of a pool and not yet handed over, per pool (some given up at a bound, still connecting). */
+const connecting = new WeakMap<object, Set<Promise<unknown>>>();
+
+/**
+ * Resolves once every connection locktable asked of `pool` has arrived or
+ * failed. Ending a mysql2 pool while one of its connections is still
+ * connecting makes that connection emit an 'error' nothing listens to (an
+ * uncaught exception): close() waits for this before it ends its own pool.
+ */
+export async function connectionsSettled(pool: mysql.Pool): Promise<void> {
+  const pending = connecting.get(pool);
+  if (pending?.size) await Promise.allSettled([...pending]);
+}
+
 export function withConnection<T>(pool: mysql.Pool, bound: Bound, run: (conn: PooledConnection) => Promise<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let conn: PooledConnection | undefined;
@@ -117,7 +131,14 @@ export function withConnection<T>(pool: mysql.Pool, bound: Bound, run: (conn: Po
         reject(Object.assign(new Error(`no pooled connection within the operation's bound (${how === 'aborted' ? 'aborted' : `${bound.ms} ms`}): the pool's connections are all busy, or the server does not accept connections`), { code: BOUND_CODES.NO_CONNECTION }));
       }
     });
-    (pool.getConnection() as unknown as Promise<PooledConnection>).then(
+    const asked = pool.getConnection() as unknown as Promise<PooledConnection>;
+    let pending = connecting.get(pool);
+    if (!pending) connecting.set(pool, (pending = new Set()));
+    const set = pending;
+    set.add(asked);
+    const forget = () => void set.delete(asked);
+    asked.then(forget, forget);
+    asked.then(
       (c) => {
         if (over) return c.release();
         conn = c;

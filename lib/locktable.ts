@@ -2,7 +2,7 @@ import createDebug from 'debug';
 import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { Bound, watchAbort } from './bound.js';
 import { DbClock } from './clock.js';
-import { boundedDb, openDb, type Db, type Queryable } from './db.js';
+import { BOUND_CODES, boundedDb, connectionsSettled, openDb, type Db, type Queryable } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -483,7 +483,10 @@ export class LockTable<N extends string = PlatformLockName> {
         log.release('could not drop the owner record: %s', err.message),
       );
     }
-    if (this.#db.owned) await this.#db.pool.end();
+    if (this.#db.owned) {
+      await connectionsSettled(this.#db.pool);
+      await this.#db.pool.end();
+    }
   }
 
   // ---------------------------------------------------------------------------
@@ -723,6 +726,9 @@ export class LockTable<N extends string = PlatformLockName> {
     const db = boundedDb(this.#db.pool, bound);
     // A write was sent and its reply lost: until a read settles it, it may have been applied.
     let uncertain = false;
+    // The last fault the database itself gave: what a give-up reports, rather
+    // than the bound cutting off the attempt after it (lib/db.ts BOUND_CODES).
+    let fault: unknown;
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
       // Out of time before the first attempt (a one-statement try used it up): nothing was tried here.
@@ -751,11 +757,12 @@ export class LockTable<N extends string = PlatformLockName> {
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, what);
         failure = err;
+        if (!isBoundCut(err) || fault === undefined) fault = err;
       }
       const giveUp = () => {
         if (bound.fired() === 'aborted') return bound.abortError();
-        if (uncertain) return toUnresolvedError(failure, what);
-        if (failure) return toLockError(failure, what);
+        if (uncertain) return toUnresolvedError(isBoundCut(failure) ? fault : failure, what);
+        if (failure) return toLockError(isBoundCut(failure) ? fault : failure, what);
         return new ContendedError(attempt + 1);
       };
       if (bound.fired()) throw giveUp();
@@ -880,7 +887,17 @@ export class LockTable<N extends string = PlatformLockName> {
       let over = false;
       const cancel = bound.onFire(() => {
         over = true;
-        reject(this.#boundError(bound, what));
+        // The work left the gate's queue (else the gate's expiry would have
+        // failed it first): its statement may have been sent, and may apply.
+        reject(
+          bound.fired() === 'aborted'
+            ? bound.abortError()
+            : new DatabaseError(
+                `${what}: gave up after ${bound.ms} ms with its statement in flight, so whether it took effect is unknown (an acquisition that did is released in the background)`,
+                undefined,
+                { outcomeUnknown: true },
+              ),
+        );
       });
       work.then(
         (value) => {
@@ -994,6 +1011,12 @@ function checkedType(name: string, typeOf: () => unknown, strictCatalogue: objec
 /** What a one-statement write was doing, for its errors: the operations its members called. */
 function operationOf(members: readonly Member[]): string {
   return [...new Set(members.map((m) => m.kind))].join(' and ');
+}
+
+/** A statement cut off by its call's bound (lib/db.ts withConnection), not a fault of the database's own. */
+function isBoundCut(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === BOUND_CODES.NO_CONNECTION || code === BOUND_CODES.CUT;
 }
 
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */
