@@ -179,6 +179,35 @@ describe('every promised bound holds (a private server)', function () {
     });
   });
 
+  describe('lost races (another writer moves the version all the time)', () => {
+    it('an acquire racing six writers that move the version all the time settles (won, or ECONTENDED) within retry.deadlineMs', async () => {
+      const t = table(server.url(DB), { fastPath: false, retry: { deadlineMs: 500 } });
+      await t.list();
+      let racing = true;
+      const rivals = mysql.createPool({ uri: server.url(DB), connectionLimit: 6 });
+      pools.push(rivals);
+      const rival = Promise.all(
+        Array.from({ length: 6 }, async () => {
+          while (racing) await rivals.query("UPDATE locks SET version = version + 1 WHERE id = 'platform'");
+        }),
+      );
+      try {
+        const took: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const r = await timed(t.acquire(`app_task_race${i}`));
+          // A compare-and-swap may win a gap between the rivals' updates; every loss must end by the bound.
+          if (r.error) assertWithin(r, 'ECONTENDED', 500, MARGIN_MS, 'acquire');
+          took.push(r.ms);
+          assert.ok(r.ms <= 500 + MARGIN_MS, `acquire ${i}: ${Math.round(r.ms)} ms`);
+        }
+        record('retry.deadlineMs 500', 'lost races', 500, took);
+      } finally {
+        racing = false;
+        await rival;
+      }
+    });
+  });
+
   describe('20 calls queued behind each other (a hung server, 2 statements in flight)', () => {
     it('each gives up after its own bound, not after the sum of those ahead of it', async () => {
       const t = table(server.url(DB), { retry: { deadlineMs: 800 } });
