@@ -32,7 +32,8 @@ type Scenario =
   | { id: string; kind: 'callers'; callers: number; held: number; note: string }
   | { id: string; kind: 'processes'; processes: number; held: number; note: string }
   | { id: string; kind: 'handoff'; processes: number; note: string }
-  | { id: string; kind: 'soak'; callers: number; note: string };
+  | { id: string; kind: 'soak'; callers: number; note: string }
+  | { id: string; kind: 'fairness'; streamers: number; holdMs: number; note: string };
 
 const SCENARIOS: Scenario[] = [
   { id: 'callers-1', kind: 'callers', callers: 1, held: 0, note: '1 caller, distinct names' },
@@ -44,6 +45,13 @@ const SCENARIOS: Scenario[] = [
   { id: 'held-1000', kind: 'callers', callers: 1, held: 1000, note: '1 caller, 1,000 other locks held' },
   { id: 'handoff-16', kind: 'handoff', processes: 16, note: 'one name, 16 waiting processes: release -> next acquire elsewhere' },
   { id: 'soak-64', kind: 'soak', callers: 64, note: 'RSS of a process with 64 callers over 60 s' },
+  {
+    id: 'fairness',
+    kind: 'fairness',
+    streamers: 3,
+    holdMs: 50,
+    note: 'a box update waits for box_update + app_task_a + app_task_b while 3 tasks per name keep taking them (50 ms each): its wait, fair and barging',
+  },
 ];
 
 interface Result {
@@ -54,6 +62,8 @@ interface Result {
   docBytes?: number;
   handoffs?: number;
   rss?: { samples: Array<[number, number]>; firstMB: number; lastMB: number; maxMB: number; flat: boolean };
+  /** fairness: the waits of the first-in-line waiter (ms), how many timed out, and the app tasks completed per second meanwhile. */
+  fairness?: { mode: 'fair' | 'barging'; trials: number; timeouts: number; maxMs: number; p50Ms: number; tasksPerSec: number };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -117,6 +127,7 @@ function rotated<T>(xs: T[], round: number): T[] {
  * spreads it over all of them instead of over whoever ran at a bad moment.
  */
 async function runScenario(s: Scenario): Promise<Result[]> {
+  if (s.kind === 'fairness') return runFairness(s);
   const contenders = CONTENDERS.filter((c) => (s.kind === 'handoff' ? c.locks : s.kind === 'soak' ? c.name === 'locktable' : true));
   const dbs = new Map<ContenderName, { place: Place; drop(): Promise<void>; undo(): Promise<void> }>();
   try {
@@ -190,6 +201,72 @@ async function runScenario(s: Scenario): Promise<Result[]> {
       await db.drop();
     }
   }
+}
+
+/**
+ * Fair waiting: streams of app tasks keep app_task_a and app_task_b held (one
+ * table per name, `streamers` tasks each, a release wakes the next task of the
+ * table at once), while a box update waits for both names and box_update, over
+ * and over: how long it waits, with the line (fair) and without it (barging,
+ * as every waiter did before). A wait is given up after 10 s (a timeout).
+ */
+async function runFairness(s: Extract<Scenario, { kind: 'fairness' }>): Promise<Result[]> {
+  const { createLockTable } = await import('../lib/index.js');
+  const db = await createDatabase(`${s.id}_locktable`);
+  const results: Result[] = [];
+  try {
+    for (const mode of ['fair', 'barging'] as const) {
+      const barge = mode === 'barging';
+      const streams = ['app_task_a', 'app_task_b'].map((name) => ({ name, table: createLockTable({ db: db.place.url, owner: { taskId: `stream_${name}` }, poolSize: 4 }) }));
+      const box = createLockTable({ db: db.place.url, owner: { taskId: 'box' } });
+      let stop = false;
+      let tasks = 0;
+      const loops = streams.flatMap(({ name, table }) =>
+        Array.from({ length: s.streamers }, async () => {
+          while (!stop) {
+            const lease = await table.wait(name as never, { barge });
+            await sleep(s.holdMs);
+            await table.release(lease);
+            tasks++;
+          }
+        }),
+      );
+      const waits: number[] = [];
+      let timeouts = 0;
+      await sleep(T.warmMs);
+      const from = performance.now();
+      const tasksFrom = tasks;
+      while (performance.now() - from < T.handoffMs * 2) {
+        const t0 = performance.now();
+        try {
+          const lease = await box.wait(['box_update', 'app_task_a', 'app_task_b'], { timeoutMs: 10_000, barge });
+          waits.push(performance.now() - t0);
+          await sleep(s.holdMs);
+          await box.release(lease);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'ETIMEDOUT') throw err;
+          timeouts++;
+          waits.push(performance.now() - t0);
+        }
+        await sleep(100);
+      }
+      const tasksPerSec = ((tasks - tasksFrom) * 1000) / (performance.now() - from);
+      stop = true;
+      await Promise.allSettled(loops);
+      await Promise.all([box.close(), ...streams.map((x) => x.table.close())]);
+      const fairness = { mode, trials: waits.length, timeouts, maxMs: Math.max(...waits), p50Ms: percentile(waits, 50), tasksPerSec };
+      results.push({
+        scenario: `${s.id}-${mode}`,
+        contender: 'locktable',
+        summary: summarise({ cycles: waits.length, windowMs: performance.now() - from, latencies: waits, statements: 0, errors: timeouts }),
+        fairness,
+      });
+      console.log(`  ${s.id}-${mode}: first-in-line waiter max ${fairness.maxMs.toFixed(0)} ms, p50 ${fairness.p50Ms.toFixed(0)} ms, ${timeouts}/${waits.length} timed out; ${tasksPerSec.toFixed(1)} app tasks/s`);
+    }
+  } finally {
+    await db.drop();
+  }
+  return results;
 }
 
 type HandoffProcess = { pid: number; events: Array<['a' | 'r', number]>; windowFrom: number; windowTo: number; statements: number };

@@ -83,7 +83,7 @@ const fastPath: Cycle = async ({ pool, id }, j) => {
   const ctx = { owner: OWNER };
   for (const member of [{ kind: 'acquire', names, nonce, types: new Map([[names[0]!, 'app_task']]) }, { kind: 'release', names, nonce }] as Member[]) {
     const fast = planFast([member], ctx, Date.now())!;
-    if ((await fastWrite(pool, id, fast.plan)) === undefined) throw new Error(`refused: ${member.kind}`);
+    if ((await fastWrite(pool, "`locks`", id, fast.plan)) === undefined) throw new Error(`refused: ${member.kind}`);
   }
 };
 

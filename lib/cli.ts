@@ -48,18 +48,19 @@ async function run(command: Command, env: Readonly<Record<string, string | undef
       out(packageVersion());
       return EXIT.OK;
     case 'migrate': {
-      const result = await migrate(command.conn.url);
+      const result = await migrate(command.conn.url, { table: command.conn.table });
       out(result.applied.length ? `applied ${result.applied.join(', ')}` : `nothing to apply; ${result.all.length} recorded (${result.all.join(', ')})`);
       return EXIT.OK;
     }
     case 'doctor': {
-      const { pool } = openDb(command.conn.url, 1);
+      const db = openDb(command.conn.url, 1);
       try {
-        const checks = await diagnose(pool, { space: command.conn.space });
-        out(command.json ? JSON.stringify(checks, null, 2) : formatChecks(`${redact(command.conn.url)}, space '${command.conn.space}'`, checks));
+        const checks = await diagnose(db.pool, { space: command.conn.space, table: command.conn.table });
+        const where = `${redact(command.conn.url)}, ${command.conn.table === 'locks' ? '' : `table ${command.conn.table}, `}space '${command.conn.space}'`;
+        out(command.json ? JSON.stringify(checks, null, 2) : formatChecks(where, checks));
         return checks.some((c) => c.status === 'fail') ? EXIT.PROBLEMS : EXIT.OK;
       } finally {
-        await pool.end().catch(() => {});
+        await db.end?.().catch(() => {});
       }
     }
     case 'demo': {
@@ -75,7 +76,7 @@ async function runOnTable(command: Command, table: LockTable, io: Io, out: (s: s
   switch (command.name) {
     case 'list': {
       const locks = await table.list();
-      out(command.json ? JSON.stringify(locks, null, 2) : formatLockList(table.space, locks));
+      out(command.json ? JSON.stringify(locks, null, 2) : formatLockList(table.space, locks, await table.listWaiters()));
       return EXIT.OK;
     }
     case 'watch':
@@ -134,7 +135,7 @@ function note(unknown: number, json: boolean, out: (s: string) => void): void {
 
 async function withTable<T>(conn: Connection, fn: (table: LockTable) => Promise<T>): Promise<T> {
   // A short retry deadline: an operator at a terminal wants an answer, not 15 s of retries.
-  const table = createLockTable({ db: conn.url, space: conn.space, poolSize: 1, retry: { deadlineMs: 5_000 } });
+  const table = createLockTable({ db: conn.url, table: conn.table, space: conn.space, poolSize: 1, retry: { deadlineMs: 5_000 } });
   try {
     return await fn(table);
   } finally {

@@ -1,11 +1,11 @@
 // `locktable doctor`: what an operator needs to know about a deployment, and
 // what to do about each problem. The diagnostic statements live here, one
 // function each; the judgements are pure functions, unit-tested without a server.
-import type { Queryable } from './db.js';
+import { DEFAULT_TABLE, MIGRATIONS_TABLE, quoteTable, rowsWith, type Conn } from './db.js';
 import { parseDocument } from './document.js';
 import { LockError } from './errors.js';
 import { judgeEntry } from './liveness.js';
-import { defaultMigrationsDir, listMigrations } from './migrate.js';
+import { defaultMigrationsDir, inspectTable, judgeOwnership, listMigrations, type Column, type Ownership, type TableState } from './migrate.js';
 import { localView } from './owner.js';
 import { DB_NOW_MS, readSpace } from './store.js';
 
@@ -30,70 +30,51 @@ interface ServerInfo {
   user: string;
 }
 
-export async function queryServer(db: Queryable): Promise<ServerInfo> {
+export async function queryServer(db: Conn): Promise<ServerInfo> {
   const [rows] = await db.query('SELECT VERSION() AS version, @@version_comment AS comment, DATABASE() AS `database`, CURRENT_USER() AS user');
   const r = (rows as Array<{ version: string; comment: string | null; database: string | null; user: string }>)[0]!;
   return { version: String(r.version), comment: String(r.comment ?? ''), database: r.database, user: String(r.user) };
 }
 
 /** Whether the JSON functions locktable and its fast paths use exist and behave. */
-export async function queryJsonFunctions(db: Queryable): Promise<boolean> {
+export async function queryJsonFunctions(db: Conn): Promise<boolean> {
   const [rows] = await db.query(`SELECT JSON_VALID('{"v":1}') AS valid, JSON_EXTRACT('{"v":1}', '$.v') AS v, JSON_CONTAINS_PATH('{"v":1}', 'one', '$.v') AS has`);
   const r = (rows as Array<{ valid: unknown; v: unknown; has: unknown }>)[0]!;
   return Number(r.valid) === 1 && String(r.v) === '1' && Number(r.has) === 1;
 }
 
-export async function queryGrants(db: Queryable): Promise<string[]> {
+export async function queryGrants(db: Conn): Promise<string[]> {
   const [rows] = await db.query('SHOW GRANTS FOR CURRENT_USER()');
   return (rows as Array<Record<string, unknown>>).map((r) => String(Object.values(r)[0]));
 }
 
-export interface Column {
-  name: string;
-  type: string;
-  key: string;
-}
-
-/** The columns of `table` in the current database; empty when it does not exist. */
-export async function queryColumns(db: Queryable, table: string): Promise<Column[]> {
-  const [rows] = await db.query(
-    'SELECT COLUMN_NAME AS name, DATA_TYPE AS type, COLUMN_KEY AS `key` FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
-    [table],
-  );
-  return (rows as Array<{ name: string; type: string; key: string }>).map((r) => ({ name: String(r.name), type: String(r.type).toLowerCase(), key: String(r.key) }));
-}
-
 /** MariaDB's JSON column is LONGTEXT plus a JSON_VALID check: its clause, or undefined where there is none (MySQL, or no check). */
-export async function queryJsonCheck(db: Queryable): Promise<string | undefined> {
+export async function queryJsonCheck(db: Conn, table: string): Promise<string | undefined> {
   const [rows] = await db
-    .query("SELECT CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'locks'")
+    .query('SELECT CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?', [table])
     .catch((): [unknown, unknown] => [[], undefined]); // MySQL 5.7 has no such view (and a native JSON type)
   const r = (rows as Array<{ clause: string }>)[0];
   return r ? String(r.clause) : undefined;
 }
 
-export async function queryAppliedMigrations(db: Queryable): Promise<string[]> {
-  const [rows] = await db.query('SELECT name FROM locktable_migrations ORDER BY name');
-  return (rows as Array<{ name: string }>).map((r) => String(r.name));
-}
-
 // The privilege probes run statements that match no row: the server checks the
 // privilege before it looks for rows, so they prove the privilege (whatever
 // its source: a role, a wildcard grant) and change nothing.
-export async function probeSelect(db: Queryable): Promise<void> {
-  await db.query('SELECT version FROM locks WHERE FALSE');
+// `table` is quoted (lib/db.ts quoteTable).
+export async function probeSelect(db: Conn, table: string): Promise<void> {
+  await db.query(`SELECT version FROM ${table} WHERE FALSE`);
 }
 
-export async function probeInsert(db: Queryable): Promise<void> {
-  await db.query('INSERT INTO locks (id, version, dataJson) SELECT id, version, dataJson FROM locks WHERE FALSE');
+export async function probeInsert(db: Conn, table: string): Promise<void> {
+  await db.query(`INSERT INTO ${table} (id, version, dataJson) SELECT id, version, dataJson FROM ${table} WHERE FALSE`);
 }
 
-export async function probeUpdate(db: Queryable): Promise<void> {
-  await db.query('UPDATE locks SET version = version WHERE FALSE');
+export async function probeUpdate(db: Conn, table: string): Promise<void> {
+  await db.query(`UPDATE ${table} SET version = version WHERE FALSE`);
 }
 
 /** Database time in ms since the epoch, as the lock table reads it. */
-export async function queryNow(db: Queryable): Promise<number> {
+export async function queryNow(db: Conn): Promise<number> {
   const [rows] = await db.query(`SELECT ${DB_NOW_MS} AS now`);
   return Number((rows as Array<{ now: unknown }>)[0]!.now);
 }
@@ -168,9 +149,22 @@ export function judgeClock(offsetMs: number, rttMs: number): Check {
   return { name: 'clock', status: 'ok', detail };
 }
 
-export function judgeSchema(columns: readonly Column[]): Check {
+/**
+ * The lock table's shape and whose it is. `ownership` comes from
+ * migrate.ts judgeOwnership: a table locktable did not create fails here, with
+ * advice that changes nothing of it. Pure.
+ */
+export function judgeSchema(columns: readonly Column[], ownership: Ownership = { kind: 'ours' }, table = DEFAULT_TABLE): Check {
+  if (ownership.kind === 'foreign' || ownership.kind === 'dropped') {
+    const fix =
+      ownership.kind === 'dropped'
+        ? ownership.error.message.replace(/^.*?: it was dropped\. /, '')
+        : 'leave that table alone: locktable never alters or adopts it. Give locktable a table of its own: ' +
+          '--table <name> for the CLI (then `locktable migrate --table <name>`), { table } for migrate() and createLockTable()';
+    return { name: 'schema', status: 'fail', detail: ownership.error.message.replace(/ locktable never .*$/s, '').replace(/\. To create it again.*$/s, ''), fix };
+  }
   if (!columns.length) {
-    return { name: 'schema', status: 'fail', detail: 'the locks table is missing', fix: 'run `locktable migrate` (or migrate(db) at server start-up)' };
+    return { name: 'schema', status: 'fail', detail: `the ${table} table is missing`, fix: `run \`locktable migrate${table === DEFAULT_TABLE ? '' : ` --table ${table}`}\` (or migrate(db) at server start-up)` };
   }
   const by = new Map(columns.map((c) => [c.name, c]));
   const problems: string[] = [];
@@ -183,17 +177,19 @@ export function judgeSchema(columns: readonly Column[]): Check {
     return {
       name: 'schema',
       status: 'fail',
-      detail: `the locks table is not locktable's: ${problems.join('; ')}`,
-      fix: 'another program owns a table called locks here: give locktable a database of its own',
+      detail: `the ${table} table is not locktable's: ${problems.join('; ')}`,
+      fix: `another program owns a table called ${table} here: leave it alone, and give locktable a table of its own (--table, or the table option)`,
     };
   }
-  return { name: 'schema', status: 'ok', detail: `locks (${columns.map((c) => `${c.name} ${c.type}`).join(', ')})` };
+  return { name: 'schema', status: 'ok', detail: `${table} (${columns.map((c) => `${c.name} ${c.type}`).join(', ')})` };
 }
 
 // --- the whole diagnosis ----------------------------------------------------
 
 export interface DoctorOptions {
   space: string;
+  /** The lock table. Default 'locks'. */
+  table?: string;
   /** Default: the package's migrations. */
   migrationsDir?: string;
   /** Local clock, for tests. */
@@ -201,8 +197,10 @@ export interface DoctorOptions {
 }
 
 /** Runs every check it can; a check that cannot run says why instead of stopping the others. */
-export async function diagnose(db: Queryable, options: DoctorOptions): Promise<Check[]> {
+export async function diagnose(db: Conn, options: DoctorOptions): Promise<Check[]> {
   const clock = options.clock ?? Date.now;
+  const table = options.table ?? DEFAULT_TABLE;
+  const quoted = quoteTable(table);
   const checks: Check[] = [];
   let server: ServerInfo;
   try {
@@ -223,38 +221,53 @@ export async function diagnose(db: Queryable, options: DoctorOptions): Promise<C
     checks.push({ name: 'json', status: 'fail', detail: `the JSON functions fail: ${errorText(err)}`, fix: 'use MariaDB 10.2.7+ or MySQL 5.7.8+' });
   }
 
-  const columns = await queryColumns(db, 'locks').catch(() => [] as Column[]);
-  const schema = judgeSchema(columns);
+  let available: string[] = [];
+  let listError: unknown;
+  try {
+    available = listMigrations(options.migrationsDir ?? defaultMigrationsDir());
+  } catch (err) {
+    listError = err;
+  }
+  let state: TableState | undefined;
+  let stateError: unknown;
+  try {
+    state = await inspectTable(db, table);
+  } catch (err) {
+    stateError = err;
+  }
+  const ownership: Ownership = state ? judgeOwnership(state, available[0] ?? '', server.database ? `database ${server.database}` : undefined) : { kind: 'ours' };
+  const columns = state?.columns ?? [];
+  const ours = ownership.kind === 'ours' || ownership.kind === 'missing';
+  const schema = judgeSchema(columns, ownership, table);
   if (schema.status === 'ok' && by(columns, 'dataJson')?.type !== 'json') {
-    const clause = await queryJsonCheck(db);
+    const clause = await queryJsonCheck(db, table);
     schema.detail += clause && /json_valid/i.test(clause) ? '; dataJson is checked by JSON_VALID' : '; dataJson has no JSON_VALID check';
     if (!clause) {
       schema.status = 'warn';
       schema.fix = 'the column accepts text that is not JSON; recreate it as JSON (see migrations/001-create-locks.sql)';
     }
   }
-  checks.push(await privileges(db, server, columns.length > 0));
+  const pending = !state || available.some((f) => !state!.applied.includes(f));
+  checks.push(ours ? await privileges(db, server, table, quoted, columns.length > 0, pending) : { name: 'privileges', status: 'ok', detail: `not checked on ${table}: it is not locktable's` });
   checks.push(schema);
 
-  let available: string[] = [];
-  try {
-    available = listMigrations(options.migrationsDir ?? defaultMigrationsDir());
-  } catch (err) {
-    checks.push({ name: 'migrations', status: 'warn', detail: `cannot read this package's migrations: ${errorText(err)}` });
-  }
-  try {
-    checks.push(judgeMigrations(await queryAppliedMigrations(db), available));
-  } catch (err) {
-    const missing = (err as { errno?: number }).errno === 1146;
-    checks.push({
-      name: 'migrations',
-      status: 'fail',
-      detail: missing ? 'no migration recorded (locktable_migrations is missing)' : `cannot read locktable_migrations: ${errorText(err)}`,
-      fix: 'run `locktable migrate` (or migrate(db) at server start-up)',
-    });
+  if (listError) checks.push({ name: 'migrations', status: 'warn', detail: `cannot read this package's migrations: ${errorText(listError)}` });
+  const migrate = `run \`locktable migrate${table === DEFAULT_TABLE ? '' : ` --table ${table}`}\` (or migrate(db) at server start-up)`;
+  if (stateError) {
+    checks.push({ name: 'migrations', status: 'fail', detail: `cannot read ${MIGRATIONS_TABLE}: ${errorText(stateError)}`, fix: `GRANT SELECT ON \`${server.database}\`.${MIGRATIONS_TABLE} TO ${quoteUser(server.user)}` });
+  } else if (!ours) {
+    checks.push({ name: 'migrations', status: 'fail', detail: `none recorded for ${table}, and migrate() refuses to adopt a table it did not create`, fix: 'see schema' });
+  } else if (state && !state.recordColumns.length) {
+    checks.push({ name: 'migrations', status: 'fail', detail: `no migration recorded (${MIGRATIONS_TABLE} is missing)`, fix: migrate });
+  } else if (state) {
+    const judged = judgeMigrations(state.applied, available);
+    if (judged.status === 'fail') judged.fix = migrate;
+    if (state.started.length) judged.detail += `; begun and not finished: ${state.started.join(', ')} (migrate() finishes them)`;
+    checks.push(judged);
   }
 
-  if (columns.length) checks.push(...(await documentChecks(db, options.space)));
+  // Another program's table: its rows are not lock documents, and no advice about them (repair()) is safe.
+  if (columns.length && ours) checks.push(...(await documentChecks(db, quoted, options.space)));
 
   try {
     const t0 = clock();
@@ -267,45 +280,47 @@ export async function diagnose(db: Queryable, options: DoctorOptions): Promise<C
   return checks;
 }
 
-async function privileges(db: Queryable, server: ServerInfo, tableExists: boolean): Promise<Check> {
+async function privileges(db: Conn, server: ServerInfo, table: string, quoted: string, tableExists: boolean, pending: boolean): Promise<Check> {
   const grants = await queryGrants(db).catch(() => [] as string[]);
   const missing: string[] = [];
+  const failed: string[] = [];
   if (tableExists) {
     for (const [what, probe] of [['SELECT', probeSelect], ['INSERT', probeInsert], ['UPDATE', probeUpdate]] as const) {
       try {
-        await probe(db);
+        await probe(db, quoted);
       } catch (err) {
         const errno = (err as { errno?: number }).errno;
         if (errno === 1142 || errno === 1143 || errno === 1044) missing.push(what);
-        else missing.push(`${what} (${errorText(err)})`);
+        else failed.push(`${what} (${errorText(err)})`);
       }
     }
   }
   const user = server.user;
   const grantText = grants.length ? `; grants: ${grants.map((g) => g.replace(/ IDENTIFIED BY .*$/i, '')).join(' | ')}` : '';
-  if (missing.length) {
+  if (missing.length || failed.length) {
     return {
       name: 'privileges',
       status: 'fail',
-      detail: `${user} lacks ${missing.join(', ')} on locks${grantText}`,
-      fix: `GRANT SELECT, INSERT, UPDATE ON \`${server.database}\`.locks TO ${quoteUser(user)}`,
+      detail: `${user} ${[missing.length ? `lacks ${missing.join(', ')} on ${table}` : '', failed.length ? `cannot run ${failed.join(', ')}` : ''].filter(Boolean).join('; ')}${grantText}`,
+      // A GRANT only helps where a privilege is missing; a statement that fails otherwise is a schema problem (see schema).
+      fix: missing.length ? `GRANT SELECT, INSERT, UPDATE ON \`${server.database}\`.${quoted} TO ${quoteUser(user)}` : 'see schema',
     };
   }
-  if (!grantsAllowCreate(grants, server.database ?? '')) {
+  if (pending && !grantsAllowCreate(grants, server.database ?? '')) {
     return {
       name: 'privileges',
       status: 'warn',
-      detail: `${user} can${tableExists ? '' : ' perhaps'} use the locks table but no CREATE grant was seen${grantText}`,
-      fix: `migrations need CREATE: run them as a user that has it, or GRANT CREATE ON \`${server.database}\`.* TO ${quoteUser(user)}`,
+      detail: `${user} can${tableExists ? '' : ' perhaps'} use the ${table} table, migrations are pending, and no CREATE grant was seen${grantText}`,
+      fix: `run the migrations as a user that has the privileges docs/shared-database.md lists, or GRANT CREATE, ALTER ON \`${server.database}\`.* TO ${quoteUser(user)}`,
     };
   }
-  return { name: 'privileges', status: 'ok', detail: `${user}: ${tableExists ? 'SELECT, INSERT, UPDATE on locks work; ' : ''}CREATE granted${grantText}` };
+  return { name: 'privileges', status: 'ok', detail: `${user}: ${tableExists ? `SELECT, INSERT, UPDATE on ${table} work` : `${table} not created yet`}${pending ? '; CREATE granted' : ''}${grantText}` };
 }
 
-async function documentChecks(db: Queryable, space: string): Promise<Check[]> {
+async function documentChecks(db: Conn, table: string, space: string): Promise<Check[]> {
   let snap;
   try {
-    snap = await readSpace(db, space);
+    snap = await readSpace(db, table, space);
   } catch (err) {
     return [{ name: 'document', status: 'fail', detail: `cannot read space '${space}': ${errorText(err)}` }];
   }
@@ -324,7 +339,7 @@ async function documentChecks(db: Queryable, space: string): Promise<Check[]> {
         detail: `space '${space}' (version ${snap.version}) is corrupt: ${(e.issues ?? [e.message]).slice(0, 5).join('; ')}; stored text: ${preview}`,
         fix:
           'every operation on this space fails with ECORRUPT and nothing overwrites the text. Read it in full ' +
-          `(SELECT CAST(dataJson AS CHAR) FROM locks WHERE id = '${space}'), find who wrote it, then fix it by hand or ` +
+          `(SELECT CAST(dataJson AS CHAR) FROM ${table} WHERE id = '${space}'), find who wrote it, then fix it by hand or ` +
           'replace it with an empty document through LockTable.repair(raw); every lock in it is then lost',
       },
     ];

@@ -1,11 +1,18 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { CorruptDocumentError, FormatError, type Holder, type NotHeldReason } from './errors.js';
+import { CorruptDocumentError, FormatError, type Holder, type NotHeldReason, type Waiting } from './errors.js';
 import { MAX_NAME_LENGTH } from './names.js';
 import type { Owner } from './owner.js';
 
-/** The document format this version writes. It still reads format 1 (and rewrites it as 2 on the next write). */
-export const FORMAT = 2;
+/**
+ * The document format this version writes. It still reads formats 1 and 2
+ * (and rewrites them as 3 on the next full write). Format 3 is format 2 plus
+ * two optional maps, both absent when empty, so a space that uses neither
+ * stores exactly what format 2 stored: `s` (names held by several holders at
+ * once: shared locks and semaphores) and `q` (the line of waiters of each
+ * name). docs/lock-kinds.md describes it.
+ */
+export const FORMAT = 3;
 /** How many records of forced removals the document keeps, newest last. */
 export const MAX_TOMBSTONES = 32;
 
@@ -24,6 +31,8 @@ const storedOwner = z
     s: z.number().int().nonnegative(), // start time, clock ticks since boot
     u: z.string().max(255), // user
     t: z.string().max(255).optional(), // task id
+    // ancestors, nearest first: [pid, start time] (absent before it was recorded)
+    a: z.array(z.tuple([z.number().int().positive(), z.number().int().nonnegative()])).max(8).optional(),
   })
   .strict();
 
@@ -38,10 +47,47 @@ const entryFields = {
 /** An entry in memory (and in format 1): the owner inline. */
 const storedEntry = z.object({ ...entryFields, o: storedOwner }).strict();
 
+/** The most holders one shared name or semaphore has at once, and the largest semaphore limit. */
+export const MAX_HOLDERS = 1_000;
+export const MAX_LIMIT = MAX_HOLDERS;
+/** The most waiters in line for one name. */
+export const MAX_QUEUE = 1_000;
+
 const OWNER_KEY_RE = /^[0-9a-f]{16}$/;
 const ownerKeySchema = z.string().regex(OWNER_KEY_RE);
 /** An entry in format 2: the owner by key into the document's `o`. */
 const linkedEntry = z.object({ ...entryFields, o: ownerKeySchema }).strict();
+
+/** A holder of a shared lock or semaphore in format 3: an entry without its type (the group has it). */
+const linkedShare = linkedEntry.omit({ t: true });
+const share = storedEntry.omit({ t: true });
+
+/**
+ * A name held by several holders at once: `c` is the semaphore's limit (the
+ * most holders at once), absent for a shared lock (no limit). `h` is never
+ * empty: a group without holders is removed, and its limit with it.
+ */
+const groupFields = { t: z.string().max(MAX_NAME_LENGTH), c: z.number().int().min(1).max(MAX_LIMIT).optional() };
+const linkedGroup = z.object({ ...groupFields, h: z.array(linkedShare).min(1).max(MAX_HOLDERS) }).strict();
+const storedGroup = z.object({ ...groupFields, h: z.array(share).min(1).max(MAX_HOLDERS) }).strict();
+
+/**
+ * One waiter's intent on one name, in line order. A waiter of several names
+ * has one intent per name, all with its id `n`, appended in one write: every
+ * line is in the same (write) order, so the first of any set of waiters is
+ * first in each of its lines. `e`: expiry (database ms), renewed while the
+ * waiter waits. `m`: 's' for a shared or semaphore waiter, absent for
+ * exclusive. `c`: the limit a semaphore waiter asks for.
+ */
+const intentFields = {
+  n: z.string().min(1).max(64), // the waiter's id
+  a: z.number().int().nonnegative(), // in line since, ms of database time
+  e: z.number().int().nonnegative(), // expires at, ms of database time
+  m: z.literal('s').optional(),
+  c: z.number().int().min(1).max(MAX_LIMIT).optional(),
+};
+const linkedIntent = z.object({ ...intentFields, o: ownerKeySchema }).strict();
+const storedIntent = z.object({ ...intentFields, o: storedOwner }).strict();
 
 const removalReason = z.enum(['reaped', 'wiped', 'owner', 'forced', 'expired']);
 
@@ -77,6 +123,17 @@ const formatTwo = z
   })
   .strict();
 
+const formatThree = z
+  .object({
+    v: z.literal(3),
+    o: z.record(ownerKeySchema, storedOwner),
+    l: z.record(nameKey, linkedEntry),
+    s: z.record(nameKey, linkedGroup).optional(),
+    q: z.record(nameKey, z.array(linkedIntent).min(1).max(MAX_QUEUE)).optional(),
+    r: tombstones,
+  })
+  .strict();
+
 /**
  * The document in memory: every entry with its owner. Its `v` says nothing
  * about storage (serializeDocument always writes FORMAT); any format number
@@ -86,6 +143,8 @@ const documentSchema = z
   .object({
     v: z.number().int(),
     l: z.record(nameKey, storedEntry),
+    s: z.record(nameKey, storedGroup).optional(),
+    q: z.record(nameKey, z.array(storedIntent)).optional(),
     r: tombstones,
   })
   .strict();
@@ -95,6 +154,12 @@ export type Entry = z.infer<typeof storedEntry>;
 export type Tombstone = z.infer<typeof tombstone>;
 export type RemovalReason = z.infer<typeof removalReason> & NotHeldReason;
 export type LockDocument = z.infer<typeof documentSchema>;
+/** A holder of a shared lock or semaphore, in memory. */
+export type Share = z.infer<typeof share>;
+/** A name held by several holders at once, in memory. */
+export type Group = z.infer<typeof storedGroup>;
+/** One waiter's intent on one name, in memory. */
+export type Intent = z.infer<typeof storedIntent>;
 
 /** The document of a space nobody has written yet. */
 export function emptyDocument(): LockDocument {
@@ -118,14 +183,14 @@ export function parseDocument(space: string, raw: string): LockDocument {
   }
   // A `__proto__` key would be dropped (or turned into a prototype) on the way
   // through zod and object spreads, making a held lock look free.
-  for (const key of ['l', 'o'] as const) {
+  for (const key of ['l', 'o', 's', 'q'] as const) {
     const map = value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
     if (map && typeof map === 'object' && Object.hasOwn(map, '__proto__')) {
       throw new CorruptDocumentError(space, raw, [`${key}.__proto__: not a valid key`]);
     }
   }
-  const isOne = !!value && typeof value === 'object' && (value as { v?: unknown }).v === 1;
-  const parsed = (isOne ? formatOne : formatTwo).safeParse(value);
+  const v = !!value && typeof value === 'object' ? (value as { v?: unknown }).v : undefined;
+  const parsed = (v === 1 ? formatOne : v === 2 ? formatTwo : formatThree).safeParse(value);
   if (!parsed.success) {
     throw new CorruptDocumentError(
       space,
@@ -134,14 +199,44 @@ export function parseDocument(space: string, raw: string): LockDocument {
     );
   }
   if (parsed.data.v === 1) return { ...parsed.data, v: FORMAT };
-  const { o: owners, l: linked, ...rest } = parsed.data;
-  const l: Record<string, Entry> = {};
-  for (const [name, { o: key, ...entry }] of Object.entries(linked)) {
+  const data = parsed.data as z.infer<typeof formatThree>;
+  const owners = data.o;
+  const ownerAt = (where: string, key: string): StoredOwner => {
     const owner = Object.hasOwn(owners, key) ? owners[key] : undefined;
-    if (!owner) throw new CorruptDocumentError(space, raw, [`l.${name}.o: no owner '${key}' in o`]);
-    l[name] = { ...entry, o: owner };
+    if (!owner) throw new CorruptDocumentError(space, raw, [`${where}.o: no owner '${key}' in o`]);
+    return owner;
+  };
+  const doc: LockDocument = { v: FORMAT, l: {} };
+  for (const [name, { o: key, ...entry }] of Object.entries(data.l)) doc.l[name] = { ...entry, o: ownerAt(`l.${name}`, key) };
+  if (data.s) {
+    doc.s = {};
+    for (const [name, group] of Object.entries(data.s)) {
+      if (Object.hasOwn(data.l, name)) throw new CorruptDocumentError(space, raw, [`s.${name}: also held in l`]);
+      const nonces = new Set(group.h.map((h) => h.n));
+      if (nonces.size !== group.h.length) throw new CorruptDocumentError(space, raw, [`s.${name}.h: a nonce appears twice`]);
+      if (group.c !== undefined && group.h.length > group.c) throw new CorruptDocumentError(space, raw, [`s.${name}.h: more holders than its limit ${group.c}`]);
+      doc.s[name] = { ...group, h: group.h.map(({ o, ...h }, i) => ({ ...h, o: ownerAt(`s.${name}.h.${i}`, o) })) };
+    }
   }
-  return { ...rest, l };
+  if (data.q) {
+    doc.q = {};
+    for (const [name, line] of Object.entries(data.q)) {
+      if (new Set(line.map((w) => w.n)).size !== line.length) throw new CorruptDocumentError(space, raw, [`q.${name}: a waiter appears twice`]);
+      doc.q[name] = line.map(({ o, ...w }, i) => ({ ...w, o: ownerAt(`q.${name}.${i}`, o) }));
+    }
+  }
+  if (data.r !== undefined) doc.r = data.r;
+  return doc;
+}
+
+/** The group of holders of a shared name or semaphore, if any (see entryOf for why not `doc.s[name]`). */
+export function groupOf(doc: LockDocument, name: string): Group | undefined {
+  return doc.s && Object.hasOwn(doc.s, name) ? doc.s[name] : undefined;
+}
+
+/** The waiters in line for `name`, first first; empty when none. */
+export function lineOf(doc: LockDocument, name: string): readonly Intent[] {
+  return doc.q && Object.hasOwn(doc.q, name) ? doc.q[name]! : [];
 }
 
 /**
@@ -154,31 +249,46 @@ export function entryOf(doc: LockDocument, name: string): Entry | undefined {
 }
 
 /**
- * The stored text, format 2: each owner once in `o`, entries refer to it by
- * key. Owners no entry refers to are not written.
+ * The stored text, format 3: each owner once in `o`, entries, shared holders
+ * and waiters refer to it by key. Owners nothing refers to are not written,
+ * nor are an empty `s` or `q`.
  */
 export function serializeDocument(doc: LockDocument): string {
   const o: Record<string, StoredOwner> = {};
-  const l: Record<string, Omit<Entry, 'o'> & { o: string }> = {};
-  for (const [name, entry] of Object.entries(doc.l)) {
-    const key = ownerKey(entry.o);
-    o[key] ??= entry.o;
-    l[name] = { ...entry, o: key };
-  }
+  const link = <X extends { o: StoredOwner }>(x: X): Omit<X, 'o'> & { o: string } => {
+    const key = ownerKey(x.o);
+    o[key] ??= x.o;
+    return { ...x, o: key };
+  };
+  const l: Record<string, unknown> = {};
+  for (const [name, entry] of Object.entries(doc.l)) l[name] = link(entry);
   const stored: Record<string, unknown> = { v: FORMAT, o, l };
+  const groups = Object.entries(doc.s ?? {}).filter(([, g]) => g.h.length > 0);
+  if (groups.length) stored.s = Object.fromEntries(groups.map(([name, g]) => [name, { ...g, h: g.h.map(link) }]));
+  const lines = Object.entries(doc.q ?? {}).filter(([, line]) => line.length > 0);
+  if (lines.length) stored.q = Object.fromEntries(lines.map(([name, line]) => [name, line.map(link)]));
   if (doc.r !== undefined) stored.r = doc.r;
   return JSON.stringify(stored);
 }
 
 /**
  * `{"l":{name:{"n":nonce}},…}`: `JSON_CONTAINS(dataJson, it)` holds while every
- * name still carries its nonce. The one-statement release guards with it, and
+ * name still carries its nonce (and, with `intents`, every waiter is still in
+ * the line of its name, and with `shares` every shared holder still holds). The one-statement release guards with it, and
  * wait()'s poll asks it of the waiters' blockers.
  */
-export function nonceCandidate(pairs: Iterable<readonly [name: string, nonce: string]>): string {
+export function nonceCandidate(
+  pairs: Iterable<readonly [name: string, nonce: string]>,
+  intents: Iterable<readonly [name: string, waiter: string]> = [],
+  shares: Iterable<readonly [name: string, nonce: string]> = [],
+): string {
   const l: Record<string, { n: string }> = {};
   for (const [name, n] of pairs) l[name] = { n };
-  return JSON.stringify({ l });
+  const candidate: { l: typeof l; q?: Record<string, Array<{ n: string }>>; s?: Record<string, { h: Array<{ n: string }> }> } = { l };
+  // Arrays: JSON_CONTAINS holds when each element given is contained in some element of the stored array.
+  for (const [name, n] of intents) ((candidate.q ??= {})[name] ??= []).push({ n });
+  for (const [name, n] of shares) ((candidate.s ??= {})[name] ??= { h: [] }).h.push({ n });
+  return JSON.stringify(candidate);
 }
 
 /**
@@ -219,19 +329,24 @@ export function ownerKey(owner: StoredOwner): string {
 
 /** The owner's stored text, with its keys in a fixed order. */
 export function ownerText(owner: StoredOwner): string {
-  const { h, b, ns, p, s, u, t } = owner;
-  return JSON.stringify(t === undefined ? { h, b, ns, p, s, u } : { h, b, ns, p, s, u, t });
+  const { h, b, ns, p, s, u, t, a } = owner;
+  const ordered: StoredOwner = { h, b, ns, p, s, u };
+  if (t !== undefined) ordered.t = t;
+  if (a !== undefined) ordered.a = a;
+  return JSON.stringify(ordered);
 }
 
 export function toStoredOwner(o: Owner): StoredOwner {
   const s: StoredOwner = { h: o.host, b: o.bootId, ns: o.pidNs, p: o.pid, s: o.startTime, u: o.user };
   if (o.taskId !== undefined) s.t = o.taskId;
+  if (o.ancestors?.length) s.a = o.ancestors.map((x) => [x.pid, x.startTime]);
   return s;
 }
 
 export function fromStoredOwner(s: StoredOwner): Owner {
   const o: Owner = { host: s.h, bootId: s.b, pidNs: s.ns, pid: s.p, startTime: s.s, user: s.u };
   if (s.t !== undefined) o.taskId = s.t;
+  if (s.a !== undefined) o.ancestors = s.a.map(([pid, startTime]) => ({ pid, startTime }));
   return o;
 }
 
@@ -239,4 +354,8 @@ export function toHolder(name: string, e: Entry): Holder {
   const h: Holder = { name, type: e.t, owner: fromStoredOwner(e.o), token: e.f, acquiredAt: new Date(e.a) };
   if (e.e !== undefined) h.expiresAt = new Date(e.e);
   return h;
+}
+
+export function toWaiting(name: string, intent: Intent, position: number): Waiting {
+  return { name, position, id: intent.n, owner: fromStoredOwner(intent.o), since: new Date(intent.a), expiresAt: new Date(intent.e) };
 }

@@ -7,11 +7,13 @@ export type LockErrorCode =
   | 'ECORRUPT'
   | 'EFORMAT'
   | 'ENOTMIGRATED'
+  | 'EFOREIGN'
   | 'ETIMEDOUT'
   | 'EABORTED'
   | 'ECONTENDED'
   | 'EDATABASE'
-  | 'ECLOSED';
+  | 'ECLOSED'
+  | 'EDEADLK';
 
 /** Who holds a lock that was in the way. Times are database time. */
 export interface Holder {
@@ -21,6 +23,20 @@ export interface Holder {
   token: number;
   acquiredAt: Date;
   expiresAt?: Date;
+}
+
+/** A waiter in line for a name (fair waiting). Times are database time. */
+export interface Waiting {
+  name: string;
+  /** Place in line for this name among live waiters, 1 = first. */
+  position: number;
+  /** The waiter's id: the same on every name one wait() waits for. */
+  id: string;
+  owner: import('./owner.js').Owner;
+  /** In line since. */
+  since: Date;
+  /** The intent lapses then unless its waiter renews it (it does while it waits). */
+  expiresAt: Date;
 }
 
 /** Why a lease is no longer held. */
@@ -47,18 +63,39 @@ export class LockError extends Error {
   }
 }
 
-/** Some of the names are held by someone else. `holders` says who. */
+/**
+ * Some of the names are held by someone else (`holders` says who), or have
+ * waiters in line in front of this acquisition (`waiters`, in line order).
+ */
 export class LockedError extends LockError {
   readonly holders: Holder[];
-  constructor(holders: Holder[], message?: string) {
+  readonly waiters: Waiting[];
+  constructor(holders: Holder[], message?: string, waiters: Waiting[] = []) {
     super(
       'ELOCKED',
       message ??
-        `locked: ${holders.map(describeHolder).join('; ')}; wait for ${holders.length === 1 ? 'it' : 'them'} with wait() or using(names, fn, { wait: true }), ` +
+        `locked: ${describeBlockers(holders, waiters)}; wait for ${holders.length + waiters.length === 1 ? 'it' : 'them'} with wait() or using(names, fn, { wait: true }), ` +
           'or see who holds what with `locktable list`',
     );
     this.holders = holders;
+    this.waiters = waiters;
   }
+}
+
+function describeBlockers(holders: Holder[], waiters: Waiting[]): string {
+  const parts = holders.map(describeHolder);
+  if (waiters.length) parts.push(describeLine(waiters));
+  return parts.join('; ');
+}
+
+function describeLine(waiters: Waiting[]): string {
+  return `waiters in line first (pass { barge: true } to ignore the line): ${waiters.map(describeWaiting).join('; ')}`;
+}
+
+export function describeWaiting(w: Waiting): string {
+  const o = w.owner;
+  const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
+  return `${w.name} #${w.position} ${task}pid ${o.pid} on ${o.host} since ${w.since.toISOString()}`;
 }
 
 /** A release (or renewal) found the lease gone. */
@@ -101,22 +138,46 @@ export class InvalidOptionError extends LockError {
 
 /**
  * The stored document failed validation. It is never overwritten by a normal
- * operation; `raw` is its exact text for a human to inspect, and
- * `repair()` is the one explicit way to replace it.
+ * operation; `raw` is its exact text for a human to inspect. When it still
+ * looks like a locktable document (a JSON object with a format number `v`),
+ * it was damaged, and `repair()` is the one explicit way to replace it. When
+ * it does not (`foreign`), the row most likely belongs to another program
+ * that uses a table of the same name: the message says so and does not point
+ * at repair(), which would destroy that program's data.
  */
 export class CorruptDocumentError extends LockError {
   readonly space: string;
   readonly raw: string;
   readonly issues: string[];
+  /** The text does not look like a locktable document at all. */
+  readonly foreign: boolean;
   constructor(space: string, raw: string, issues: string[]) {
+    const foreign = !looksLikeLockDocument(raw);
     super(
       'ECORRUPT',
-      `lock document of space '${space}' is invalid (${issues.slice(0, 3).join('; ')}); it was left untouched: ` +
-        `inspect it with \`locktable doctor\` and replace it with repair() once understood`,
+      foreign
+        ? `the row of space '${space}' does not hold a locktable document (${issues.slice(0, 3).join('; ')}); it was left untouched. ` +
+            'The table probably belongs to another program: give locktable a table of its own (the table option, --table in the CLI) ' +
+            'and run migrate() for it; `locktable doctor` tells whose the table is'
+        : `lock document of space '${space}' is invalid (${issues.slice(0, 3).join('; ')}); it was left untouched: ` +
+            `inspect it with \`locktable doctor\` and replace it with repair() once understood`,
     );
     this.space = space;
     this.raw = raw;
     this.issues = issues;
+    this.foreign = foreign;
+  }
+}
+
+/** Whether text is, or was before damage, a locktable document: a JSON object with a format number `v` first (as locktable writes it), or one with `v` and `l`. */
+export function looksLikeLockDocument(raw: unknown): boolean {
+  if (typeof raw !== 'string') return false;
+  if (/^\s*\{\s*"v"\s*:/.test(raw)) return true;
+  try {
+    const value = JSON.parse(raw) as unknown;
+    return !!value && typeof value === 'object' && !Array.isArray(value) && 'v' in value && 'l' in value;
+  } catch {
+    return false;
   }
 }
 
@@ -132,16 +193,34 @@ export class NotMigratedError extends LockError {
   }
 }
 
+/**
+ * A table of the name locktable was told to use exists and was not created by
+ * locktable (or the migration record is someone else's). Nothing was changed:
+ * locktable never alters or adopts such a table. `table` is its name, `columns`
+ * what it has (`name type`).
+ */
+export class ForeignTableError extends LockError {
+  readonly table: string;
+  readonly columns: string[];
+  constructor(table: string, message: string, columns: string[] = []) {
+    super('EFOREIGN', message);
+    this.table = table;
+    this.columns = columns;
+  }
+}
+
 export class TimeoutError extends LockError {
   readonly holders: Holder[];
+  readonly waiters: Waiting[];
   /** `cause`: the database fault that outlasted the timeout, when that is what kept the wait from acquiring. */
-  constructor(ms: number, holders: Holder[], cause?: unknown) {
+  constructor(ms: number, holders: Holder[], waiters: Waiting[] = [], cause?: unknown) {
     super(
       'ETIMEDOUT',
-      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${cause === undefined ? '' : `; the database did not let the last attempt through (${(cause as Error)?.message ?? String(cause)})`}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
+      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${waiters.length ? `; ${describeLine(waiters)}` : ''}${cause === undefined ? '' : `; the database did not let the last attempt through (${(cause as Error)?.message ?? String(cause)})`}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
       cause === undefined ? undefined : { cause },
     );
     this.holders = holders;
+    this.waiters = waiters;
   }
 }
 
@@ -168,6 +247,18 @@ export class DatabaseError extends LockError {
   constructor(message: string, cause: unknown, options: { outcomeUnknown?: boolean } = {}) {
     super('EDATABASE', message, { cause });
     this.outcomeUnknown = options.outcomeUnknown ?? false;
+  }
+}
+
+/** wait() from inside using() work on a name its own lease holds: it would wait for itself. `holders` are those leases. */
+export class DeadlockError extends LockError {
+  readonly holders: Holder[];
+  constructor(holders: Holder[]) {
+    super(
+      'EDEADLK',
+      `would wait for itself: the using() work this wait() runs in holds ${holders.map(describeHolder).join('; ')}; a name cannot be held twice: do not wait for it inside that work`,
+    );
+    this.holders = holders;
   }
 }
 

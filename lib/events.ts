@@ -3,7 +3,7 @@
 // nothing when nobody subscribes (node:diagnostics_channel checks first).
 import diagnostics from 'node:diagnostics_channel';
 import createDebug from 'debug';
-import { describeHolder, type Holder, type NotHeldReason } from './errors.js';
+import { describeHolder, type Holder, type NotHeldReason, type Waiting } from './errors.js';
 import { emptyCounters, Reservoir, type LockMetrics } from './metrics.js';
 import type { Owner } from './owner.js';
 
@@ -19,6 +19,8 @@ export const LockChannels = Object.freeze({
   retried: 'locktable:retried',
   reaped: 'locktable:reaped',
   lost: 'locktable:lost',
+  queued: 'locktable:queued',
+  dequeued: 'locktable:dequeued',
 } as const);
 
 export type LockEventKind = keyof typeof LockChannels;
@@ -41,6 +43,8 @@ export interface ContendedEvent {
   op: 'acquire' | 'tryAcquire' | 'wait';
   names: readonly string[];
   holders: Holder[];
+  /** Waiters in line in front of it (fair waiting). */
+  waiters: Waiting[];
 }
 
 /** A holder released (some of) its lease. */
@@ -74,15 +78,41 @@ export interface ReapedEvent {
   by: Owner;
 }
 
-/** A release or extend found (part of) its lease gone. */
+/** A release, an extend or a lease kept alive found (part of) its lease gone, or a kept-alive lease ran out. */
 export interface LostEvent {
   space: string;
-  op: 'release' | 'extend';
+  op: 'release' | 'extend' | 'keepAlive';
   names: string[];
   token: number;
   reason: NotHeldReason;
   /** Who holds the names now, where someone does. */
   heldBy: Holder[];
+}
+
+/** A waiter of this table got in line for its names (fair waiting; see docs/lock-kinds.md). */
+export interface QueuedEvent {
+  space: string;
+  names: readonly string[];
+  /** The waiter's id, as list() and ELOCKED show it. */
+  waiter: string;
+  owner: Owner;
+  /** Its place in line on each name when it got in, 1 = first. */
+  positions: Record<string, number>;
+}
+
+/** A waiter of this table left the line. */
+export interface DequeuedEvent {
+  space: string;
+  names: readonly string[];
+  waiter: string;
+  /**
+   * acquired: it got its locks; timeout, aborted, closed, failed: its wait()
+   * ended without them; dropped: its intent was gone (expired while it could
+   * not renew it, or judged dead): it got back in line, at the back.
+   */
+  reason: 'acquired' | 'timeout' | 'aborted' | 'closed' | 'failed' | 'dropped';
+  /** From getting in line to leaving it, local clock. */
+  waitedMs: number;
 }
 
 /** The payload of each event kind. */
@@ -93,6 +123,8 @@ export interface LockEvents {
   retried: RetriedEvent;
   reaped: ReapedEvent;
   lost: LostEvent;
+  queued: QueuedEvent;
+  dequeued: DequeuedEvent;
 }
 
 const channels = {
@@ -102,6 +134,8 @@ const channels = {
   retried: diagnostics.channel(LockChannels.retried),
   reaped: diagnostics.channel(LockChannels.reaped),
   lost: diagnostics.channel(LockChannels.lost),
+  queued: diagnostics.channel(LockChannels.queued),
+  dequeued: diagnostics.channel(LockChannels.dequeued),
 };
 
 // The other kinds are already logged where they happen (locktable:acquire, …).

@@ -56,6 +56,7 @@ const NOT_APPLIED_ERRNOS = new Set([
 const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', 'ELOCKTABLE_NOCONNECTION']); // connecting, or waiting for a connection: nothing was sent
 
 const NO_SUCH_TABLE = 1146;
+const BAD_FIELD = 1054;
 
 export function isTransient(err: unknown): boolean {
   if (err instanceof LockError) return false;
@@ -150,7 +151,10 @@ function advice(e: DriverError & { address?: unknown; port?: unknown; hostname?:
     case 1044:
     case 1142:
     case 1227:
-      return 'the user lacks a privilege: grant SELECT, INSERT, UPDATE on the locks table (CREATE to migrate), or use another user; `locktable doctor` lists what is missing';
+      return 'the user lacks a privilege: grant SELECT, INSERT, UPDATE on the lock table (docs/shared-database.md lists what migrate() needs), or use another user; `locktable doctor` lists what is missing';
+    case BAD_FIELD:
+      // A lock table without a column locktable uses: another program's table of the same name, or one not migrated.
+      return 'the lock table lacks a column locktable uses: it belongs to another program, or migrations are pending (`locktable doctor` tells which)';
   }
   return undefined;
 }

@@ -1,6 +1,6 @@
 // The public surface of locktable, and nothing else.
 export { createLockTable, LockTable } from './locktable.js';
-export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions } from './locktable.js';
+export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, KeepAlive, KeepAliveOptions, WaiterInfo } from './locktable.js';
 export { LockChannels } from './events.js';
 export type {
   LockEventKind,
@@ -11,10 +11,13 @@ export type {
   RetriedEvent,
   ReapedEvent,
   LostEvent,
+  QueuedEvent,
+  DequeuedEvent,
 } from './events.js';
 export type { LockMetrics, LockCounters, DurationSummary } from './metrics.js';
 export { migrate } from './migrate.js';
 export type { MigrateOptions, MigrateResult } from './migrate.js';
+export type { Queryable } from './db.js';
 export { LockTypes, defineLockTypes, MAX_NAME_LENGTH } from './names.js';
 export type { LockCatalogue, LockNameOf, PlatformLockName } from './names.js';
 export {
@@ -26,13 +29,15 @@ export {
   CorruptDocumentError,
   FormatError,
   NotMigratedError,
+  ForeignTableError,
   TimeoutError,
   AbortError,
   ContendedError,
   DatabaseError,
   ClosedError,
+  DeadlockError,
 } from './errors.js';
-export type { Holder, LockErrorCode, NotHeldReason } from './errors.js';
+export type { Holder, LockErrorCode, NotHeldReason, Waiting } from './errors.js';
 export type { Owner } from './owner.js';
 export type { Liveness } from './liveness.js';
 export type { AcquireOptions, WaitOptions } from './options.js';

@@ -32,6 +32,6 @@ export function judge(owner: Owner, expiresAt: number | undefined, now: number, 
 }
 
 /** judge() for a stored entry: its owner, and its expiry. */
-export function judgeEntry(entry: Entry, now: number, here: LocalView): Liveness {
+export function judgeEntry(entry: Pick<Entry, 'o' | 'e'>, now: number, here: LocalView): Liveness {
   return judge(fromStoredOwner(entry.o), entry.e, now, here);
 }

@@ -1,18 +1,24 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
-import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { Bound, watchAbort } from './bound.js';
 import { DbClock } from './clock.js';
-import { BOUND_CODES, boundedDb, connectionsSettled, openDb, type Db, type Queryable } from './db.js';
+import { BOUND_CODES, boundedDb, connectionsSettled, openDb, quoteTable, type Conn, type Db } from './db.js';
 import {
   emptyDocument,
   entryOf,
+  fromStoredOwner,
+  lineOf,
   ownerKey,
   parseDocument,
   strayOwnerRecords,
   serializeDocument,
   toHolder,
   toStoredOwner,
+  toWaiting,
   type Entry,
+  type Intent,
+  type StoredOwner,
   type LockDocument,
 } from './document.js';
 import {
@@ -24,22 +30,26 @@ import {
   NotHeldError,
   TimeoutError,
   AbortError,
+  DeadlockError,
   describeHolder,
   type Holder,
+  type Waiting,
   LockError,
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
 import { Gate, type Expiry } from './gate.js';
+import { Keeper } from './keepalive.js';
+import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
 import { confirmRelease, settleLost } from './settle.js';
-import { judgeEntry, type Liveness } from './liveness.js';
+import { judge, judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
-import { currentOwner, localView, type LocalView, type Owner } from './owner.js';
-import { backoff } from './retry.js';
+import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
+import { backoff, sleep } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readNow, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
@@ -52,19 +62,7 @@ const log = {
   retry: createDebug('locktable:retry'),
 };
 
-/** Proof of an acquisition. Pass it to release(); it is frozen. */
-export interface Lease {
-  readonly space: string;
-  readonly names: readonly string[];
-  /** Fencing token: the row version the acquiring write produced; strictly increasing within a space. */
-  readonly token: number;
-  /** Random per acquisition: every later write proves ownership with it. */
-  readonly nonce: string;
-  readonly owner: Owner;
-  /** Database time. */
-  readonly acquiredAt: Date;
-  readonly expiresAt?: Date;
-}
+export type { Lease } from './lease.js';
 
 /** One held lock, as list() sees it. */
 export interface LockInfo extends Holder {
@@ -74,22 +72,102 @@ export interface LockInfo extends Holder {
   ageMs: number;
 }
 
-export type OwnerMatch = { taskId: string } | { pid: number; host?: string };
+/** One waiter in line, as listWaiters() sees it. */
+export interface WaiterInfo extends Waiting {
+  /** Every name this waiter waits for (it is in line for each). */
+  names: string[];
+  /** Its owner judged from this process. A dead waiter is dropped by the next write that meets it. */
+  liveness: Liveness;
+  /** How long it has been in line, ms of database time. */
+  ageMs: number;
+}
+
+/**
+ * Whose locks releaseByOwner() releases. `{ pid }`: those of the process tree
+ * started as `pid` — the process itself, and processes whose recorded
+ * ancestors (up to 4 levels, as when sudo, runuser or a shell sits between)
+ * include it. `startTime` (clock ticks since boot, /proc/<pid>/stat field 22)
+ * pins which process of that pid; without it, a pid alive now on this host is
+ * pinned to its current start time (a reused pid does not match), and a pid
+ * gone matches whichever process had it.
+ */
+export type OwnerMatch = { taskId: string } | { pid: number; startTime?: number; host?: string };
 
 export interface UsingOptions extends WaitOptions {
   /** Wait for the locks instead of failing with ELOCKED. Default false. */
   wait?: boolean;
 }
 
+export interface KeepAliveOptions {
+  /** Lease length each renewal sets, ms from the renewal (database time). Default: the lease's own length (its ttlMs, or the table's). */
+  ttlMs?: number;
+  /** Renewal period, ms. Default a third of ttlMs; 5,000 for a lease without expiry (then it only checks that the lease is still held). */
+  periodMs?: number;
+}
+
+/**
+ * A lease kept alive: renewed (or, without expiry, checked) every periodMs
+ * until stopped. `signal` aborts, with a NotHeldError as its reason, when the
+ * lease is lost: released by someone else (forced, reaped, wiped, owner),
+ * taken over, or not renewed before it expired.
+ */
+export interface KeepAlive {
+  readonly signal: AbortSignal;
+  /** Stops renewing and waits for a renewal in flight. The lease stays held: release it. */
+  stop(): Promise<void>;
+}
+
+/** Everything of one acquisition that every lease object of it shares. */
+interface Held {
+  readonly nonce: string;
+  readonly names: readonly string[];
+  readonly token: number;
+  readonly owner: Owner;
+  /** Database ms. */
+  readonly acquiredAt: number;
+  /** The lease's length as last set, for renewals; undefined: it does not expire. */
+  ttlMs: number | undefined;
+  /** Database ms, as last known here. */
+  expiresAt: number | undefined;
+  /**
+   * When it certainly runs out unless renewed, in local monotonic ms
+   * (performance.now()): from a moment before the database read the time it
+   * counted the lease from, so never later than the database's expiry.
+   */
+  localExpiresAt: number | undefined;
+  released: boolean;
+  /** Why it was lost, once a renewal, an extend or the expiry said so. */
+  lost?: NotHeldError;
+  keeper?: Keeper;
+}
+
+/**
+ * The nonces of the leases whose using() work is running in this async
+ * context: a wait() made from inside that work on one of their names could
+ * only end when the work does, which waits for it.
+ */
+const working = new AsyncLocalStorage<ReadonlySet<string>>();
+
+/** Default check period of a lease kept alive that does not expire, ms. */
+const CHECK_MS = 5_000;
+
 export interface LockTableOptions<C = typeof LockTypes> {
-  /** A mysql2 pool (promise or callback) or a mysql:// URI. A pool stays yours; a URI's pool is closed by close(). */
+  /** A mysql2 or mysql pool, a Queryable, or a mysql:// URI (docs/shared-database.md). A pool stays yours; a URI's pool is closed by close(). */
   db: unknown;
+  /** The lock table: 1-64 characters of A-Z a-z 0-9 _. Default 'locks'. migrate() must have been run for it. */
+  table?: string;
   /** The row that holds this table's locks. Default 'platform'. */
   space?: string;
   /** Recorded with every lock this table takes. */
   owner?: { taskId?: string };
   /** The catalogue names are typed and typed from. Default LockTypes. */
   types?: C;
+  /**
+   * Lease length (ms, database time) of every acquisition that gives none.
+   * For workers whose death cannot be judged where others run (another host
+   * or pid namespace): using() renews it while the work runs. Default none.
+   */
+  ttlMs?: number;
   /**
    * Refuse names outside the catalogue at run time: acquire, tryAcquire, wait
    * and using fail with EINVALIDNAME naming the builder to use. For callers the
@@ -103,7 +181,8 @@ export interface LockTableOptions<C = typeof LockTypes> {
   /** Plain acquires and releases as one conditional statement each. Default true; false only to compare. */
   fastPath?: boolean;
   retry?: { baseMs?: number; capMs?: number; deadlineMs?: number };
-  wait?: { pollMinMs?: number; pollMaxMs?: number };
+  /** wait()'s poll, and how long a waiter's place in line lasts unless renewed (ms; default 10,000; see docs/lock-kinds.md). */
+  wait?: { pollMinMs?: number; pollMaxMs?: number; intentTtlMs?: number };
 }
 
 type Step<R> = { write?: LockDocument; result: R };
@@ -120,6 +199,17 @@ interface Waiter extends Watched {
   wake(): void;
 }
 
+/** A wait() of this table in line (fair waiting): its id and names, for renewal and close(). */
+interface Queued {
+  names: readonly string[];
+  /** Whether its intent is in the document, as far as this table knows. */
+  inLine: boolean;
+  /** performance.now() when it got in line. */
+  since: number;
+}
+
+type Blocked = { blockers: Array<{ name: string; entry: Entry }>; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
+
 /**
  * Named locks of one space, shared by every process that uses the same row.
  * Every operation is a few short statements on any pooled connection: nothing
@@ -130,17 +220,26 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
   readonly #db: Db;
+  /** The lock table's name, validated and quoted for SQL. */
+  readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   readonly #strictCatalogue: object | undefined;
-  readonly #released = new WeakSet<Lease>();
-  /** Leases this table made (frozen): release() and extend() need not re-check them. */
-  readonly #issued = new WeakSet<Lease>();
+  /** Every lease object this table made or validated → its acquisition: release() and extend() need not re-check them. */
+  readonly #heldBy = new WeakMap<Lease, Held>();
+  /** Acquisitions not yet released, by nonce: a lease rebuilt from JSON finds its own. */
+  readonly #held = new Map<string, Held>();
   readonly #waiters = new Set<Waiter>();
+  /** This table's wait() calls in line, by waiter id. */
+  readonly #queued = new Map<string, Queued>();
+  #intentTimer: NodeJS.Timeout | undefined;
   #polling = false;
   /** The version the last poll saw; -1 makes the next poll check the blockers. */
   #polledVersion = -1;
   #closed = false;
+  /** close() has begun: waits end with ECLOSED instead of trying again. */
+  #closing = false;
+  readonly #activeWaits = new Set<Promise<void>>();
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
@@ -157,6 +256,7 @@ export class LockTable<N extends string = PlatformLockName> {
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
+    this.#table = quoteTable(this.#options.table);
     this.#db = openDb(this.#options.db, this.#options.poolSize);
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
@@ -181,73 +281,120 @@ export class LockTable<N extends string = PlatformLockName> {
    * const lease = await locks.acquire([LockTypes.appTask(appId), LockTypes.appBackup(appId)]);
    */
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
-    const call = resolveCall(names, options);
+    const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, this.#bound(undefined, call.options.signal)));
+    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
-    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)));
+    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
   }
 
-  /** As acquire(), but resolves null when a name is held. */
+  /** As acquire(), but resolves null when a name is held (or has waiters in line first). */
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
-    const call = resolveCall(names, options);
+    const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, this.#bound(undefined, call.options.signal)));
+    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#bound(undefined, call.options.signal)));
     return 'lease' in outcome ? outcome.lease : null;
   }
 
   /**
-   * Waits until every name can be taken at once. Wakes when the row changes
-   * (a release anywhere), when a holder dies (its locks are taken over), or
-   * when a lease expires. Rejects with ETIMEDOUT or EABORTED.
+   * Waits until every name can be taken at once. Fair: unless `barge`, the
+   * waiter gets in line for all its names at once (recorded in the document),
+   * and no later acquisition takes a name it waits for; waiters are served in
+   * the order they got in line (see docs/lock-kinds.md). Wakes when a
+   * holder or a waiter in front releases, leaves or dies, or when a lease
+   * expires. Rejects with ETIMEDOUT (naming holders and waiters in front)
+   * or EABORTED, either way leaving the line; and at once with EDEADLK when
+   * called from inside using() work whose lease holds a name (it would wait
+   * for itself). Elsewhere a name held by another task of this process is
+   * waited for like any other.
    *
    * @example
    * const lease = await locks.wait([LockTypes.BOX_UPDATE], { timeoutMs: 60_000, signal });
    */
   async wait(names: N | readonly N[], options?: WaitOptions): Promise<Lease> {
-    const call = resolveCall(names, options);
+    const call = this.#resolveCall(names, options);
+    const run = this.#wait(call);
+    // close() lets every wait end (and leave the line) before it closes the pool.
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.#activeWaits.add(settled);
+    void settled.then(() => this.#activeWaits.delete(settled));
+    return run;
+  }
+
+  async #wait(call: { names: string[]; options: WaitOptions }): Promise<Lease> {
     const { signal, timeoutMs } = call.options;
     const startedAt = performance.now();
     const elapsed = () => performance.now() - startedAt;
-    let blockers: Holder[] = [];
-    for (let contended = false; ; contended = true) {
-      if (signal?.aborted) throw new AbortError(signal.reason);
-      // After a wake-up, decide from a read: every waiter of the name woke at
-      // once, a read does not queue on the row lock, and only those that find
-      // it free go on to write.
-      // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
-      const left = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
-      // Woken by its timer a fraction of a ms early: out of time, not worth another attempt.
-      if (contended && left < 1) throw new TimeoutError(timeoutMs!, blockers);
-      let attempt;
-      try {
-        attempt = await this.#acquire(call.names, call.options, new Bound(Math.min(this.#options.retry.deadlineMs, left), signal), contended);
-      } catch (err) {
-        // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
-        if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) throw new TimeoutError(timeoutMs, blockers, err);
-        throw err;
+    const id = call.options.barge ? undefined : newNonce();
+    const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => toHolder(b.name, b.entry)), o.ahead.map(waitingOf));
+    let reason: DequeuedReason = 'failed';
+    if (id !== undefined) this.#queued.set(id, { names: call.names, inLine: false, since: startedAt });
+    try {
+      for (let contended = false; ; contended = true) {
+        if (signal?.aborted) throw new AbortError(signal.reason);
+        if (this.#closing) throw new ClosedError();
+        // After a wake-up, decide from a read: every waiter of the name woke at
+        // once, a read does not queue on the row lock, and only those that find
+        // it free go on to write.
+        // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
+        const rest = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
+        let attempt;
+        try {
+          attempt = await this.#acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#options.retry.deadlineMs, rest), signal));
+        } catch (err) {
+          // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
+          if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) throw new TimeoutError(timeoutMs, [], [], err);
+          throw err;
+        }
+        const outcome = this.#observeAcquire('wait', call.names, startedAt, attempt, contended);
+        if ('lease' in outcome) {
+          log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
+          reason = 'acquired';
+          return outcome.lease;
+        }
+        if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
+        const inside = working.getStore();
+        const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
+        if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
+        const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
+        if (left !== undefined && left <= 0) throw timeout(outcome);
+        const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal, outcome.ahead);
+        if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw timeout(outcome);
       }
-      const outcome = this.#observeAcquire('wait', call.names, startedAt, attempt, contended);
-      if ('lease' in outcome) {
-        log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
-        return outcome.lease;
+    } catch (err) {
+      reason = err instanceof TimeoutError ? 'timeout' : err instanceof AbortError ? 'aborted' : err instanceof ClosedError ? 'closed' : 'failed';
+      throw err;
+    } finally {
+      // Leaving the line is a write: an abort or a timeout must not wait for
+      // it (the database may be what ran out the time), so it goes on in the
+      // background; the intent expires on its own if it cannot be dropped.
+      if (id !== undefined) {
+        const leaving = this.#leaveLine(id, reason);
+        if (reason === 'aborted' || reason === 'timeout') {
+          // close() waits for it with the waits themselves.
+          const tracked: Promise<void> = leaving.finally(() => this.#activeWaits.delete(tracked));
+          this.#activeWaits.add(tracked);
+        } else await leaving;
       }
-      blockers = outcome.blockers.map((b) => toHolder(b.name, b.entry));
-      const rest = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
-      if (rest !== undefined && rest <= 0) throw new TimeoutError(timeoutMs!, blockers);
-      const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, rest, signal);
-      if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw new TimeoutError(timeoutMs, blockers);
     }
   }
 
   /**
-   * Releases what the lease still holds. Fails with ENOTHELD (saying why:
-   * reaped, wiped, taken by another…) for names it no longer holds; the
-   * names it still held are released all the same. Releasing twice is a no-op.
+   * Releases what the lease still holds (any lease object of the acquisition:
+   * the one acquire() returned, one extend() returned, one rebuilt from JSON),
+   * stopping its renewal first. Fails with ENOTHELD (saying why: reaped,
+   * wiped, taken by another, expired…) for names it no longer held, or when
+   * the lease was lost while kept alive; what it still held is released all
+   * the same. Releasing twice is a no-op. EINVALIDOPTION for what is not a lease.
    */
   async release(lease: Lease): Promise<void> {
-    this.#checkLease(lease);
-    if (this.#released.has(lease)) return;
+    const held = this.#heldOf(lease);
+    if (held.released) return;
+    // Only when there is one: an await here would let statements queued after this release go before it.
+    if (held.keeper) await held.keeper.stop();
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
     // One bound for the whole call: the one statement, and the read-decide-write after it.
     const bound = this.#bound();
@@ -256,50 +403,153 @@ export class LockTable<N extends string = PlatformLockName> {
       // (an entry gone or not ours), read and decide, which says why.
       if (this.#options.fastPath) {
         // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
-        const fast = await this.#withinBound(this.#gate.submit({ kind: 'release', names: lease.names, nonce: lease.nonce }, this.#expiry(bound, 'release')), bound, 'release');
+        const fast = await this.#withinBound(this.#gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
       }
-      outcome ??= await this.#releaseFromRead('release', lease.names, lease.nonce, bound);
+      outcome ??= await this.#releaseFromRead('release', held.names, held.nonce, bound);
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
       // a later release(lease) is then a no-op.
-      if (isGiveUp(err)) this.#leftovers.add({ names: lease.names, nonce: lease.nonce, done: () => this.#released.add(lease) });
+      if (isGiveUp(err)) this.#leftovers.add({ names: held.names, nonce: held.nonce, done: () => this.#settled(held) });
       throw err;
     }
-    this.#released.add(lease);
+    this.#settled(held);
     if (outcome.released.length) {
-      if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), lease.token);
-      this.#event('released', { space: this.space, names: outcome.released, token: lease.token, owner: lease.owner, heldMs: this.#heldMs(lease) });
+      if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
+      this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt) });
       this.#wakeWaiters();
     }
     if (outcome.missing.length) {
       const names = outcome.missing.map((m) => m.name);
       const reason = outcome.missing[0]!.reason;
       const heldBy = outcome.missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : []));
-      this.#event('lost', { space: this.space, op: 'release', names, token: lease.token, reason, heldBy });
+      // A loss the renewal already reported is not counted twice.
+      if (!held.lost) this.#event('lost', { space: this.space, op: 'release', names, token: held.token, reason, heldBy });
       throw new NotHeldError(names, reason, heldBy);
     }
+    // Released, but the work was told the lease was lost (it ran out before a renewal): say so.
+    if (held.lost) throw held.lost;
   }
 
   /**
-   * Acquires, runs `fn`, and always releases. By default fails at once with
-   * ELOCKED when a name is held; `{ wait: true }` waits (with `timeoutMs`, `signal`).
+   * Acquires, runs `fn(lease, signal)`, and always releases. By default fails
+   * at once with ELOCKED when a name is held; `{ wait: true }` waits (with
+   * `timeoutMs`, `signal`). With a `ttlMs` (or the table's), the lease is
+   * renewed every third of it while `fn` runs (see keepAlive()); `signal`
+   * aborts, with a NotHeldError as its reason, if the lease is lost
+   * meanwhile: the work should stop and not publish what it did.
+   *
+   * When `fn` throws, its error is what using() throws; if the release failed
+   * too, that failure is attached to it as `releaseError` (or, when the thrown
+   * value cannot carry it, both come as an AggregateError). A release that
+   * could not reach the database is retried in the background.
+   * EINVALIDOPTION, before anything is acquired, when `fn` is not a function.
    *
    * @example
-   * await locks.using([LockTypes.fullBackupTask(siteId)], async (lease) => {
-   *   await backup(siteId, { fencingToken: lease.token });
-   * });
+   * await locks.using([LockTypes.fullBackupTask(siteId)], async (lease, signal) => {
+   *   await backup(siteId, { fencingToken: lease.token, signal });
+   * }, { ttlMs: 30_000 });
    */
-  async using<T>(names: N | readonly N[], fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
+  async using<T>(names: N | readonly N[], fn: (lease: Lease, signal: AbortSignal) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
+    if (typeof fn !== 'function') {
+      throw new InvalidOptionError(`using: the work is a function, got ${fn === null ? 'null' : typeof fn}: using(names, async (lease, signal) => …, options)`);
+    }
     const { wait, rest } = splitUsingOptions(options);
     // acquire() honours signal, and validates (and ignores) timeoutMs too: a bad one is refused, not silently dropped.
     const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest);
+    let kept: KeepAlive;
     try {
-      return await fn(lease);
-    } finally {
-      await this.release(lease);
+      kept = this.keepAlive(lease);
+    } catch (err) {
+      await this.release(lease).catch(() => {});
+      throw err;
     }
+    let result: T;
+    try {
+      const nonces = new Set(working.getStore());
+      nonces.add(lease.nonce);
+      result = await working.run(nonces, () => fn(lease, kept.signal));
+    } catch (workError) {
+      try {
+        await this.release(lease);
+      } catch (releaseError) {
+        throw withReleaseError(workError, releaseError);
+      }
+      throw workError;
+    }
+    await this.release(lease);
+    return result;
+  }
+
+  /**
+   * Keeps a lease alive: renews it (extend(), database time) every `periodMs`
+   * until it is released or stop() is called; a renewal that fails for a
+   * transient reason (a connection the server closed) is retried on another
+   * connection. `signal` aborts with a NotHeldError (reason `forced`,
+   * `reaped`, `wiped`, `owner`, `taken` or `expired`) when the lease is lost,
+   * and a `lost` event is published at that moment. A lease without expiry is
+   * only checked, every 5 s by default. Calling it again for the same
+   * acquisition returns the same renewal. Timers do not keep the process alive.
+   * EINVALIDOPTION for a bad lease or option; ENOTHELD for a lease released
+   * or already lost.
+   *
+   * @example
+   * const lease = await locks.acquire(LockTypes.appBackup(appId), { ttlMs: 30_000 });
+   * const { signal } = locks.keepAlive(lease);
+   * try { await backup(appId, { signal }); } finally { await locks.release(lease); }
+   */
+  keepAlive(lease: Lease, options: KeepAliveOptions = {}): KeepAlive {
+    const held = this.#heldOf(lease);
+    if (!options || typeof options !== 'object') throw new InvalidOptionError('keepAlive: options are { ttlMs?, periodMs? }');
+    const { ttlMs, periodMs, ...unknown } = options;
+    if (Object.keys(unknown).length) throw new InvalidOptionError(`keepAlive: unknown option ${Object.keys(unknown)[0]}`);
+    if (ttlMs !== undefined && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
+      throw new InvalidOptionError(`keepAlive: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}`);
+    }
+    if (periodMs !== undefined && (!Number.isInteger(periodMs) || periodMs < 1 || periodMs > 2_147_483_647)) {
+      throw new InvalidOptionError('keepAlive: periodMs is a positive integer number of milliseconds');
+    }
+    if (held.released) throw new NotHeldError([...held.names], 'released');
+    if (held.lost) throw held.lost;
+    if (held.keeper) return keepAliveOf(held.keeper);
+    const ttl = ttlMs ?? held.ttlMs;
+    if (ttl === undefined && held.expiresAt !== undefined) {
+      throw new InvalidOptionError('keepAlive: pass { ttlMs }: this lease expires, and was not acquired or extended by this table, so its length is not known here');
+    }
+    if (ttl !== undefined && periodMs !== undefined && periodMs >= ttl) {
+      throw new InvalidOptionError(`keepAlive: periodMs (${periodMs}) must be shorter than the lease (${ttl} ms), or it runs out between renewals`);
+    }
+    held.ttlMs = ttl;
+    held.keeper = new Keeper(
+      {
+        names: held.names,
+        periodMs: periodMs ?? (ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3))),
+        // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
+        renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
+        onLost: (err) => {
+          held.lost = err;
+          this.#event('lost', { space: this.space, op: 'keepAlive', names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });
+        },
+      },
+      held.localExpiresAt,
+    );
+    return keepAliveOf(held.keeper);
+  }
+
+  /**
+   * Rebuilds a lease from its JSON (`JSON.stringify(lease)`, as a string or
+   * parsed), validated, for release(), extend() or keepAlive() in another
+   * process. It is the same lease as the original. EINVALIDOPTION when it is
+   * not a lease, or is one of another space.
+   *
+   * @example
+   * // server: child.send({ lease: JSON.stringify(lease) }); task:
+   * await locks.release(locks.lease(message.lease));
+   */
+  lease(json: unknown): Lease {
+    const lease = parseLease(json);
+    return this.#issue(lease, this.#heldOf(lease));
   }
 
   /**
@@ -307,28 +557,61 @@ export class LockTable<N extends string = PlatformLockName> {
    * holds, or `null` to make it last until released. Returns the renewed lease.
    */
   async extend(lease: Lease, ttlMs: number | null): Promise<Lease> {
-    this.#checkLease(lease);
+    const held = this.#heldOf(lease);
     // Bounded like acquire()'s: an expiry past 2^53 would be written as an inexact number the document refuses.
     if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
       throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
     }
-    const bound = this.#bound();
+    // A lease the work was told it lost stays lost, even where the database would still renew it.
+    if (held.lost) throw held.lost;
+    const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
+    held.keeper?.renewed(held.localExpiresAt);
+    const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
+    const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
+    return this.#issue(renewed, held);
+  }
+
+  /** One renewal of a kept-alive lease: resolves with its new expiry in local monotonic ms. */
+  async #renew(held: Held, ttlMs: number | undefined, deadlineMs: number): Promise<number | undefined> {
+    if (ttlMs === undefined) {
+      // No expiry: only check that it is still ours.
+      const r = await this.#gate.run(() => this.#mutate('keepAlive', (doc) => ({ result: T.release(doc, held.names, held.nonce) }), {}, deadlineMs));
+      if (r.missing.length) throw notHeld(r.missing);
+      return undefined;
+    }
+    await this.#extend(held, ttlMs, 'keepAlive', deadlineMs);
+    return held.localExpiresAt;
+  }
+
+  /** Sets the expiry (database ms from now; undefined: none) of what `held` holds; ENOTHELD, and the lease lost, when it holds nothing. */
+  async #extend(held: Held, ttlMs: number | undefined, op: 'extend' | 'keepAlive', deadlineMs?: number): Promise<number | undefined> {
+    // Before any read of this renewal: the database's `now` it counts from is later.
+    const sent = performance.now();
     const outcome = await this.#gate.run(() =>
-      this.#mutate('extend', (doc, snap) => {
-        const expiresAt = ttlMs === null ? undefined : snap.now + ttlMs;
-        const r = T.extend(doc, lease.names, lease.nonce, expiresAt, snap.now);
-        return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
-      }, {}, bound),
-      this.#expiry(bound, 'extend'),
+      this.#mutate(
+        op,
+        (doc, snap) => {
+          const expiresAt = ttlMs === undefined ? undefined : snap.now + ttlMs;
+          const r = T.extend(doc, held.names, held.nonce, expiresAt, snap.now);
+          return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
+        },
+        {},
+        deadlineMs,
+      ),
     );
     if (outcome.missing.length) {
-      this.#event('lost', { space: this.space, op: 'extend', names: outcome.missing.map((m) => m.name), token: lease.token, reason: outcome.missing[0]!.reason, heldBy: [] });
-      throw new NotHeldError(outcome.missing.map((m) => m.name), outcome.missing[0]!.reason);
+      const err = notHeld(outcome.missing);
+      if (op === 'extend') {
+        this.#event('lost', { space: this.space, op, names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });
+        held.keeper?.lose(err);
+        held.lost ??= err;
+      }
+      throw err;
     }
-    const { expiresAt: _old, ...rest } = lease;
-    const renewed: Lease = outcome.expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(outcome.expiresAt) };
-    this.#released.add(lease); // the old object is superseded
-    return this.#issue(renewed);
+    held.ttlMs = ttlMs;
+    held.expiresAt = outcome.expiresAt;
+    held.localExpiresAt = ttlMs === undefined ? undefined : sent + ttlMs;
+    return outcome.expiresAt;
   }
 
   /** Releases every lock of the space: the platform server's start-up wipe. Returns what it removed. */
@@ -337,21 +620,32 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
-   * Releases every lock of one owner: the server's cleanup when a task exits.
-   * `{ pid }` matches on this host unless `host` is given.
+   * Releases every lock of one owner, live or not: the server's cleanup when
+   * a task exits. `{ taskId }` matches the task id the owner's table was
+   * given. `{ pid }` matches the process tree started as `pid` on this host
+   * (or `host`): locks of that process, and of processes below it up to 4
+   * levels (a task spawned through sudo, runuser, setpriv or a shell), as
+   * recorded when they started; see OwnerMatch for `startTime`. Resolves with
+   * what it removed. EINVALIDOPTION for anything else.
    */
   async releaseByOwner(match: OwnerMatch): Promise<Holder[]> {
-    const m = match as { taskId?: unknown; pid?: unknown; host?: unknown };
-    if (m && typeof m.taskId === 'string' && m.taskId && m.pid === undefined) {
+    const m = match as { taskId?: unknown; pid?: unknown; host?: unknown; startTime?: unknown };
+    if (m && typeof m.taskId === 'string' && m.taskId && m.pid === undefined && m.startTime === undefined && m.host === undefined) {
       return this.#removeWhere('owner', (_, e) => e.o.t === m.taskId);
     }
-    // 2^22 is Linux's largest possible pid (PID_MAX_LIMIT): anything above is not a process.
-    if (m && Number.isSafeInteger(m.pid) && (m.pid as number) > 0 && (m.pid as number) <= 4_194_304 && m.taskId === undefined) {
+    if (m && isPid(m.pid) && m.taskId === undefined) {
+      const pid = m.pid;
       const host = m.host === undefined ? this.owner.host : m.host;
       if (typeof host !== 'string') throw new InvalidOptionError('releaseByOwner: host is a string');
-      return this.#removeWhere('owner', (_, e) => e.o.p === m.pid && e.o.h === host);
+      if (m.startTime !== undefined && !(Number.isSafeInteger(m.startTime) && (m.startTime as number) >= 0)) {
+        throw new InvalidOptionError('releaseByOwner: startTime is the process start time in clock ticks since boot (/proc/<pid>/stat field 22), an integer ≥ 0');
+      }
+      let start = m.startTime as number | undefined;
+      // A pid alive here now is that process: a record of an earlier process with the same pid is not its.
+      if (start === undefined && host === this.owner.host) start = localView().probe(pid)?.startTime;
+      return this.#removeWhere('owner', (_, e) => e.o.h === host && ownedByTree(e.o, pid, start));
     }
-    throw new InvalidOptionError('releaseByOwner: pass exactly one of { taskId: string } or { pid: integer 1..4194304, host? }');
+    throw new InvalidOptionError(`releaseByOwner: pass exactly one of { taskId: string } or { pid: integer 1..${MAX_PID}, startTime?, host? }`);
   }
 
   /**
@@ -382,6 +676,25 @@ export class LockTable<N extends string = PlatformLockName> {
     return Object.entries(doc.l)
       .map(([name, e]) => lockInfo(name, e, snap.now, here))
       .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Every waiter in line, name by name in name order and in line order
+   * within a name (`position`, 1 = first), with its owner's liveness as
+   * judged from here. Intents already expired are left out. Advisory.
+   */
+  async listWaiters(): Promise<WaiterInfo[]> {
+    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
+    const here = localView();
+    const names = new Map(T.waiters(doc).map((w) => [w.id, w.names]));
+    const out: WaiterInfo[] = [];
+    for (const name of Object.keys(doc.q ?? {}).sort()) {
+      for (const a of T.waitersAhead(doc, name, undefined, snap.now)) {
+        const liveness = judge(fromStoredOwner(a.intent.o), a.intent.e, snap.now, here);
+        out.push({ ...waitingOf(a), names: names.get(a.intent.n) ?? [name], liveness, ageMs: Math.max(0, snap.now - a.intent.a) });
+      }
+    }
+    return out;
   }
 
   /**
@@ -454,12 +767,12 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   async #repair(expectedRaw: string, bound: Bound): Promise<{ replaced: string }> {
-    const db = boundedDb(this.#db.pool, bound);
+    const db = boundedDb(this.#db, bound);
     const snap = await this.#read(db);
     if (snap.raw !== expectedRaw) {
       throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
     }
-    if (!(await writeIfVersion(db, this.space, snap.version, serializeDocument(emptyDocument())))) {
+    if (!(await writeIfVersion(db, this.#table, this.space, snap.version, serializeDocument(emptyDocument())))) {
       throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
     }
     return { replaced: snap.raw };
@@ -467,36 +780,40 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** Closes the pool if this table opened it (from a URI); a pool you passed stays open. Pending waits fail with ECLOSED. */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || this.#closing) return;
+    this.#closing = true;
+    this.#wakeWaiters();
+    // Pending waits end with ECLOSED and leave the line (this process stays
+    // alive, so no one else would drop their intents before they expire).
+    await Promise.allSettled([...this.#activeWaits]);
+    // Renewals stop (their leases stay held until they expire or are released elsewhere).
+    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stop()));
     // What is in flight finishes first (each within its bound): a statement a
     // caller gave up on (an abort) may still land and leave a leftover.
     await this.#gate.whenIdle();
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
+    if (this.#intentTimer) clearTimeout(this.#intentTimer);
     this.#gate.close();
     this.#wakeWaiters();
     if (this.#wroteOwnerRecord) {
       // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
       const key = ownerKey(this.#batch.owner);
-      await dropOwnerRecord(boundedDb(this.#db.pool, new Bound(Math.min(1_000, this.#options.retry.deadlineMs))), this.space, ownerPath(key), key).catch((err: Error) =>
+      await dropOwnerRecord(boundedDb(this.#db, new Bound(Math.min(1_000, this.#options.retry.deadlineMs))), this.#table, this.space, ownerPath(key), key).catch((err: Error) =>
         log.release('could not drop the owner record: %s', err.message),
       );
     }
-    if (this.#db.owned) {
-      await connectionsSettled(this.#db.pool);
-      await this.#db.pool.end();
+    if (this.#db.end) {
+      if (this.#db.mysql2) await connectionsSettled(this.#db.mysql2);
+      await this.#db.end();
     }
   }
 
   // ---------------------------------------------------------------------------
 
-  async #acquire(
-    names: string[],
-    options: AcquireOptions,
-    bound: Bound,
-    readFirst = false,
-  ): Promise<{ lease: Lease } | { blockers: Array<{ name: string; entry: Entry }>; version: number }> {
+  /** `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. `bound`: when it gives up. */
+  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#bound()): Promise<{ lease: Lease } | Blocked> {
     let nonce = newNonce();
     // Writes of this acquisition whose reply was lost: nonce → the version each
     // was to replace. Any of them may have been applied, or may still be (a
@@ -510,11 +827,16 @@ export class LockTable<N extends string = PlatformLockName> {
     // unreadable (ECORRUPT) for every process once written.
     const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n), this.#strictCatalogue)]));
     const typeOf = (n: string) => types.get(n)!;
-    const leaseFrom = (held: string, entries: Record<string, Entry>): Lease => {
+    // Before any statement of this attempt: the acquisition time the database records is later
+    // (a one-statement write's estimate of it by at most CLOCK_TOLERANCE_MS earlier).
+    const sent = performance.now();
+    const leaseFrom = (held: string, entries: Record<string, Entry>, fast = false): Lease => {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
-      return this.#issue(lease);
+      const h = this.#newHeld(lease, options.ttlMs);
+      if (options.ttlMs !== undefined) h.localExpiresAt = sent + options.ttlMs - (fast ? CLOCK_TOLERANCE_MS : 0);
+      return lease;
     };
     // One statement first, with whatever else is queued (lib/batch.ts). If it
     // is refused — a name held, or anything else the read-decide-write path
@@ -538,7 +860,7 @@ export class LockTable<N extends string = PlatformLockName> {
         throw err;
       }
       if (fast.kind === 'acquired') {
-        const lease = leaseFrom(nonce, fast.entries);
+        const lease = leaseFrom(nonce, fast.entries, true);
         if (log.acquire.enabled) log.acquire('%s token %d', names.join(','), lease.token);
         return { lease };
       }
@@ -548,7 +870,6 @@ export class LockTable<N extends string = PlatformLockName> {
         nonce = newNonce();
       }
     }
-    type Blocked = { blockers: Array<{ name: string; entry: Entry }>; version: number };
     type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
     let outcome: Blocked | Won;
     try {
@@ -566,8 +887,21 @@ export class LockTable<N extends string = PlatformLockName> {
               return judgeEntry(held, snap.now, here) === 'dead';
             }),
           );
-          const r = T.acquire(doc, { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead });
-          if (!r.ok) return { result: { blockers: r.blockers, version: snap.version } };
+          // Waiters in line whose owner is provably dead leave it in this write.
+          const deadWaiters = new Set<string>();
+          for (const n of names) {
+            for (const i of lineOf(doc, n)) if (i.n !== waiter && judge(fromStoredOwner(i.o), i.e, snap.now, here) === 'dead') deadWaiters.add(i.n);
+          }
+          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, waiter, barge: options.barge, deadWaiters };
+          const r = T.acquire(doc, input);
+          if (!r.ok) {
+            const blocked = { blockers: r.blockers, ahead: r.ahead, version: snap.version };
+            if (waiter === undefined || options.barge) return { result: blocked };
+            const q = T.enqueue(doc, { names, waiter, owner, now: snap.now, ttlMs: this.#options.wait.intentTtlMs, deadWaiters });
+            if (!q.changed) return { result: blocked };
+            const positions = Object.fromEntries(names.map((n) => [n, T.waitersAhead(q.doc, n, waiter, snap.now).length + 1]));
+            return { write: q.doc, result: { ...blocked, version: snap.version + 1, ...(q.added ? { positions } : {}) } };
+          }
           if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
           return { write: r.doc, result: { nonce, entries: r.entries, removed: r.removed } };
         },
@@ -628,7 +962,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // The statement of a batch is bounded by retry.deadlineMs; each member's
     // caller gives up on its own bound (#withinBound) whatever the statement does.
     const bound = this.#bound();
-    const db = boundedDb(this.#db.pool, bound);
+    const db = boundedDb(this.#db, bound);
     // Before the first read there is no estimate of the database's time, and
     // the host's clock is never one: read it first (once per table).
     if (!this.#clock.known) {
@@ -644,7 +978,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#assertOpen();
     let version: number | undefined;
     try {
-      version = await fastWrite(db, this.space, fast.plan);
+      version = await fastWrite(db, this.#table, this.space, fast.plan);
     } catch (err) {
       if (!isTransient(err)) throw toLockError(err, operationOf(members));
       log.retry('one-statement write failed: %s', (err as Error).message);
@@ -670,12 +1004,12 @@ export class LockTable<N extends string = PlatformLockName> {
   async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, bound: Bound): Promise<Outcome[]> {
     const { baseMs, capMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
-    const db = boundedDb(this.#db.pool, bound);
+    const db = boundedDb(this.#db, bound);
     let failure: unknown = Object.assign(new Error('no time left to settle the write'), { code: 'ETIMEDOUT' });
     for (let attempt = 0; !bound.fired(); attempt++) {
       this.#assertOpen();
       try {
-        const snap = await readSpaceLocked(db, this.space);
+        const snap = await readSpaceLocked(db, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
         await bound.sleep(closesAt - snap.now + 1);
@@ -689,23 +1023,27 @@ export class LockTable<N extends string = PlatformLockName> {
     throw toUnresolvedError(failure, operationOf(members));
   }
 
+  /** Removes the locks `match` selects, and the waiters in line it selects (by their owner and expiry) in the same write. */
   async #removeWhere(
     why: 'wiped' | 'owner' | 'reaped',
-    match: (name: string, entry: Entry) => boolean,
+    match: (name: string, held: { o: Entry['o']; e?: number | undefined }) => boolean,
     before?: (snap: Snapshot) => void,
     dropStrays = false,
   ): Promise<Holder[]> {
     const bound = this.#bound();
-    const removed = await this.#gate.run(() =>
+    const { removed, dropped } = await this.#gate.run(() =>
       this.#mutate(why, (doc, snap) => {
         before?.(snap);
         const r = T.removeWhere(doc, match, why, snap.now);
+        const next = T.dropWaiters(r.doc, (intent, name) => match(name, intent));
+        const result = { removed: r.removed, dropped: next !== r.doc };
         // A full write keeps only the owner records its entries refer to.
-        const write = r.removed.length > 0 || (dropStrays && strayOwnerRecords(snap.raw) > 0);
-        return write ? { write: r.doc, result: r.removed } : { result: r.removed };
+        const strays = dropStrays && strayOwnerRecords(snap.raw) > 0;
+        return r.removed.length || result.dropped || strays ? { write: next, result } : { result };
       }, {}, bound),
       this.#expiry(bound, why),
     );
+    if (dropped) this.#wakeWaiters();
     if (removed.length) {
       this.#wakeWaiters();
       this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
@@ -721,9 +1059,15 @@ export class LockTable<N extends string = PlatformLockName> {
    * When a write's reply was lost, `confirm` decides from the re-read document
    * whether it was applied.
    */
-  async #mutate<R>(what: string, step: (doc: LockDocument, snap: Snapshot) => Step<R>, settle: Settle<R>, bound: Bound): Promise<R> {
+  async #mutate<R>(
+    what: string,
+    step: (doc: LockDocument, snap: Snapshot) => Step<R>,
+    settle: Settle<R> = {},
+    within: Bound | number = this.#options.retry.deadlineMs,
+  ): Promise<R> {
+    const bound = typeof within === 'number' ? this.#bound(within) : within;
     const { baseMs, capMs } = this.#options.retry;
-    const db = boundedDb(this.#db.pool, bound);
+    const db = boundedDb(this.#db, bound);
     // A write was sent and its reply lost: until a read settles it, it may have been applied.
     let uncertain = false;
     // The last fault the database itself gave: what a give-up reports, rather
@@ -745,7 +1089,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const next = step(doc, snap);
         if (!next.write) return next.result;
         try {
-          if (await writeIfVersion(db, this.space, snap.version, serializeDocument(next.write))) return next.result;
+          if (await writeIfVersion(db, this.#table, this.space, snap.version, serializeDocument(next.write))) return next.result;
           failure = undefined; // lost the race
         } catch (err) {
           if (isAmbiguous(err)) {
@@ -773,16 +1117,16 @@ export class LockTable<N extends string = PlatformLockName> {
     }
   }
 
-  async #read(db: Queryable): Promise<Snapshot> {
+  async #read(db: Conn): Promise<Snapshot> {
     this.#assertOpen();
     let snap = await this.#clock.track(() =>
-      readSpace(db, this.space).catch((err) => {
+      readSpace(db, this.#table, this.space).catch((err) => {
         throw isTransient(err) ? err : toLockError(err, 'read');
       }),
     );
     if (!snap) {
-      await createSpace(db, this.space, serializeDocument(emptyDocument()));
-      snap = await this.#clock.track(() => readSpace(db, this.space));
+      await createSpace(db, this.#table, this.space, serializeDocument(emptyDocument()));
+      snap = await this.#clock.track(() => readSpace(db, this.#table, this.space));
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
     return snap;
@@ -793,7 +1137,13 @@ export class LockTable<N extends string = PlatformLockName> {
   // (lib/watch.ts); a waiter wakes when one of its blockers is gone, when a
   // blocker is judged dead from here, or when a blocker's lease has expired by
   // the database clock.
-  #sleepUntilChange(version: number, blockers: Waiter['blockers'], timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
+  #sleepUntilChange(
+    version: number,
+    blockers: Waiter['blockers'],
+    timeoutMs: number | undefined,
+    signal?: AbortSignal,
+    ahead: Waiter['ahead'] = [],
+  ): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let unwatch: (() => void) | undefined;
@@ -805,7 +1155,10 @@ export class LockTable<N extends string = PlatformLockName> {
         else resolve(value);
       };
       const onAbort = () => done(new AbortError(signal!.reason));
-      const waiter: Waiter = { version, blockers, wake: () => done(this.#closed ? new ClosedError() : true) };
+      const waiter: Waiter = { version, blockers, ahead, wake: () => done(this.#closed || this.#closing ? new ClosedError() : true) };
+      if (this.#closing) return waiter.wake();
+      // Aborted while the last attempt was in flight: the 'abort' event has already fired.
+      if (signal?.aborted) return onAbort();
       if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
       if (signal?.aborted) return onAbort();
       if (signal) unwatch = watchAbort(signal, onAbort);
@@ -830,7 +1183,7 @@ export class LockTable<N extends string = PlatformLockName> {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
           const bound = this.#bound();
-          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(boundedDb(this.#db.pool, bound), this.space, since, holds)), this.#expiry(bound, 'poll'));
+          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(boundedDb(this.#db, bound), this.#table, this.space, since, holds)), this.#expiry(bound, 'poll'));
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;
@@ -842,7 +1195,9 @@ export class LockTable<N extends string = PlatformLockName> {
         const now = this.#clock.now() ?? Number.NEGATIVE_INFINITY;
         let woke = 0;
         for (const w of [...this.#waiters]) {
-          const holderGone = w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead');
+          const holderGone =
+            w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
+            (w.ahead ?? []).some((a) => judge(fromStoredOwner(a.intent.o), a.intent.e, now, here) === 'dead');
           // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
           if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake();
@@ -916,13 +1271,80 @@ export class LockTable<N extends string = PlatformLockName> {
     });
   }
 
+  // Fair waiting: a wait() in line keeps its intent alive (one write renews
+  // every waiter of this table, every third of the intent's lifetime), and
+  // leaves the line when it ends.
+  #inLine(id: string, names: readonly string[], positions: Record<string, number>): void {
+    const q = this.#queued.get(id);
+    if (!q) return;
+    if (q.inLine) this.#event('dequeued', { space: this.space, names, waiter: id, reason: 'dropped', waitedMs: performance.now() - q.since });
+    q.inLine = true;
+    q.since = performance.now();
+    this.#event('queued', { space: this.space, names, waiter: id, owner: this.owner, positions });
+    this.#scheduleRenewal();
+  }
+
+  async #leaveLine(id: string, reason: DequeuedReason): Promise<void> {
+    const q = this.#queued.get(id);
+    this.#queued.delete(id);
+    if (!q?.inLine) return;
+    // Acquiring took it out of line in the same write.
+    if (reason !== 'acquired' && !this.#closed) {
+      await this.#dropIntents((i) => i.n === id).catch((err: Error) => log.wait('could not leave the line (the intent expires on its own): %s', err.message));
+    }
+    this.#event('dequeued', { space: this.space, names: q.names, waiter: id, reason, waitedMs: performance.now() - q.since });
+  }
+
+  /** Removes the intents `match` selects; a wake-up for waiters of this table behind them. */
+  async #dropIntents(match: (intent: Intent) => boolean): Promise<void> {
+    const dropped = await this.#gate.run(() =>
+      this.#mutate(
+        'dequeue',
+        (doc) => {
+          const next = T.dropWaiters(doc, match);
+          return next === doc ? { result: false } : { write: next, result: true };
+        },
+        {},
+        Math.min(2_000, this.#options.retry.deadlineMs),
+      ),
+    );
+    if (dropped) this.#wakeWaiters();
+  }
+
+  #scheduleRenewal(): void {
+    if (this.#intentTimer || this.#closed) return;
+    this.#intentTimer = setTimeout(() => void this.#renewIntents(), Math.max(1, Math.floor(this.#options.wait.intentTtlMs / 3)));
+    this.#intentTimer.unref();
+  }
+
+  async #renewIntents(): Promise<void> {
+    this.#intentTimer = undefined;
+    const ids = new Set([...this.#queued].filter(([, q]) => q.inLine).map(([id]) => id));
+    if (!ids.size || this.#closed) return;
+    try {
+      const ttl = this.#options.wait.intentTtlMs;
+      const missing = await this.#gate.run(() =>
+        this.#mutate('renew', (doc, snap) => {
+          const r = T.renewWaiters(doc, ids, snap.now + ttl);
+          return r.doc === doc ? { result: r.missing } : { write: r.doc, result: r.missing };
+        }),
+      );
+      // Dropped meanwhile (expired while this process could not renew, or
+      // judged dead): the next attempt gets back in line, at the back.
+      if (missing.length) this.#wakeWaiters();
+    } catch (err) {
+      log.wait('renewing intents failed, will retry: %s', (err as Error).message);
+    }
+    this.#scheduleRenewal();
+  }
+
   // Observability: every event goes through #event, so that counters,
   // summaries and channels can never disagree.
   #event<K extends LockEventKind>(kind: K, event: LockEvents[K]): void {
     this.#events.emit(kind, event);
   }
 
-  #observeAcquire<O extends { lease: Lease } | { blockers: Array<{ name: string; entry: Entry }> }>(
+  #observeAcquire<O extends { lease: Lease } | Blocked>(
     op: 'acquire' | 'tryAcquire' | 'wait',
     names: string[],
     started: number,
@@ -935,7 +1357,7 @@ export class LockTable<N extends string = PlatformLockName> {
       if (lease.expiresAt) event.expiresAt = lease.expiresAt;
       this.#event('acquired', event);
     } else if (!contendedBefore) {
-      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)) });
+      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)), waiters: outcome.ahead.map(waitingOf) });
     }
     return outcome;
   }
@@ -944,35 +1366,94 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#event('reaped', { space: this.space, op, locks: removed.map((x) => ({ ...toHolder(x.name, x.entry), reason: x.why })), by: this.owner });
   }
 
-  /** From acquisition to now, in database time (estimated from the last read). */
-  #heldMs(lease: Lease): number {
-    return Math.max(0, (this.#clock.now() ?? lease.acquiredAt.getTime()) - lease.acquiredAt.getTime());
-  }
-
   #wakeWaiters(): void {
     for (const w of [...this.#waiters]) w.wake();
   }
 
-  #issue(lease: Lease): Lease {
+  /** Freezes a lease this table made and ties it to its acquisition; `await using` releases it where the runtime has Symbol.asyncDispose. */
+  #issue(lease: Lease, held: Held): Lease {
+    const dispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
+    if (dispose) Object.defineProperty(lease, dispose, { value: () => this.release(lease) });
     Object.freeze(lease);
-    this.#issued.add(lease);
+    this.#heldBy.set(lease, held);
     return lease;
   }
 
-  #checkLease(lease: Lease): void {
-    if (this.#issued.has(lease)) return;
-    if (!lease || typeof lease !== 'object' || typeof lease.nonce !== 'string' || !Array.isArray(lease.names)) {
-      throw new InvalidOptionError('pass the lease that acquire(), tryAcquire() or wait() returned');
+  /** A new acquisition, from its first lease. */
+  #newHeld(lease: Lease, ttlMs: number | undefined): Held {
+    const held: Held = {
+      nonce: lease.nonce,
+      names: lease.names,
+      token: lease.token,
+      owner: lease.owner,
+      acquiredAt: lease.acquiredAt.getTime(),
+      ttlMs,
+      expiresAt: lease.expiresAt?.getTime(),
+      localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
+      released: false,
+    };
+    this.#held.set(held.nonce, held);
+    this.#issue(lease, held);
+    return held;
+  }
+
+  /**
+   * The acquisition of any lease object: one this table made, or a plain one
+   * (rebuilt from JSON, made by another process) validated here and tied to
+   * the acquisition of its nonce. EINVALIDOPTION for anything else.
+   */
+  #heldOf(lease: Lease): Held {
+    const known = lease && typeof lease === 'object' ? this.#heldBy.get(lease) : undefined;
+    if (known) return known;
+    const parsed = parseLease(lease);
+    if (parsed.space !== this.space) {
+      throw new InvalidOptionError(`the lease belongs to space '${parsed.space}', not '${this.space}'`);
     }
-    normalizeNames(lease.names);
-    if (lease.space !== this.space) {
-      throw new InvalidOptionError(`the lease belongs to space '${String(lease.space)}', not '${this.space}'`);
+    let held = this.#held.get(parsed.nonce);
+    if (held && (held.names.length !== parsed.names.length || held.names.some((n, i) => n !== parsed.names[i]))) {
+      // Some of an acquisition's names (a lease narrowed by hand): released on their own, it leaves the acquisition as it is.
+      return { ...held, names: parsed.names, keeper: undefined, released: false };
     }
+    // A lease from elsewhere does not say how long its renewals should make it: keepAlive() asks.
+    if (!held) held = this.#newHeld(parsed, undefined);
+    else this.#issue(parsed, held);
+    if (typeof lease === 'object' && lease !== null) this.#heldBy.set(lease, held);
+    return held;
+  }
+
+  /** A lease object of `held`, from `lease` (which may be a plain one). */
+  #leaseOf(held: Held, lease: Lease): Lease {
+    if (this.#heldBy.get(lease) === held && lease.acquiredAt instanceof Date) return lease;
+    return parseLease(lease);
+  }
+
+  /** Released (or given up on for good): no longer this table's. */
+  #settled(held: Held): void {
+    held.released = true;
+    this.#held.delete(held.nonce);
+  }
+
+  /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
+  #localTime(dbMs: number | undefined): number | undefined {
+    return dbMs === undefined ? undefined : performance.now() + (dbMs - (this.#clock.now() ?? dbMs));
+  }
+
+  /** resolveCall(), with the table's default lease length. */
+  #resolveCall(names: unknown, options: unknown): { names: string[]; options: WaitOptions } {
+    const call = resolveCall(names, options);
+    if (call.options.ttlMs === undefined && this.#options.ttlMs !== undefined) call.options = { ...call.options, ttlMs: this.#options.ttlMs };
+    return call;
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError();
   }
+}
+
+type DequeuedReason = LockEvents['dequeued']['reason'];
+
+function waitingOf(a: T.Ahead): Waiting {
+  return toWaiting(a.name, a.intent, a.position);
 }
 
 /** An entry as list() and releaseName() show it: the holder, its liveness judged from here, and its age (database time). */
@@ -1022,4 +1503,46 @@ function isBoundCut(err: unknown): boolean {
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */
 function isGiveUp(err: unknown): boolean {
   return err instanceof LockError && (err.code === 'EDATABASE' || err.code === 'ECONTENDED');
+}
+
+
+function isPid(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_PID;
+}
+
+/**
+ * Whether a stored owner belongs to the process tree started as `pid`: it is
+ * that process, or recorded it among its ancestors; with `startTime`, only
+ * the process of that pid that started then (a reused pid does not match).
+ */
+export function ownedByTree(o: StoredOwner, pid: number, startTime: number | undefined): boolean {
+  const same = (p: number, s: number) => p === pid && (startTime === undefined || s === 0 || s === startTime);
+  return same(o.p, o.s) || (o.a?.some(([p, s]) => same(p, s)) ?? false);
+}
+
+function notHeld(missing: T.ReleaseOutcome['missing']): NotHeldError {
+  const heldBy = missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : []));
+  return new NotHeldError(missing.map((m) => m.name), missing[0]!.reason, heldBy);
+}
+
+/** The public face of a Keeper: its signal, and stop(); `await using` stops it where the runtime has Symbol.asyncDispose. */
+function keepAliveOf(keeper: Keeper): KeepAlive {
+  const handle: KeepAlive = { signal: keeper.signal, stop: () => keeper.stop() };
+  const dispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
+  if (dispose) Object.defineProperty(handle, dispose, { value: () => keeper.stop() });
+  return Object.freeze(handle);
+}
+
+/**
+ * The work failed, and so did the release after it: the work's error stays
+ * what the caller gets, with the release's failure attached as `releaseError`.
+ * A thrown value that cannot carry it (a primitive, a frozen object) comes
+ * with it in an AggregateError instead.
+ */
+function withReleaseError(workError: unknown, releaseError: unknown): unknown {
+  if (workError !== null && (typeof workError === 'object' || typeof workError === 'function') && Object.isExtensible(workError) && !Object.hasOwn(workError, 'releaseError')) {
+    Object.defineProperty(workError, 'releaseError', { value: releaseError, configurable: true, writable: true, enumerable: false });
+    return workError;
+  }
+  return new AggregateError([workError, releaseError], `the work failed, and so did releasing its lock: ${String((releaseError as Error)?.message ?? releaseError)}`);
 }

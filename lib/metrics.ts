@@ -31,6 +31,10 @@ export interface LockCounters {
   reaped: number;
   /** Leases whose release or extend found them gone, at least in part. */
   lost: number;
+  /** Waiters this table put in line (once per wait() call that had to queue). */
+  queued: number;
+  /** Waiters of this table that left the line: acquired, timed out, aborted, closed, or dropped. */
+  dequeued: number;
 }
 
 /** What metrics() returns: a copy, safe to keep. */
@@ -100,5 +104,5 @@ export function quantile(sorted: readonly number[], q: number): number {
 }
 
 export function emptyCounters(): LockCounters {
-  return { acquired: 0, released: 0, contended: 0, retried: 0, reaped: 0, lost: 0 };
+  return { acquired: 0, released: 0, contended: 0, retried: 0, reaped: 0, lost: 0, queued: 0, dequeued: 0 };
 }

@@ -14,6 +14,7 @@ const DEFAULT_IN_FLIGHT = 2;
 const schema = z
   .object({
     db: z.unknown(),
+    table: z.string().default('locks'),
     space: z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a space is 1-128 characters of A-Z a-z 0-9 _ . -')
@@ -42,6 +43,12 @@ const schema = z
      * only to compare: every operation then reads, decides here, and writes.
      */
     fastPath: z.boolean().default(true),
+    /**
+     * Lease length for acquisitions that give none, ms (database time). For
+     * workers whose death cannot be judged from where others run (another
+     * host or pid namespace): using() renews it while the work runs.
+     */
+    ttlMs: z.number().int().min(1).max(365 * 24 * 3_600_000).optional(),
     retry: z
       .object({
         baseMs: msSchema(10_000).default(2),
@@ -56,9 +63,16 @@ const schema = z
         /** First and last interval of the version poll of wait(). */
         pollMinMs: msSchema(10_000).default(5),
         pollMaxMs: msSchema(60_000).default(50),
+        /**
+         * How long a waiter's place in line lasts unless renewed; a waiter
+         * renews it every third of that while it waits. A waiter whose
+         * process is gone on this host is dropped at once; elsewhere (or a
+         * stuck one) when this runs out.
+         */
+        intentTtlMs: z.number().int().min(100).max(600_000).default(10_000),
       })
       .strict()
-      .default({ pollMinMs: 5, pollMaxMs: 50 }),
+      .default({ pollMinMs: 5, pollMaxMs: 50, intentTtlMs: 10_000 }),
   })
   .strict();
 
@@ -94,6 +108,12 @@ export function resolveOptions(input: unknown): ResolvedOptions {
 export interface AcquireOptions {
   /** Lease length: the lock expires this long after acquisition (database time) unless extended. */
   ttlMs?: number;
+  /**
+   * Take names no one holds even when waiters are in line for them (and, for
+   * wait(), wait without getting in line). Default false: a name with a live
+   * waiter in line is not free for a later acquisition.
+   */
+  barge?: boolean;
 }
 
 export interface WaitOptions extends AcquireOptions {
@@ -108,6 +128,7 @@ export const MAX_TTL_MS = 365 * 24 * 3_600_000;
 const acquireSchema = z
   .object({
     ttlMs: z.number().int().min(1).max(MAX_TTL_MS).optional(),
+    barge: z.boolean().optional(),
     signal: z.instanceof(AbortSignal).optional(),
     timeoutMs: z.number().int().nonnegative().max(2_147_483_647).optional(),
   })
@@ -118,7 +139,7 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
   const list = normalizeNames(names);
   if (options === undefined) return { names: list, options: {} }; // the hot path: nothing to validate
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidOptionError(`the options of acquire, tryAcquire and wait are an object { ttlMs?, signal?, timeoutMs? }, got ${describeValue(options)}`);
+    throw new InvalidOptionError(`the options of acquire, tryAcquire and wait are an object { ttlMs?, barge?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   }
   const parsed = acquireSchema.safeParse(options);
   if (!parsed.success) throw optionError(options, parsed.error.issues[0]!, CALL_FIELDS);
@@ -132,7 +153,7 @@ export function resolveCall(names: unknown, options: unknown): { names: string[]
  */
 export function splitUsingOptions(options: unknown): { wait: boolean; rest: WaitOptions } {
   if (options === undefined || options === null) return { wait: false, rest: {} };
-  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, signal?, timeoutMs? }, got ${describeValue(options)}`);
+  if (typeof options !== 'object' || Array.isArray(options)) throw new InvalidOptionError(`the options of using are an object { wait?, ttlMs?, barge?, signal?, timeoutMs? }, got ${describeValue(options)}`);
   const { wait, ...rest } = options as { wait?: unknown };
   if (wait !== undefined && typeof wait !== 'boolean') throw new InvalidOptionError(`wait must be true or false, got ${describeValue(wait)}`);
   return { wait: wait === true, rest: rest as WaitOptions };
@@ -153,17 +174,20 @@ const TABLE_FIELDS: Record<string, Field> = {
   poolSize: { whole: 'connections', min: 1, max: 64 },
   maxInFlight: { whole: 'statements', min: 1, max: 64 },
   fastPath: { text: 'true or false' },
+  ttlMs: ms(1, 365 * 24 * 3_600_000, 'a year'),
   retry: { text: 'an object { baseMs?, capMs?, deadlineMs? }' },
   'retry.baseMs': ms(0, 10_000),
   'retry.capMs': ms(0, 60_000),
   'retry.deadlineMs': ms(0, 3_600_000, 'an hour'),
-  wait: { text: 'an object { pollMinMs?, pollMaxMs? }' },
+  wait: { text: 'an object { pollMinMs?, pollMaxMs?, intentTtlMs? }' },
   'wait.pollMinMs': ms(0, 10_000),
   'wait.pollMaxMs': ms(0, 60_000),
+  'wait.intentTtlMs': ms(100, 600_000, 'ten minutes'),
 };
 
 const CALL_FIELDS: Record<string, Field> = {
   ttlMs: ms(1, MAX_TTL_MS, 'a year'),
+  barge: { text: 'true or false' },
   signal: { text: 'an AbortSignal' },
   timeoutMs: ms(0, 2_147_483_647),
 };

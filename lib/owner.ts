@@ -23,12 +23,28 @@ export interface Owner {
    * (format 2 has no field for it, so owners read from the document have none).
    */
   machineId?: string;
+  /**
+   * The processes above this one when it started, nearest first (its parent,
+   * then the parent's parent…; at most MAX_ANCESTORS, never pid 1), each with
+   * its start time: releaseByOwner({ pid }) finds a task's locks by the pid it
+   * was spawned as, when the locks are held by a process sudo, runuser or a
+   * shell started under it. Absent in records written before it existed.
+   */
+  ancestors?: ReadonlyArray<{ readonly pid: number; readonly startTime: number }>;
 }
+
+/** 2^22 is Linux's largest possible pid (PID_MAX_LIMIT): anything above is not a process. */
+export const MAX_PID = 4_194_304;
+
+/** How many ancestors an owner records: enough for sudo/runuser plus a shell. */
+export const MAX_ANCESTORS = 4;
 
 /** What /proc says about a pid: undefined when there is no such process. */
 export interface ProcInfo {
   startTime: number | undefined;
   zombie: boolean;
+  /** The parent's pid, where /proc says. */
+  ppid?: number;
 }
 
 /** How this process sees the machine: what liveness decisions compare against. */
@@ -72,7 +88,10 @@ export function parseStat(stat: string): ProcInfo | undefined {
   const fields = stat.slice(close + 2).split(' '); // fields[0] is field 3 (state)
   const state = fields[0];
   const start = Number(fields[19]); // field 22
-  return { startTime: Number.isFinite(start) ? start : undefined, zombie: state === 'Z' || state === 'X' };
+  const ppid = Number(fields[1]); // field 4
+  const info: ProcInfo = { startTime: Number.isFinite(start) ? start : undefined, zombie: state === 'Z' || state === 'X' };
+  if (Number.isSafeInteger(ppid) && ppid >= 0) info.ppid = ppid;
+  return info;
 }
 
 /** The system calls probePid makes, given for tests. */
@@ -138,5 +157,24 @@ export function currentOwner(extra: { taskId?: string | undefined } = {}): Owner
     user: userName(),
   };
   if (extra.taskId !== undefined) owner.taskId = extra.taskId;
+  const ancestors = ancestorsOf(process.pid, here.probe);
+  if (ancestors.length) owner.ancestors = ancestors;
   return Object.freeze(owner);
+}
+
+/**
+ * The chain of processes above `pid`, nearest first, as /proc shows it now:
+ * up to MAX_ANCESTORS, stopping before pid 1 (init adopts orphans: it is no
+ * task's parent) and where a start time is unknown (no /proc, hidepid).
+ */
+export function ancestorsOf(pid: number, probe: (pid: number) => ProcInfo | undefined): Array<{ pid: number; startTime: number }> {
+  const chain: Array<{ pid: number; startTime: number }> = [];
+  let ppid = probe(pid)?.ppid;
+  while (chain.length < MAX_ANCESTORS && ppid !== undefined && ppid > 1) {
+    const info = probe(ppid);
+    if (info?.startTime === undefined) break;
+    chain.push(Object.freeze({ pid: ppid, startTime: info.startTime }));
+    ppid = info.ppid;
+  }
+  return Object.freeze(chain) as Array<{ pid: number; startTime: number }>;
 }

@@ -1,11 +1,13 @@
 // Every SQL statement locktable runs against the lock table, one function
-// each, taking its connection as an argument. Names never reach SQL text:
-// they travel inside the JSON document or as JSON paths, as bound values.
+// each, taking its connection and the table (validated and quoted by
+// lib/db.ts quoteTable, the one identifier that reaches SQL text) as
+// arguments. Names never reach SQL text: they travel inside the JSON document
+// or as JSON paths, as bound values.
 //
 // Every write also stores `dataCrc = CRC32(dataJson)` (migration 002). MySQL
 // and MariaDB evaluate single-table UPDATE assignments left to right, so the
 // checksum is of the text just written (test/integration/server-facts pins it).
-import type { Queryable } from './db.js';
+import { rowsWith, type Conn } from './db.js';
 
 /**
  * Database time when the statement started, in ms since the epoch (UTC).
@@ -42,36 +44,36 @@ export interface Snapshot {
 }
 
 /** Reads the row of a space with the database's clock; undefined when the row does not exist. */
-export async function readSpace(db: Queryable, space: string): Promise<Snapshot | undefined> {
+export async function readSpace(db: Conn, table: string, space: string): Promise<Snapshot | undefined> {
   const [rows] = await db.query(
-    `SELECT version, CAST(dataJson AS CHAR) AS raw, ${DB_NOW_MS} AS now FROM locks WHERE id = ?`,
+    `SELECT version, CAST(dataJson AS CHAR) AS raw, ${DB_NOW_MS} AS now FROM ${table} WHERE id = ?`,
     [space],
   );
   return toSnapshot(rows);
 }
 
 function toSnapshot(rows: unknown): Snapshot | undefined {
-  const row = (rows as Array<{ version: unknown; raw: unknown; now: unknown }>)[0];
+  const row = rowsWith<{ version: unknown; raw: unknown; now: unknown }>(rows, ['version', 'raw', 'now'])[0];
   if (!row) return undefined;
   return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
 }
 
 /** The database's time alone (DB_NOW_MS): anchors the clock estimate of a table that has not read yet. */
-export async function readNow(db: Queryable): Promise<{ now: number }> {
+export async function readNow(db: Conn): Promise<{ now: number }> {
   const [rows] = await db.query(`SELECT ${DB_NOW_MS} AS now`);
   return { now: Number((rows as Array<{ now: unknown }>)[0]!.now) };
 }
 
 /** Creates the row of a space if it is missing. Returns whether it created it. */
-export async function createSpace(db: Queryable, space: string, raw: string): Promise<boolean> {
+export async function createSpace(db: Conn, table: string, space: string, raw: string): Promise<boolean> {
   // CRC32(dataJson) refers to the value just given in this row: the stored text.
-  const [res] = await db.query('INSERT IGNORE INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [space, raw]);
+  const [res] = await db.query(`INSERT IGNORE INTO ${table} (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))`, [space, raw]);
   return (res as { affectedRows: number }).affectedRows === 1;
 }
 
 /** Compare-and-swap: writes `raw` as version `expected + 1` only if the row is still at `expected`. */
-export async function writeIfVersion(db: Queryable, space: string, expected: number, raw: string): Promise<boolean> {
-  const [res] = await db.query('UPDATE locks SET version = ?, dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = ? AND version = ?', [
+export async function writeIfVersion(db: Conn, table: string, space: string, expected: number, raw: string): Promise<boolean> {
+  const [res] = await db.query(`UPDATE ${table} SET version = ?, dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = ? AND version = ?`, [
     expected + 1,
     raw,
     space,
@@ -90,7 +92,7 @@ export interface FastPlan {
   holds?: string;
   /** The acquiring owner's record, `$.o."key"` and its JSON text. */
   owner?: { path: string; json: string };
-  /** Entries to add, at paths that must not exist yet; `f` in `json` is replaced by `version - back` (the new version minus back). */
+  /** Entries to add, at paths (`$.l."name"`) that must not exist yet, nor the name's `$.s` and `$.q` paths; `f` in `json` is replaced by `version - back` (the new version minus back). */
   sets: Array<{ path: string; json: string; back: number }>;
   /**
    * The database time as estimated here (written into new entries): the
@@ -108,15 +110,15 @@ export interface FastPlan {
  * Returns the new version (the reply's insertId, set by LAST_INSERT_ID), or
  * undefined when a guard failed and nothing was written.
  */
-export async function fastWrite(db: Queryable, space: string, plan: FastPlan): Promise<number | undefined> {
-  const { sql, values, prepared } = fastStatement(space, plan);
+export async function fastWrite(db: Conn, table: string, space: string, plan: FastPlan): Promise<number | undefined> {
+  const { sql, values, prepared } = fastStatement(table, space, plan);
   const [res] = prepared && db.execute ? await db.execute(sql, values) : await db.query(sql, values);
   const r = res as { affectedRows: number; insertId: number };
   return r.affectedRows === 1 ? Number(r.insertId) : undefined;
 }
 
 /** The statement fastWrite sends for `plan`, and whether it goes as a prepared statement. Pure. */
-export function fastStatement(space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
+export function fastStatement(table: string, space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
   const values: Array<string | number> = [plan.bump];
   let doc = 'dataJson';
   if (plan.removes.length) {
@@ -138,8 +140,9 @@ export function fastStatement(space: string, plan: FastPlan): { sql: string; val
   let where = 'id = ? AND dataCrc = CRC32(dataJson)';
   values.push(space);
   if (plan.sets.length) {
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(plan.sets.length)})`;
-    for (const s of plan.sets) values.push(s.path);
+    // Format 3: nor held by several holders (`$.s`), nor anyone in line for it (`$.q`).
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?, ?, ?'.repeat(plan.sets.length)})`;
+    for (const s of plan.sets) values.push(s.path, `$.s${s.path.slice(3)}`, `$.q${s.path.slice(3)}`);
   }
   if (plan.holds !== undefined) {
     where += ' AND JSON_CONTAINS(dataJson, ?)';
@@ -151,7 +154,7 @@ export function fastStatement(space: string, plan: FastPlan): { sql: string; val
   // (server-facts pins this). In UTC ms, exact across time-zone changes (SYSDATE_MS).
   where += ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?`;
   values.push(plan.at.ms, plan.at.toleranceMs);
-  const sql = `UPDATE locks SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
+  const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
   return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES };
 }
 
@@ -176,9 +179,9 @@ export const PREPARED_MAX_ENTRIES = 2;
  * it later still, so once `now` is past a write's tolerance, that write can no
  * longer apply.
  */
-export async function readSpaceLocked(db: Queryable, space: string): Promise<Snapshot | undefined> {
+export async function readSpaceLocked(db: Conn, table: string, space: string): Promise<Snapshot | undefined> {
   const [rows] = await db.query(
-    `SELECT version, CAST(dataJson AS CHAR) AS raw, ${DB_NOW_MS} AS now FROM locks WHERE id = ? FOR UPDATE`,
+    `SELECT version, CAST(dataJson AS CHAR) AS raw, ${DB_NOW_MS} AS now FROM ${table} WHERE id = ? FOR UPDATE`,
     [space],
   );
   return toSnapshot(rows);
@@ -191,29 +194,30 @@ export async function readSpaceLocked(db: Queryable, space: string): Promise<Sna
  * checked.
  */
 export async function readVersion(
-  db: Queryable,
+  db: Conn,
+  table: string,
   space: string,
   since: number,
   holds: string,
 ): Promise<{ version: number; now: number; same: boolean | null } | undefined> {
   const [rows] = await db.query(
-    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM locks WHERE id = ?`,
+    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM ${table} WHERE id = ?`,
     [since, holds, space],
   );
-  const row = (rows as Array<{ version: unknown; now: unknown; same: unknown }>)[0];
+  const row = rowsWith<{ version: unknown; now: unknown; same: unknown }>(rows, ['version', 'now', 'same'])[0];
   return row ? { version: Number(row.version), now: Number(row.now), same: row.same === null ? null : Number(row.same) === 1 } : undefined;
 }
 
 /**
- * Drops an owner record no entry refers to any more (the one-statement release
+ * Drops an owner record no entry, shared holder or waiter refers to any more (the one-statement release
  * leaves it behind). Does not move the version: the locks are unchanged, and a
  * full write based on the previous text drops the record all the same.
  * Returns whether it removed it.
  */
-export async function dropOwnerRecord(db: Queryable, space: string, path: string, key: string): Promise<boolean> {
+export async function dropOwnerRecord(db: Conn, table: string, space: string, path: string, key: string): Promise<boolean> {
   const [res] = await db.query(
-    `UPDATE locks SET dataJson = JSON_REMOVE(dataJson, ?), dataCrc = CRC32(dataJson)
-     WHERE id = ? AND dataCrc = CRC32(dataJson) AND JSON_CONTAINS_PATH(dataJson, 'one', ?) AND JSON_SEARCH(dataJson, 'one', ?, NULL, '$.l.*.o') IS NULL`,
+    `UPDATE ${table} SET dataJson = JSON_REMOVE(dataJson, ?), dataCrc = CRC32(dataJson)
+     WHERE id = ? AND dataCrc = CRC32(dataJson) AND JSON_CONTAINS_PATH(dataJson, 'one', ?) AND JSON_SEARCH(dataJson, 'one', ?, NULL, '$.l.*.o', '$.s.*.h[*].o', '$.q.*[*].o') IS NULL`,
     [path, space, path, key],
   );
   return (res as { affectedRows: number }).affectedRows === 1;

@@ -7,19 +7,30 @@
 // a herd of attempts that all fail. So when the version moved, the same poll
 // asks the server whether every blocker still carries the nonce the waiter saw
 // (JSON_CONTAINS, one parse of the document; none while the version stands).
-import { nonceCandidate, type Entry } from './document.js';
+import { nonceCandidate, type Entry, type Intent } from './document.js';
 
 export interface Watched {
   /** The version the waiter saw its blockers at. */
   version: number;
-  blockers: Array<{ name: string; entry: Entry }>;
+  /** Holders in the way; `shared` when the holder is one of several of its name (format 3 `s`). */
+  blockers: Array<{ name: string; entry: Entry; shared?: boolean }>;
+  /** Waiters in line in front of it. */
+  ahead?: Array<{ name: string; intent: Intent }>;
 }
 
-/** `{"l":{name:{"n":nonce}}}` for every blocker of every waiter: JSON_CONTAINS of it holds while none of them changed. */
+/**
+ * `{"l":{name:{"n":nonce}},"q":…,"s":…}` for every blocker and every waiter in
+ * front of every waiter: JSON_CONTAINS of it holds while none of them changed.
+ */
 export function watchCandidate(waiters: Iterable<Watched>): string {
   const pairs: Array<[string, string]> = [];
-  for (const w of waiters) for (const b of w.blockers) pairs.push([b.name, b.entry.n]);
-  return nonceCandidate(pairs);
+  const shares: Array<[string, string]> = [];
+  const intents: Array<[string, string]> = [];
+  for (const w of waiters) {
+    for (const b of w.blockers) (b.shared ? shares : pairs).push([b.name, b.entry.n]);
+    for (const a of w.ahead ?? []) intents.push([a.name, a.intent.n]);
+  }
+  return nonceCandidate(pairs, intents, shares);
 }
 
 /**

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidOptionError } from '../errors.js';
 import { assertName } from '../names.js';
+import { MAX_PID } from '../owner.js';
 import { closest } from '../suggest.js';
 
 /** Exit codes of the CLI. Documented in --help and the README; scripts rely on them. */
@@ -25,6 +26,8 @@ export class UsageError extends InvalidOptionError {}
 export interface Connection {
   url: string;
   space: string;
+  /** The lock table (validated by lib/db.ts quoteTable when used). */
+  table: string;
 }
 
 export type Command =
@@ -44,6 +47,7 @@ export type CommandName = Exclude<Command['name'], 'help' | 'version'>;
 const OPTIONS = {
   url: { type: 'string' },
   space: { type: 'string' },
+  table: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
   json: { type: 'boolean' },
@@ -57,7 +61,7 @@ const OPTIONS = {
 
 type OptionName = keyof typeof OPTIONS;
 
-const COMMON: OptionName[] = ['url', 'space', 'help'];
+const COMMON: OptionName[] = ['url', 'space', 'table', 'help'];
 
 /** Which options each command takes, beyond --help. */
 export const COMMANDS: Record<CommandName, { options: OptionName[]; positionals: string[]; summary: string }> = {
@@ -70,7 +74,7 @@ export const COMMANDS: Record<CommandName, { options: OptionName[]; positionals:
     summary: 'release every lock of one task (--task) or process (--pid)',
   },
   reap: { options: [...COMMON, 'dry-run', 'json'], positionals: [], summary: 'release every lock whose owner is provably dead' },
-  migrate: { options: [...COMMON], positionals: [], summary: 'create or upgrade the locks table' },
+  migrate: { options: [...COMMON], positionals: [], summary: 'create or upgrade the lock table' },
   doctor: { options: [...COMMON, 'json'], positionals: [], summary: 'check the server, privileges, schema, document and clock; say what to fix' },
   demo: { options: ['url', 'help'], positionals: [], summary: 'a platform server with task workers, a crash and its cleanup' },
 };
@@ -120,7 +124,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     if (url !== undefined) checkUrl(url, false);
     return { name: 'demo', url };
   }
-  const conn = connection(values.url ?? env.MYSQL_URL, values.space);
+  const conn = connection(values.url ?? env.MYSQL_URL, values.space, values.table);
   const json = values.json === true;
   switch (word) {
     case 'list':
@@ -143,7 +147,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
         if (!values.task) throw new UsageError('release-owner: --task needs a task id');
         return { name: 'release-owner', conn, match: { taskId: values.task }, json };
       }
-      const pid = integer('--pid', values.pid!, 1, MAX_PID);
+      const pid = integer('--pid', values.pid!, 1, MAX_PID); // the API's bound: Linux's largest pid
       return { name: 'release-owner', conn, match: values.host === undefined ? { pid } : { pid, host: values.host }, json };
     }
     case 'reap':
@@ -155,8 +159,8 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   }
 }
 
-/** Linux's largest possible pid (PID_MAX_LIMIT, 2^22); releaseByOwner() accepts the same range. */
-export const MAX_PID = 4_194_304;
+/** Linux's largest possible pid (PID_MAX_LIMIT, 2^22); releaseByOwner() accepts the same range (one constant, in owner.ts). */
+export { MAX_PID };
 
 function unknownCommand(word: string): UsageError {
   const guess = closest(word, [...Object.keys(COMMANDS), 'help']);
@@ -167,14 +171,16 @@ function isCommand(word: string): word is CommandName {
   return Object.hasOwn(COMMANDS, word);
 }
 
-function connection(url: string | undefined, space: string | undefined): Connection {
+function connection(url: string | undefined, space: string | undefined, table: string | undefined): Connection {
   if (url === undefined || url === '') {
     throw new UsageError('no database: set MYSQL_URL or pass --url mysql://user:password@host:port/database');
   }
   checkUrl(url, true);
   const s = space ?? 'platform';
   if (!/^[A-Za-z0-9_.-]{1,128}$/.test(s)) throw new UsageError(`--space '${s}': a space is 1-128 characters of A-Z a-z 0-9 _ . -`);
-  return { url, space: s };
+  const t = table ?? 'locks';
+  if (!/^[A-Za-z0-9_]{1,64}$/.test(t) || /^\d+$/.test(t)) throw new UsageError(`--table '${t}': a table name is 1-64 characters of A-Z a-z 0-9 _, not only digits`);
+  return { url, space: s, table: t };
 }
 
 function checkUrl(url: string, needDatabase: boolean): void {

@@ -1,7 +1,7 @@
 // Pure text formatting for the CLI and the demo: tables, durations, owners,
 // and one-line error messages. No clock: times come from the data.
 import { redact } from '../db.js';
-import { LockError, type Holder } from '../errors.js';
+import { LockError, type Holder, type Waiting } from '../errors.js';
 import type { Liveness } from '../liveness.js';
 
 /** A held lock as the table shows it: list() gives every field; removed locks may lack age and liveness. */
@@ -70,10 +70,28 @@ export function formatLocks(rows: readonly Row[]): string {
   return columns(header, body);
 }
 
-/** The table, or a line saying there is nothing. */
-export function formatLockList(space: string, rows: readonly Row[]): string {
-  if (!rows.length) return `no locks held in space '${space}'`;
-  return formatLocks(rows);
+/** A waiter in line as the table shows it (listWaiters() gives every field). */
+export type WaiterRow = Waiting & { names: string[]; liveness: Liveness; ageMs: number };
+
+/** The lines of waiters: one row per name and waiter, in line order; `ALSO` lists the other names the waiter waits for. */
+export function formatWaiters(rows: readonly WaiterRow[]): string {
+  const body = rows.map((w) => [
+    w.name,
+    String(w.position),
+    w.owner.taskId ?? '-',
+    String(w.owner.pid),
+    w.owner.host,
+    formatDuration(w.ageMs),
+    w.names.filter((n) => n !== w.name).join(',') || '-',
+    w.liveness,
+  ]);
+  return columns(['NAME', 'LINE', 'TASK', 'PID', 'HOST', 'WAITING', 'ALSO', 'LIVENESS'], body);
+}
+
+/** The table, or a line saying there is nothing; then who waits, in line order, if anyone does. */
+export function formatLockList(space: string, rows: readonly Row[], waiters: readonly WaiterRow[] = []): string {
+  const locks = rows.length ? formatLocks(rows) : `no locks held in space '${space}'`;
+  return waiters.length ? `${locks}\n\nwaiting, in line order:\n${formatWaiters(waiters)}` : locks;
 }
 
 interface ErrorLike {

@@ -3,7 +3,8 @@ import { COMMANDS, DEFAULT_INTERVAL_MS, EXIT, type CommandName } from './args.js
 
 const CONNECTION = `Connection:
   --url <uri>      mysql://user:password@host:port/database (default: $MYSQL_URL)
-  --space <id>     the lock space, i.e. the row of the locks table (default: platform)`;
+  --space <id>     the lock space, i.e. the row of the lock table (default: platform)
+  --table <name>   the lock table (default: locks)`;
 
 const EXIT_CODES = `Exit codes:
   ${EXIT.OK}  done
@@ -17,9 +18,11 @@ const DETAILS: Record<CommandName, { usage: string; text: string }> = {
     usage: 'locktable list [--json]',
     text: `Shows every held lock: name, type, owner (task id, pid, host, user), age,
 expiry, fencing token and liveness as judged from this host (alive, dead, or
-unknown for another machine or pid namespace). Ages are database time.
+unknown for another machine or pid namespace). Ages are database time. Then,
+if anyone waits, the waiters of each name in line order: place in line, owner,
+how long it has waited, the other names it waits for, and its liveness.
 
-  --json           print list() as a JSON array instead of a table`,
+  --json           print list() (held locks only) as a JSON array instead of a table`,
   },
   watch: {
     usage: 'locktable watch [--interval <ms>]',
@@ -42,7 +45,9 @@ ENOTHELD, reason 'forced'. A name nobody holds is not an error.
 a task exits. It does not check that the owner is dead.
 
   --task <id>      the task id the owner recorded (createLockTable({ owner: { taskId } }))
-  --pid <pid>      a process id; on this host unless --host is given
+  --pid <pid>      a process id (1-4194304): the locks of that process and of the
+                   processes it started (through sudo, runuser or a shell, up
+                   to 4 levels down); on this host unless --host is given
   --host <host>    the host of --pid
   --json           print the released locks as JSON`,
   },
@@ -58,8 +63,9 @@ without an expired lease). Run it on the host where the tasks run.
   },
   migrate: {
     usage: 'locktable migrate',
-    text: `Creates or upgrades the locks table (migrations recorded in
-locktable_migrations). Idempotent; safe from several processes at once.`,
+    text: `Creates or upgrades the lock table (locks, or --table; migrations recorded
+in locktable_migrations). Idempotent; safe from several processes at once.
+Refuses, changing nothing, a table of that name that locktable did not create.`,
   },
   doctor: {
     usage: 'locktable doctor [--json]',

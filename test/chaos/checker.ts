@@ -31,6 +31,8 @@ export interface Evidence {
   stoppedCleanly: Set<number>;
   /** The lock row at the end, as plain SQL read it: name → owner pid and token. */
   finalHeld: Map<string, { pid: number; token: number }>;
+  /** The waiters still in line at the end: the pid of each and its names. */
+  finalWaiting?: Array<{ pid: number; names: string[] }>;
 }
 
 export interface Verdict {
@@ -43,6 +45,8 @@ export interface Verdict {
   leaked: Array<{ name: string; pid: number; token: number }>;
   /** Held at the end by a SIGKILLed worker: expected, its lock waits for a taker or reapDead(). */
   leftByKilled: number;
+  /** Still in line at the end for a process that is not a SIGKILLed worker: a wait that ended without leaving the line. */
+  leakedWaiters: Array<{ pid: number; names: string[] }>;
   /** A live worker told its lock was gone (ENOTHELD): a live owner's lock was removed. */
   lost: Array<{ pid: number; token: number; reason?: string }>;
   /** Sections with neither an exit record nor a death: a worker vanished mid-section unnoticed. */
@@ -105,6 +109,8 @@ export function check(evidence: Evidence): Verdict {
     else leaked.push({ name, pid: h.pid, token: h.token });
   }
 
+  const leakedWaiters = (evidence.finalWaiting ?? []).filter((w) => !(killedAt.has(w.pid) && !stoppedCleanly.has(w.pid)));
+
   const cycles = sections.filter((s) => !s.killed && releasedTokens.has(`${s.pid}/${s.token}`)).length;
-  return { sections: sections.length, cycles, overlaps, tokenRegressions, leaked, leftByKilled, lost, unclosed, acquireErrors, releaseErrors };
+  return { sections: sections.length, cycles, overlaps, tokenRegressions, leaked, leftByKilled, leakedWaiters, lost, unclosed, acquireErrors, releaseErrors };
 }

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { parseDocument } from '../../lib/document.js';
+import { waiters } from '../../lib/transitions.js';
 import { migrate } from '../../lib/index.js';
 import { startPrivateServer } from '../helpers/private-server.js';
 import { prng } from '../helpers/prng.js';
@@ -26,6 +27,12 @@ export interface ChaosOptions {
   holdMaxMs?: number;
   /** Pause between two faults: [min, max] ms. */
   faultEveryMs?: [number, number];
+  /**
+   * Every third worker (the 3rd, 6th, …) works under using() with this lease
+   * length, holding up to holdMaxMs (longer than a renewal period): only its
+   * renewals keep its lease. Default { ttlMs: 4000, holdMaxMs: 3000 }; ttlMs 0: none.
+   */
+  renewing?: { ttlMs: number; holdMaxMs: number };
   log?: (line: string) => void;
 }
 
@@ -33,6 +40,8 @@ export interface ChaosSummary extends Verdict {
   seed: number;
   durationMs: number;
   workersStarted: number;
+  /** Sections of the using() workers held past a renewal period (only a renewal kept them), and how many of those ended by a lost lease. */
+  renewed: { sections: number; lost: number };
   faults: { sigkill: number; connectionKills: number; connectionKillRounds: number; restartGraceful: number; restartCrash: number };
   /** Workers that did not stop within a minute of being asked (then SIGKILLed). */
   hung: number;
@@ -80,11 +89,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     }
   };
 
+  // Every third worker works under using() with a short lease that only its renewals keep alive.
+  const renewing = options.renewing ?? { ttlMs: 4_000, holdMaxMs: 3_000 };
+  const workerMode = (index: number) => (index % 3 === 2 && renewing.ttlMs > 0 ? { ...renewing } : { holdMaxMs: options.holdMaxMs ?? 15 });
+
   const spawnWorker = () => {
     const index = started++;
     const child = spawn(
       process.execPath,
-      [WORKER, JSON.stringify({ url, names, log: path.join(logs, `worker-${index}.log`), seed: seed + index, holdMaxMs: options.holdMaxMs ?? 15 })],
+      [WORKER, JSON.stringify({ url, names, log: path.join(logs, `worker-${index}.log`), seed: seed + index, ...workerMode(index) })],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     const w: Running = {
@@ -167,8 +180,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       }),
     );
     const rows = (await adminQuery(`SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
-    const l = parseDocument('platform', rows[0]!.raw).l; // owners resolved, whatever the stored format
-    const finalHeld = new Map(Object.entries(l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
+    const doc = parseDocument('platform', rows[0]!.raw); // owners resolved, whatever the stored format
+    const finalHeld = new Map(Object.entries(doc.l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
+    const finalWaiting = waiters(doc).map((w) => ({ pid: w.intent.o.p, names: w.names }));
     const records: LogRecord[] = [];
     for (const file of readdirSync(logs)) {
       for (const line of readFileSync(path.join(logs, file), 'utf8').split('\n')) {
@@ -176,8 +190,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         if (line) records.push(...parseLine(line));
       }
     }
-    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld });
-    return { seed, durationMs: options.durationMs, workersStarted: started, faults, hung, crashed, ...verdict };
+    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting });
+    const longExits = records.filter((r) => r.k === 'exit' && ((r as { heldMs?: number }).heldMs ?? 0) > renewing.ttlMs / 3) as Array<{ lost?: boolean }>;
+    const renewed = { sections: longExits.length, lost: longExits.filter((r) => r.lost).length };
+    return { seed, durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
   } finally {
     for (const w of workers) w.child.kill('SIGKILL');
     await Promise.all([...workers].map((w) => w.exited));
@@ -200,16 +216,16 @@ export function describe(s: ChaosSummary): string {
   const count = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   return [
     `seed ${s.seed}, ${Math.round(s.durationMs / 1000)} s, ${s.workersStarted} workers started`,
-    `cycles completed: ${s.cycles} (critical sections: ${s.sections})`,
+    `cycles completed: ${s.cycles} (critical sections: ${s.sections}; under using() held past a renewal: ${s.renewed.sections}, of which lost: ${s.renewed.lost})`,
     `faults: worker SIGKILL ${s.faults.sigkill}; connections KILLed ${s.faults.connectionKills} (in ${s.faults.connectionKillRounds} rounds); ` +
       `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash})`,
     `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
-    `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}`,
+    `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
     `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
   ].join('\n');
 }
 
 /** Whether the run proves what it must: exclusion held, nothing leaked or lost. */
 export function passed(s: ChaosSummary): boolean {
-  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
+  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.leakedWaiters.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
 }

@@ -3,11 +3,16 @@
 // The enter record is written after the lock is granted and before the
 // section; the exit record before release is called. SIGTERM asks it to finish
 // its cycle, close and exit 0. It may be SIGKILLed at any moment.
+//
+// A worker with `ttlMs` does its sections under using() with that lease
+// length, holding longer than a renewal period, so that only renewals keep
+// its lease; when the signal aborts (the lease lost) it ends its section at
+// once, as a task should.
 import { openSync, writeSync } from 'node:fs';
 import { createLockTable, type LockError } from '../../lib/index.js';
 import { prng } from '../helpers/prng.js';
 
-const config = JSON.parse(process.argv[2]!) as { url: string; names: string[]; log: string; seed: number; holdMaxMs: number };
+const config = JSON.parse(process.argv[2]!) as { url: string; names: string[]; log: string; seed: number; holdMaxMs: number; ttlMs?: number };
 const fd = openSync(config.log, 'a'); // O_APPEND: each record lands whole at the end, and survives a SIGKILL once written
 const random = prng(config.seed);
 const now = () => process.hrtime.bigint().toString();
@@ -16,10 +21,51 @@ const locks = createLockTable({ db: config.url, owner: { taskId: `chaos-${proces
 const stop = new AbortController();
 process.on('SIGTERM', () => stop.abort());
 
+/** One section under using(): renewed while it runs, ended at once when the lease is lost. */
+async function usingCycle(names: string[], ttlMs: number): Promise<void> {
+  let token = 0;
+  try {
+    await locks.using(
+      names as never,
+      async (lease, signal) => {
+        token = lease.token;
+        const entered = performance.now();
+        for (const name of names) record({ k: 'enter', name, token });
+        let exited = false;
+        const exit = () => {
+          if (exited) return;
+          exited = true;
+          const heldMs = Math.round(performance.now() - entered);
+          for (const name of names) record({ k: 'exit', name, token, heldMs, lost: signal.aborted });
+        };
+        // The exit record is written in the abort listener itself: the moment the work learns of the loss.
+        signal.addEventListener('abort', exit, { once: true });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, random.int(0, config.holdMaxMs));
+          signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+        });
+        exit();
+      },
+      { wait: true, timeoutMs: 30_000, signal: stop.signal, ttlMs },
+    );
+    record({ k: 'released', token });
+  } catch (err) {
+    const e = err as LockError & { reason?: string };
+    const code = e.code ?? 'UNKNOWN';
+    if (!token) {
+      if (code !== 'EABORTED') record({ k: 'acquire-error', code, message: e.message });
+    } else record({ k: 'release-error', token, code, reason: e.reason, message: e.message });
+  }
+}
+
 async function main(): Promise<void> {
   while (!stop.signal.aborted) {
     const first = random.pick(config.names);
     const names = random.chance(0.2) ? [...new Set([first, random.pick(config.names)])] : [first];
+    if (config.ttlMs !== undefined) {
+      await usingCycle(names, config.ttlMs);
+      continue;
+    }
     let lease;
     try {
       lease = await locks.wait(names as never, { timeoutMs: 30_000, signal: stop.signal });

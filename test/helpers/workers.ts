@@ -13,6 +13,7 @@ export interface Reply {
   nonce?: string;
   removed?: string[];
   applied?: string[];
+  lease?: string;
 }
 
 export class Worker {
@@ -31,19 +32,22 @@ export class Worker {
 
   /**
    * Starts a worker. `asUser` runs it as another uid (via setpriv), the way a
-   * platform server spawns its tasks through sudo. `hostname` runs it in a UTS
-   * namespace of its own under that hostname (unshare --uts, root only): same
-   * machine, boot and pids, another name.
+   * platform server spawns its tasks through sudo. `runuser` runs it as that
+   * user (by name) through runuser, which forks twice: the worker is then a
+   * grandchild of `child`, as with sudo. `hostname` runs it in a UTS namespace
+   * of its own under that hostname (unshare --uts, root only): same machine,
+   * boot and pids, another name.
    */
-  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number; hostname?: string } = {}): Promise<Worker> {
+  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number; runuser?: string; hostname?: string } = {}): Promise<Worker> {
     const args = [WORKER, JSON.stringify(config)];
+    const stdio: ['pipe', 'pipe', 'pipe'] = ['pipe', 'pipe', 'pipe'];
     const child = options.hostname !== undefined
-      ? spawn('unshare', ['--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', options.hostname, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+      ? spawn('unshare', ['--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', options.hostname, process.execPath, ...args], { stdio })
+      : options.runuser !== undefined
+      ? spawn('runuser', ['-u', options.runuser, '--', process.execPath, ...args], { stdio })
       : options.asUser === undefined
-      ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] })
-      : spawn('setpriv', [`--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', process.execPath, ...args], {
-          stdio: ['pipe', 'pipe', 'pipe'],
-        });
+        ? spawn(process.execPath, args, { stdio })
+        : spawn('setpriv', [`--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', process.execPath, ...args], { stdio });
     let stderr = '';
     child.stderr!.on('data', (d) => (stderr += d));
     const lines = createInterface({ input: child.stdout! });
@@ -62,7 +66,7 @@ export class Worker {
   }
 
   /** Sends a command and resolves with its reply. */
-  send(cmd: { op: string; names?: string[]; wait?: boolean; timeoutMs?: number }): Promise<Reply> {
+  send(cmd: { op: string; names?: string[]; wait?: boolean; timeoutMs?: number; lease?: string; barge?: boolean }): Promise<Reply> {
     const id = ++this.#next;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, resolve);

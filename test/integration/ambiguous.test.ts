@@ -8,7 +8,7 @@ import { DB_NOW_MS } from '../../lib/store.js';
 import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 
-const CAS = /^UPDATE locks /;
+const CAS = /^UPDATE `locks` /;
 
 describe('ambiguous writes (a proxy loses the reply)', () => {
   let db: TestDb;

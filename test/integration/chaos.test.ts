@@ -13,9 +13,11 @@ describe('chaos (short run)', () => {
     console.log(text.replace(/^/gm, '      '));
     assert.ok(s.cycles > 0, text);
     assert.ok(s.faults.sigkill > 0 && s.faults.connectionKills > 0 && s.faults.restartGraceful + s.faults.restartCrash > 0, `every kind of fault was injected:\n${text}`);
+    assert.ok(s.renewed.sections > 0, `some sections under using() outlived a renewal period:\n${text}`);
     assert.deepEqual(s.overlaps, [], text);
     assert.deepEqual(s.tokenRegressions, [], text);
     assert.deepEqual(s.leaked, [], text);
+    assert.deepEqual(s.leakedWaiters, [], text);
     assert.deepEqual(s.lost, [], text);
     assert.deepEqual(s.unclosed, [], text);
     assert.equal(s.crashed, 0, text);

@@ -247,7 +247,7 @@ describe('the locktable CLI (real binary, real server)', () => {
       const run = await cli(['doctor', '--url', url.toString()]);
       assert.equal(run.code, 4, run.stdout + run.stderr);
       assert.match(run.stdout, new RegExp(`^  FAIL  privileges +${user}@% lacks INSERT, UPDATE on locks`, 'm'));
-      assert.match(run.stdout, new RegExp(`→ GRANT SELECT, INSERT, UPDATE ON \`${db.name}\`\\.locks TO '${user}'@'%'`));
+      assert.match(run.stdout, new RegExp(`→ GRANT SELECT, INSERT, UPDATE ON \`${db.name}\`\\.\`locks\` TO '${user}'@'%'`));
       assert.doesNotMatch(run.stdout, /pw@/, 'no password in the report');
     } finally {
       await admin.query(`DROP USER '${user}'@'%'`);

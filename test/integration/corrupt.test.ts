@@ -70,7 +70,7 @@ describe('a corrupt document', () => {
   }
 
   it('fails with EFORMAT on a document from a newer locktable, and leaves it', async () => {
-    await store('{"v":3,"locks":[]}');
+    await store('{"v":4,"locks":[]}');
     const before = await rawRow(db.pool);
     await assert.rejects(locks.acquire('box_update'), { code: 'EFORMAT' });
     assert.deepEqual(await rawRow(db.pool), before);

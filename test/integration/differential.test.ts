@@ -7,7 +7,7 @@
 // document after every step must be the same in all three.
 import assert from 'node:assert/strict';
 import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
-import { emptyDocument, entryOf, parseDocument, toHolder, toStoredOwner, type Entry, type LockDocument } from '../../lib/document.js';
+import { emptyDocument, entryOf, fromStoredOwner, parseDocument, serializeDocument, toHolder, toStoredOwner, type Entry, type LockDocument, type StoredOwner } from '../../lib/document.js';
 import { judge } from '../../lib/liveness.js';
 import { localView } from '../../lib/owner.js';
 import * as T from '../../lib/transitions.js';
@@ -19,13 +19,31 @@ const OWNERS = ['o0', 'o1', 'o2'];
 const NAMES = Array.from({ length: 24 }, (_, i) => `app_task_${i}`);
 const LONG_TTL = 3_600_000;
 
+/** The owner of a waiter on another host: nothing here can judge it, only its expiry. */
+function stranger(taskId: string): StoredOwner {
+  return { h: 'elsewhere', b: 'boot', ns: 'pid:[1]', p: 77, s: 1, u: 'root', t: taskId };
+}
+
+/** The document with waiter `waiter` in line for `names` (line op), or with its intents lapsed (lapse op). */
+function lineChange(doc: LockDocument, op: Extract<Op, { kind: 'line' | 'lapse' }>, now: number): LockDocument {
+  if (op.kind === 'line') {
+    return T.enqueue(doc, { names: op.names, waiter: `w${op.id}`, owner: stranger(OWNERS[op.owner]!), now, ttlMs: LONG_TTL }).doc;
+  }
+  const q: NonNullable<LockDocument['q']> = {};
+  for (const [name, line] of Object.entries(doc.q ?? {})) q[name] = line.map((i) => (i.n === `w${op.of}` ? { ...i, e: 1 } : i));
+  return doc.q ? { ...doc, q } : doc;
+}
+
 type Op =
   | { kind: 'acquire'; id: number; owner: number; names: string[]; ttl: boolean }
   | { kind: 'release'; id: number; owner: number; of: number; names?: string[] }
   | { kind: 'releaseAll'; id: number; owner: number }
   | { kind: 'releaseByOwner'; id: number; owner: number; taskId: string }
   | { kind: 'reapDead'; id: number; owner: number }
-  | { kind: 'expire'; id: number; name: string };
+  | { kind: 'expire'; id: number; name: string }
+  // A waiter of another host gets in line (written from outside, as its process would), or its intent lapses.
+  | { kind: 'line'; id: number; owner: number; names: string[] }
+  | { kind: 'lapse'; id: number; of: number };
 
 /** The shared seeded generator (mulberry32), so a failing sequence can be replayed from its seed. */
 function generator(seed: number) {
@@ -96,12 +114,21 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
               // Backdate the expiry in SQL, as an operator's clock would see it pass: a change from outside.
               await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, ?, 1) WHERE id = ?`, [`$.l."${op.name}".e`, space]);
               return 'ok';
+            case 'line':
+            case 'lapse': {
+              // Written from outside, as a waiter's process (or its lapse) would: a full write of the changed document.
+              const row = (await rawRow(db.pool, space))!;
+              const [now] = (await db.pool.query('SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS now')) as unknown as [[{ now: string }]];
+              const next = serializeDocument(lineChange(parseDocument(space, row.raw), op, Number(now[0].now)));
+              await db.pool.query('UPDATE locks SET version = version + 1, dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = ?', [next, space]);
+              return 'ok';
+            }
           }
         } catch (err) {
-          const e = err as LockError & { holders?: Array<{ name: string; token: number }>; reason?: string; names?: string[] };
+          const e = err as LockError & { holders?: Array<{ name: string; token: number }>; waiters?: Array<{ name: string; id: string }>; reason?: string; names?: string[] };
           if (e.code === 'ELOCKED') {
             const byToken = new Map([...tokens].map(([id, tok]) => [tok, id]));
-            return `ELOCKED ${e.holders!.map((h) => `${h.name}@#${byToken.get(h.token)}`).sort()}`;
+            return `ELOCKED ${e.holders!.map((h) => `${h.name}@#${byToken.get(h.token)}`).sort()} ahead ${e.waiters!.map((w) => `${w.name}~${w.id}`).sort()}`;
           }
           if (e.code === 'ENOTHELD') return `ENOTHELD ${e.reason} ${[...e.names!].sort()}`;
           throw err;
@@ -126,10 +153,11 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
     const opOfNonce = new Map<string, number>();
     const here = localView();
     const now = () => Date.now();
-    const removeWhere = (match: (n: string, e: Entry) => boolean, why: 'wiped' | 'owner' | 'reaped') => {
+    const removeWhere = (match: (n: string, e: Pick<Entry, 'o' | 'e'>) => boolean, why: 'wiped' | 'owner' | 'reaped') => {
       const r = T.removeWhere(doc, match, why, now());
-      if (r.removed.length) {
-        doc = r.doc;
+      const next = T.dropWaiters(r.doc, (i, n) => match(n, i));
+      if (r.removed.length || next !== r.doc) {
+        doc = next;
         version++;
       }
       return `removed ${r.removed.map((x) => x.name).sort()}`;
@@ -146,7 +174,7 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
               return held !== undefined && judge(toHolder(n, held).owner, held.e, t, here) === 'dead';
             }));
             const r = T.acquire(doc, { names: op.names, typeOf: (n) => n.replace(/_\d+$/, ''), owner: owners[op.owner]!, nonce, token: version + 1, now: t, ttlMs: op.ttl ? LONG_TTL : undefined, dead });
-            if (!r.ok) return `ELOCKED ${r.blockers.map((b) => `${b.name}@#${opOfNonce.get(b.entry.n)}`).sort()}`;
+            if (!r.ok) return `ELOCKED ${r.blockers.map((b) => `${b.name}@#${opOfNonce.get(b.entry.n)}`).sort()} ahead ${r.ahead.map((a) => `${a.name}~${a.intent.n}`).sort()}`;
             doc = r.doc;
             version++;
             nonces.set(op.id, { nonce, names: op.names });
@@ -169,13 +197,18 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
             return removeWhere((_, e) => e.o.t === op.taskId, 'owner');
           case 'reapDead': {
             const t = now();
-            return removeWhere((n, e) => judge(toHolder(n, e).owner, e.e, t, here) === 'dead', 'reaped');
+            return removeWhere((n, e) => judge(fromStoredOwner(e.o), e.e, t, here) === 'dead', 'reaped');
           }
           case 'expire': {
             const e = entryOf(doc, op.name);
             if (e) doc = { ...doc, l: { ...doc.l, [op.name]: { ...e, e: 1 } } };
             return 'ok';
           }
+          case 'line':
+          case 'lapse':
+            doc = lineChange(doc, op, now());
+            version++;
+            return 'ok';
         }
       },
       async document() {
@@ -191,7 +224,9 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
       const e = doc.l[name]!;
       l[name] = { t: e.t, owner: e.o.t, by: label(e.n), expiry: e.e === undefined ? 'none' : e.e === 1 ? 'passed' : 'set' };
     }
-    return { l, r: (doc.r ?? []).map((t) => ({ k: t.k, by: label(t.n), w: t.w })) };
+    const q: Record<string, unknown> = {};
+    for (const name of Object.keys(doc.q ?? {}).sort()) q[name] = doc.q![name]!.map((i) => `${i.n}/${i.o.t}/${i.e === 1 ? 'lapsed' : 'live'}`);
+    return { l, q, r: (doc.r ?? []).map((t) => ({ k: t.k, by: label(t.n), w: t.w })) };
   }
 
   /** A random sequence: single operations, and bursts of operations of one owner that do not touch each other's names. */
@@ -199,6 +234,7 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
     const rnd = generator(seed);
     let id = 0;
     const live: Array<{ id: number; owner: number; names: string[] }> = [];
+    const lines: number[] = [];
     const pick = <X>(xs: X[]) => xs[rnd.int(xs.length)]!;
     const someNames = (max: number) => {
       const out = new Set<string>();
@@ -233,13 +269,19 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         const names = someNames(3);
         live.push({ id: ++id, owner, names });
         yield [{ kind: 'acquire', id, owner, names, ttl: rnd.chance(0.3) }];
-      } else if (roll < 83 && live.length) {
+      } else if (roll < 78 && live.length) {
         const lease = live.splice(rnd.int(live.length), 1)[0]!;
         // Sometimes a release of only part of the lease, or of a name it never had.
         const names = rnd.chance(0.15) ? [pick(lease.names), ...(rnd.chance(0.5) ? [pick(NAMES)] : [])].filter((n, i, a) => a.indexOf(n) === i) : undefined;
         yield [{ kind: 'release', id: ++id, owner: lease.owner, of: lease.id, ...(names ? { names } : {}) }];
-      } else if (roll < 89) {
+      } else if (roll < 83) {
         yield [{ kind: 'expire', id: ++id, name: pick(NAMES) }];
+      } else if (roll < 89) {
+        if (lines.length && rnd.chance(0.3)) yield [{ kind: 'lapse', id: ++id, of: lines.splice(rnd.int(lines.length), 1)[0]! }];
+        else {
+          yield [{ kind: 'line', id: ++id, owner: rnd.int(OWNERS.length), names: someNames(2) }];
+          lines.push(id);
+        }
       } else if (roll < 94) {
         yield [{ kind: 'reapDead', id: ++id, owner: rnd.int(OWNERS.length) }];
       } else if (roll < 97) {
@@ -266,9 +308,11 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         await Promise.all([fastTables[0]!.list(), casTables[0]!.list()]); // creates the rows
         fastTap.reset();
         let steps = 0;
+        let blockedByLine = 0;
         for (const burst of sequence(seed, 300)) {
           steps++;
           const results = await Promise.all(engines.map(async (e) => (await Promise.all(burst.map((op) => e.run(op)))).join(' | ')));
+          if (/ahead \S/.test(results[2]!)) blockedByLine++;
           const where = `seed ${seed} step ${steps}: ${JSON.stringify(burst)}`;
           assert.equal(results[0], results[2], `one-statement vs model at ${where}`);
           assert.equal(results[1], results[2], `compare-and-swap vs model at ${where}`);
@@ -281,6 +325,7 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         const applied = fastWrites.filter((u) => u.affectedRows === 1).length;
         assert.ok(applied > 80, `only ${applied} one-statement writes applied`);
         assert.ok(fastWrites.length - applied > 10, 'and some were refused, falling back');
+        assert.ok(blockedByLine >= 3, `only ${blockedByLine} acquisitions met a waiter in line`);
       } finally {
         await Promise.all([...fastTables, ...casTables].map((t) => t.close()));
       }

@@ -109,8 +109,10 @@ describe('diagnostics channels and metrics()', () => {
       retried: of('retried').length,
       reaped: 3,
       lost: 0,
+      queued: 0,
+      dequeued: 0,
     });
-    assert.deepEqual(other.metrics().counters, { acquired: 1, released: 0, contended: 2, retried: 0, reaped: 0, lost: 1 });
+    assert.deepEqual(other.metrics().counters, { acquired: 1, released: 0, contended: 2, retried: 0, reaped: 0, lost: 1, queued: 1, dequeued: 1 });
     const m = locks.metrics();
     assert.equal(m.waitMs.count, 1 + 8 * rounds);
     assert.equal(m.holdMs.count, 1 + 8 * rounds);

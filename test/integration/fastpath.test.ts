@@ -7,9 +7,9 @@ import { DB_NOW_MS, PREPARED_MAX_ENTRIES } from '../../lib/store.js';
 import { createTestDb, rawRow, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
-const FAST = /^UPDATE locks SET version = LAST_INSERT_ID/;
+const FAST = /^UPDATE `locks` SET version = LAST_INSERT_ID/;
 const READ = /^SELECT version, CAST\(dataJson/;
-const CAS = /^UPDATE locks SET version = \?, dataJson = \?/;
+const CAS = /^UPDATE `locks` SET version = \?, dataJson = \?/;
 
 describe('one-statement paths and combining', () => {
   let db: TestDb;
@@ -150,7 +150,7 @@ describe('one-statement paths and combining', () => {
     const raw = '{"v":1,"l":{}}';
     await db.pool.query(`UPDATE locks SET dataJson = ?, dataCrc = NULL WHERE id = 'platform'`, [raw]);
     const lease = await locks.acquire('box_update');
-    assert.equal((await stored()).v, 2);
+    assert.equal((await stored()).v, 3);
     tap.reset();
     await locks.release(lease);
     assert.equal(tap.statements.length, 1);

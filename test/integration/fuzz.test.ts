@@ -19,7 +19,7 @@ const SPACE = 'fuzz';
 const NASTY = ['"', "'", '\\', '\0', '$', '*', ' ', '\n', '\t', '`', ';', '%', '{', '}', '[', ']', '/', ':', '@', '#', 'é', 'ß', '\u200b', '\u202e', '😀', '\ud800', '€', '\u0085', '\uffff'];
 // Each has a character no name may hold (so each is a bad name on its own).
 /** The one-statement acquire or release (lib/store.ts fastWrite). */
-const ONE_STATEMENT = /^UPDATE locks SET version = LAST_INSERT_ID\(version \+ \d+\), /;
+const ONE_STATEMENT = /^UPDATE `locks` SET version = LAST_INSERT_ID\(version \+ \d+\), /;
 const SQL = ["x' OR 1=1 --", 'x"; DROP TABLE locks; --', "'); DELETE FROM locks; --", '$.l.box_update', '$**', "\\' OR ''='", '/*!50000 UNION SELECT */', 'a` b', "0x27'", 'SLEEP(10)', '$."a"b"', '\\"'];
 const SAFE = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_';
 
@@ -138,7 +138,7 @@ function badTableOptions(r: Prng, db: unknown): [kind: string, value: unknown] {
     case 7:
       return ['nested __proto__', { ...base(), retry: JSON.parse('{"__proto__":{"deadlineMs":1}}') }];
     case 8:
-      return ['db', { db: r.pick<unknown>(['', 'not a uri', 'postgres://u@h/db', 'mysql://u@h', 'mysql://u@h/', 'file:///etc/passwd', 'mysql:/no-host', 42, null, {}, { query() {} }, [], true]) }];
+      return ['db', { db: r.pick<unknown>(['', 'not a uri', 'postgres://u@h/db', 'mysql://u@h', 'mysql://u@h/', 'file:///etc/passwd', 'mysql:/no-host', 42, null, {}, { query: 'SELECT 1' }, { getConnection() {} }, [], true]) }];
     case 9:
       return ['not an object', r.pick<unknown>(['mysql://root@127.0.0.1/x', 42, [], true, () => ({})])];
     case 10:
@@ -455,7 +455,7 @@ describe(`bad input, fuzzed (seed ${SEED})`, () => {
     const shapes = new Set(proxy.statements.filter((s) => !ONE_STATEMENT.test(s)).map((s) => s.replace(/'[^']*'/g, '?')));
     assert.deepEqual(
       [...shapes].sort(),
-      ["SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(TIMESTAMPDIFF(MICROSECOND, ?, UTC_TIMESTAMP(6)) DIV 1000 AS UNSIGNED) AS now FROM locks WHERE id = ?"],
+      ["SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(TIMESTAMPDIFF(MICROSECOND, ?, UTC_TIMESTAMP(6)) DIV 1000 AS UNSIGNED) AS now FROM `locks` WHERE id = ?"],
       'the one fixed read, nothing else',
     );
     assert.ok(proxy.statements.every((s) => s.includes(`WHERE id = '${SPACE}'`)));

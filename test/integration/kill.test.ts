@@ -61,7 +61,7 @@ describe('connections KILLed mid-operation', () => {
       await blocker.query(`SELECT version FROM \`${db.name}\`.locks WHERE id = 'platform' FOR UPDATE`);
       const acquiring = locks.acquire('box_update');
       const killed = (await until("the UPDATE to wait on the row, then KILL it", async () => {
-        const k = await killAll("AND INFO LIKE 'UPDATE locks %'");
+        const k = await killAll("AND INFO LIKE 'UPDATE `locks` %'");
         return k.length ? k : undefined;
       }))!;
       assert.equal(killed.length, 1);

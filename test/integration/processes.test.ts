@@ -7,7 +7,7 @@ describe('across processes', () => {
   let db: TestDb;
   let server: LockTable;
   const workers: Worker[] = [];
-  const start = async (taskId: string, options: { asUser?: number; hostname?: string } = {}) => {
+  const start = async (taskId: string, options: { asUser?: number; runuser?: string; hostname?: string } = {}) => {
     const w = await Worker.start({ url: db.url, taskId }, options);
     workers.push(w);
     return w;
@@ -122,6 +122,37 @@ describe('across processes', () => {
     await task.kill();
     assert.deepEqual((await server.releaseByOwner({ pid: task.pid })).map((h) => h.name), ['app_task_9']);
     assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_10']);
+  });
+
+  it('releaseByOwner({ pid }) releases what a task spawned through runuser holds: the locks belong to its grandchild', async function () {
+    if (process.getuid?.() !== 0) this.skip(); // runuser needs root
+    const task = await start('', { runuser: 'nobody' });
+    const bystander = await start('bystander');
+    assert.notEqual(task.pid, task.child.pid, 'the locks are held below the spawned process');
+    assert.ok((await task.send({ op: 'acquire', names: ['app_task_sudo', 'app_backup_sudo'] })).ok);
+    assert.ok((await bystander.send({ op: 'acquire', names: ['app_task_by'] })).ok);
+    const [held] = await server.list();
+    assert.equal(held?.owner.pid, task.pid);
+    assert.ok(held?.owner.ancestors?.some((a) => a.pid === task.child.pid), JSON.stringify(held?.owner));
+    // The server knows only the pid it spawned, and calls this when the task exits.
+    const spawned = task.child.pid!;
+    await task.stop(); // the worker exits (leaving its locks), then runuser does
+    assert.equal((await server.list()).find((l) => l.owner.pid === task.pid)?.liveness, 'dead');
+    assert.deepEqual((await server.releaseByOwner({ pid: spawned })).map((h) => h.name).sort(), ['app_backup_sudo', 'app_task_sudo']);
+    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_by']);
+  });
+
+  it('releaseByOwner({ pid }) does not match a process that had the pid before: start times differ', async () => {
+    const task = await start('reused');
+    assert.ok((await task.send({ op: 'acquire', names: ['app_task_reused'] })).ok);
+    // Make the stored record that of an earlier process with the same pid (another start time).
+    const [rows] = await db.pool.query('SELECT CAST(dataJson AS CHAR) AS raw FROM locks WHERE id = ?', ['platform']);
+    const doc = JSON.parse((rows as Array<{ raw: string }>)[0]!.raw) as { o: Record<string, { p: number; s: number; a?: unknown }> };
+    const key = Object.keys(doc.o).find((k) => doc.o[k]!.p === task.pid)!;
+    await db.pool.query(`UPDATE locks SET dataJson = JSON_SET(dataJson, '$.o."${key}".s', ?), version = version + 1 WHERE id = 'platform'`, [doc.o[key]!.s - 1]);
+    assert.deepEqual(await server.releaseByOwner({ pid: task.pid }), [], 'the live process with that pid is not the one that acquired');
+    assert.deepEqual(await server.releaseByOwner({ pid: task.pid, startTime: doc.o[key]!.s }), [], 'nor with its start time given');
+    assert.deepEqual((await server.releaseByOwner({ pid: task.pid, startTime: doc.o[key]!.s - 1 })).map((h) => h.name), ['app_task_reused']);
   });
 
   it('runs migrate() from 3 processes at once', async () => {

@@ -22,6 +22,20 @@ describe('server and driver facts', () => {
     assert.equal((rows as Array<{ raw: unknown }>)[0]?.raw, '{"v":1,"l":{}}');
   });
 
+  it('JSON_CONTAINS finds an object inside an array element (the poll of waiters in line), and JSON_SEARCH takes several wildcard paths', async () => {
+    const doc = JSON.stringify({ l: { a: { n: 'h', o: 'k1' } }, q: { x: [{ n: 'w1', o: 'k2', e: 5 }, { n: 'w2', o: 'k3' }] }, s: { y: { h: [{ n: 's1', o: 'k4' }] } } });
+    const [rows] = await db.pool.query(
+      `SELECT JSON_CONTAINS(?, ?) AS inline, JSON_CONTAINS(?, ?) AS gone, JSON_CONTAINS(?, ?) AS share,
+              JSON_SEARCH(?, 'one', 'k4', NULL, '$.l.*.o', '$.s.*.h[*].o', '$.q.*[*].o') AS found,
+              JSON_SEARCH(?, 'one', 'k9', NULL, '$.l.*.o', '$.s.*.h[*].o', '$.q.*[*].o') AS missing`,
+      [doc, '{"q":{"x":[{"n":"w2"},{"n":"w1"}]}}', doc, '{"q":{"x":[{"n":"w3"}]}}', doc, '{"s":{"y":{"h":[{"n":"s1"}]}}}', doc, doc],
+    );
+    const row = (rows as Array<Record<string, unknown>>)[0]!;
+    assert.deepEqual([Number(row.inline), Number(row.gone), Number(row.share)], [1, 0, 1]);
+    assert.equal(String(row.found).replace(/"/g, ''), '$.s.y.h[0].o');
+    assert.equal(row.missing, null);
+  });
+
   it('the compare-and-swap UPDATE reports affectedRows 0 when the version moved', async () => {
     const [hit] = await db.pool.query(`UPDATE locks SET version = 1, dataJson = '{"v":1,"l":{}}' WHERE id = 'facts' AND version = 0`);
     const [miss] = await db.pool.query(`UPDATE locks SET version = 1, dataJson = '{"v":1,"l":{}}' WHERE id = 'facts' AND version = 0`);

@@ -159,7 +159,7 @@ describe('server faults (a private server)', function () {
       await t.list();
       await root.query('SET GLOBAL read_only = 1');
       const acquiring = t.acquire('box_update');
-      await until('two refused writes', () => proxy.statements.filter((s) => s.startsWith('UPDATE locks')).length >= 2);
+      await until('two refused writes', () => proxy.statements.filter((s) => s.startsWith('UPDATE `locks`')).length >= 2);
       await root.query('SET GLOBAL read_only = 0');
       const lease = await acquiring;
       assert.deepEqual((await t.list()).map((l) => [l.name, l.token]), [['box_update', lease.token]]);

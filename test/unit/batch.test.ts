@@ -187,7 +187,7 @@ describe('fastStatement: which one-statement writes are prepared', () => {
   it(`prepares at most 5 distinct statements, whatever the names, nonces and order (PREPARED_MAX_ENTRIES = ${PREPARED_MAX_ENTRIES})`, () => {
     const prepared = new Set<string>();
     for (const members of batches) {
-      const { sql, prepared: isPrepared, values } = fastStatement('platform', planFast(members, ctx, 1_000)!.plan);
+      const { sql, prepared: isPrepared, values } = fastStatement('`locks`', 'platform', planFast(members, ctx, 1_000)!.plan);
       assert.ok(isPrepared, sql);
       assert.equal(sql.split('?').length - 1, values.length, 'one value per placeholder');
       prepared.add(sql);
@@ -197,7 +197,7 @@ describe('fastStatement: which one-statement writes are prepared', () => {
 
   it('sends a larger batch as text, and never puts a name or a nonce in the statement text', () => {
     const members = [acquire(['app_task_a', 'app_backup_a'], 'nonce1'), release(['app_task_b'], 'nonce2')];
-    const { sql, prepared, values } = fastStatement('platform', planFast(members, ctx, 1_000)!.plan);
+    const { sql, prepared, values } = fastStatement('`locks`', 'platform', planFast(members, ctx, 1_000)!.plan);
     assert.equal(prepared, false);
     for (const secret of ['app_task_a', 'app_task_b', 'nonce1', 'nonce2', 'platform']) assert.ok(!sql.includes(secret), secret);
     assert.ok(values.some((v) => String(v).includes('nonce1')));

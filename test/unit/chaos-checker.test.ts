@@ -48,7 +48,21 @@ describe('chaos checker (pure)', () => {
     assert.deepEqual(v.lost, [{ pid: 2, token: 3, reason: 'reaped' }]);
     assert.deepEqual(v.leaked, [{ name: 'b', pid: 1, token: 2 }]);
     assert.equal(v.leftByKilled, 1);
+    assert.deepEqual(v.leakedWaiters, []);
     assert.deepEqual(v.releaseErrors, { ENOTHELD: 1 });
+  });
+
+  it('counts waiters left in line by a live or stopped worker as leaked, not those of killed ones', () => {
+    const v = check(
+      evidence([], {
+        killedAt: new Map([[9, 1n]]),
+        finalWaiting: [
+          { pid: 9, names: ['a'] },
+          { pid: 1, names: ['a', 'b'] },
+        ],
+      }),
+    );
+    assert.deepEqual(v.leakedWaiters, [{ pid: 1, names: ['a', 'b'] }]);
   });
 
   it('reports a section that never closed, of a worker that was not killed', () => {

@@ -5,7 +5,7 @@ import { helpText } from '../../lib/cli/help.js';
 import { DatabaseError, NotMigratedError } from '../../lib/errors.js';
 
 const env = { MYSQL_URL: 'mysql://u:secret@db:3306/box' };
-const conn = { url: env.MYSQL_URL, space: 'platform' };
+const conn = { url: env.MYSQL_URL, space: 'platform', table: 'locks' };
 const usage = (argv: string[], e: Record<string, string | undefined> = env) => {
   try {
     parseCommandLine(argv, e);
@@ -22,7 +22,7 @@ describe('CLI arguments (pure)', () => {
   it('parses every command with its options', () => {
     assert.deepEqual(parseCommandLine(['list'], env), { name: 'list', conn, json: false });
     assert.deepEqual(parseCommandLine(['list', '--json', '--space', 'other'], env), { name: 'list', conn: { ...conn, space: 'other' }, json: true });
-    assert.deepEqual(parseCommandLine(['--url', 'mysql://x@h/db', 'list'], {}), { name: 'list', conn: { url: 'mysql://x@h/db', space: 'platform' }, json: false });
+    assert.deepEqual(parseCommandLine(['--url', 'mysql://x@h/db', 'list'], {}), { name: 'list', conn: { url: 'mysql://x@h/db', space: 'platform', table: 'locks' }, json: false });
     assert.deepEqual(parseCommandLine(['watch'], env), { name: 'watch', conn, intervalMs: 1000 });
     assert.deepEqual(parseCommandLine(['watch', '--interval', '250'], env), { name: 'watch', conn, intervalMs: 250 });
     assert.deepEqual(parseCommandLine(['release', 'box_update'], env), { name: 'release', conn, lock: 'box_update', force: false });
@@ -42,7 +42,7 @@ describe('CLI arguments (pure)', () => {
   });
 
   it('--url wins over MYSQL_URL', () => {
-    assert.deepEqual(parseCommandLine(['list', '--url', 'mysql://other@h/x'], env), { name: 'list', conn: { url: 'mysql://other@h/x', space: 'platform' }, json: false });
+    assert.deepEqual(parseCommandLine(['list', '--url', 'mysql://other@h/x'], env), { name: 'list', conn: { url: 'mysql://other@h/x', space: 'platform', table: 'locks' }, json: false });
   });
 
   it('answers help and version', () => {
@@ -68,6 +68,9 @@ describe('CLI arguments (pure)', () => {
     assert.match(usage(['release-owner', '--task', '1', '--host', 'h']), /--host goes with --pid/);
     assert.match(usage(['release-owner', '--pid', '0']), /--pid '0': give a whole number from 1/);
     assert.match(usage(['release-owner', '--pid', '12abc']), /--pid '12abc'/);
+    // The API's bounds: Linux's largest pid is 4194304.
+    assert.match(usage(['release-owner', '--pid', '4194305']), /--pid '4194305': give a whole number from 1 to 4194304/);
+    assert.deepEqual((parseCommandLine(['release-owner', '--pid', '4194304'], env) as { match?: unknown }).match, { pid: 4194304 });
     assert.match(usage(['watch', '--interval', '10']), /--interval '10': give a whole number from 100/);
     assert.match(usage(['list'], {}), /no database: set MYSQL_URL or pass --url/);
     assert.match(usage(['list', '--url', 'postgres://x@h/db']), /scheme 'postgres:'/);
@@ -139,6 +142,22 @@ describe('CLI formatting (pure)', () => {
     const { liveness: _l, ageMs: _a, ...holder } = row({});
     assert.equal(formatLocks([holder]).split('\n')[0], 'NAME           TYPE      TASK  PID   HOST  USER        EXPIRES  TOKEN');
     assert.equal(formatLockList('platform', []), "no locks held in space 'platform'");
+    const waiter = {
+      name: 'box_update', position: 1, id: 'w', owner: { host: 'box1', bootId: 'b', pidNs: 'n', pid: 42, startTime: 1, user: 'root', taskId: '9' },
+      since: new Date(0), expiresAt: new Date(10_000), names: ['box_update', 'app_task_a'], liveness: 'alive' as const, ageMs: 65_000,
+    };
+    const text = formatLockList('platform', [], [waiter, { ...waiter, name: 'app_task_a', position: 2 }]);
+    assert.equal(
+      text,
+      [
+        "no locks held in space 'platform'",
+        '',
+        'waiting, in line order:',
+        'NAME        LINE  TASK  PID  HOST  WAITING  ALSO        LIVENESS',
+        'box_update  1     9     42   box1  1m05s    app_task_a  alive',
+        'app_task_a  2     9     42   box1  1m05s    box_update  alive',
+      ].join('\n'),
+    );
   });
 
   it('aligns columns without trailing spaces', () => {

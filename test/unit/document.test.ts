@@ -6,18 +6,18 @@ const entry = { t: 'box_update', o: { h: 'h', b: 'b', ns: 'pid:[1]', p: 1, s: 2,
 
 describe('document (pure)', () => {
   it('round-trips an empty and a full document', () => {
-    assert.deepEqual(parseDocument('s', serializeDocument(emptyDocument())), { v: 2, l: {} });
-    const doc = { v: 2, l: { box_update: { ...entry, e: 9 } }, r: [{ k: 'x', n: 'm', w: 'reaped', at: 1 }] };
+    assert.deepEqual(parseDocument('s', serializeDocument(emptyDocument())), { v: 3, l: {} });
+    const doc = { v: 3, l: { box_update: { ...entry, e: 9 } }, r: [{ k: 'x', n: 'm', w: 'reaped', at: 1 }] };
     assert.deepEqual(parseDocument('s', serializeDocument(doc as never)), doc);
   });
 
   it('parses the spaced form MySQL writes back', () => {
-    assert.deepEqual(parseDocument('s', '{"v": 2, "o": {}, "l": {}}'), { v: 2, l: {} });
+    assert.deepEqual(parseDocument('s', '{"v": 2, "o": {}, "l": {}}'), { v: 3, l: {} });
   });
 
   it('stores each owner once (format 2), entries referring to it by key', () => {
     const other = { ...entry.o, p: 2 };
-    const doc = { v: 2 as const, l: { a: { ...entry }, b: { ...entry, f: 4 }, c: { ...entry, o: other, f: 5 } } };
+    const doc = { v: 3 as const, l: { a: { ...entry }, b: { ...entry, f: 4 }, c: { ...entry, o: other, f: 5 } } };
     const stored = JSON.parse(serializeDocument(doc));
     assert.deepEqual(Object.keys(stored.o).sort(), [ownerKey(entry.o), ownerKey(other)].sort());
     assert.deepEqual(stored.o[ownerKey(entry.o)], entry.o);
@@ -30,19 +30,73 @@ describe('document (pure)', () => {
     assert.deepEqual(parseDocument('s', serializeDocument(doc)), doc);
   });
 
-  it('reads format 1 (owner inline) and rewrites it as format 2', () => {
+  it('reads format 1 (owner inline) and rewrites it as format 3', () => {
     const one = { v: 1, l: { box_update: entry }, r: [{ k: 'x', n: 'm', w: 'reaped', at: 1 }] };
     const doc = parseDocument('s', JSON.stringify(one));
-    assert.deepEqual(doc, { ...one, v: 2 });
-    assert.equal(JSON.parse(serializeDocument(doc)).v, 2);
+    assert.deepEqual(doc, { ...one, v: 3 });
+    assert.equal(JSON.parse(serializeDocument(doc)).v, 3);
   });
 
   it('ignores owner records no entry refers to, and drops them on the next write', () => {
     const key = ownerKey(entry.o);
     const raw = JSON.stringify({ v: 2, o: { [key]: entry.o, '0123456789abcdef': { ...entry.o, p: 9 } }, l: { a: { ...entry, o: key } } });
     const doc = parseDocument('s', raw);
-    assert.deepEqual(doc, { v: 2, l: { a: entry } });
+    assert.deepEqual(doc, { v: 3, l: { a: entry } });
     assert.deepEqual(Object.keys(JSON.parse(serializeDocument(doc)).o), [key]);
+  });
+
+  it('format 3: shared holders and lines of waiters, owners by key, empty maps not written', () => {
+    const other = { ...entry.o, p: 2 };
+    const { t: _t, ...share } = entry;
+    const doc = {
+      v: 3,
+      l: { a: { ...entry } },
+      s: { b: { t: 'b', c: 2, h: [{ ...share, n: 'x1' }, { ...share, o: other, n: 'x2', e: 50 }] } },
+      q: { a: [{ n: 'w1', o: other, a: 10, e: 20 }, { n: 'w2', o: entry.o, a: 11, e: 21, m: 's' as const }], c: [{ n: 'w1', o: other, a: 10, e: 20 }] },
+    };
+    const raw = serializeDocument(doc);
+    const stored = JSON.parse(raw);
+    assert.equal(stored.v, 3);
+    assert.deepEqual(Object.keys(stored.o).sort(), [ownerKey(entry.o), ownerKey(other)].sort());
+    assert.equal(stored.s.b.h[1].o, ownerKey(other));
+    assert.equal(stored.q.a[0].o, ownerKey(other));
+    assert.deepEqual(parseDocument('s', raw), doc);
+    // Nothing shared and no one waiting: the text is format 2's plus the number.
+    const plain = JSON.parse(serializeDocument({ v: 3, l: { a: entry }, s: {}, q: {} }));
+    assert.deepEqual(Object.keys(plain), ['v', 'o', 'l']);
+  });
+
+  it('reads format 2 as it is (and writes it back as format 3)', () => {
+    const key = ownerKey(entry.o);
+    const doc = parseDocument('s', JSON.stringify({ v: 2, o: { [key]: entry.o }, l: { a: { ...entry, o: key } } }));
+    assert.deepEqual(doc, { v: 3, l: { a: entry } });
+    assert.equal(JSON.parse(serializeDocument(doc)).v, 3);
+  });
+
+  it('refuses format 3 damage: unknown owner keys, empty or over-full groups, duplicate waiters, a name both exclusive and shared', () => {
+    const key = ownerKey(entry.o);
+    const o = { [key]: entry.o };
+    const { t: _t, ...share } = entry;
+    const linked = { ...share, o: key };
+    const intent = { n: 'w', o: key, a: 1, e: 2 };
+    const cases = [
+      { v: 3, o, l: {}, s: { b: { t: 'b', h: [] } } },
+      { v: 3, o, l: {}, s: { b: { t: 'b', c: 1, h: [linked, { ...linked, n: 'z' }] } } },
+      { v: 3, o, l: {}, s: { b: { t: 'b', h: [linked, linked] } } },
+      { v: 3, o, l: {}, s: { b: { t: 'b', h: [{ ...linked, o: '0123456789abcdef' }] } } },
+      { v: 3, o, l: { b: { ...entry, o: key } }, s: { b: { t: 'b', h: [linked] } } },
+      { v: 3, o, l: {}, q: { a: [] } },
+      { v: 3, o, l: {}, q: { a: [intent, intent] } },
+      { v: 3, o, l: {}, q: { a: [{ ...intent, o: '0123456789abcdef' }] } },
+      { v: 3, o, l: {}, q: { a: [{ ...intent, m: 'x' }] } },
+      { v: 3, o, l: {}, q: { 'bad name': [intent] } },
+    ];
+    for (const c of cases) {
+      const raw = JSON.stringify(c);
+      assert.throws(() => parseDocument('s', raw), (err: unknown) => err instanceof CorruptDocumentError && err.raw === raw, raw);
+    }
+    const proto = `{"v":3,"o":{},"l":{},"q":{"__proto__":[]}}`;
+    assert.throws(() => parseDocument('s', proto), (err: unknown) => err instanceof CorruptDocumentError);
   });
 
   it('fails with ECORRUPT carrying the exact raw text, for every kind of damage', () => {
@@ -79,7 +133,7 @@ describe('document (pure)', () => {
   });
 
   it('fails with EFORMAT for a document of a newer format', () => {
-    assert.throws(() => parseDocument('s', '{"v":3,"l":{},"whatever":1}'), (err: unknown) => err instanceof FormatError && err.code === 'EFORMAT');
+    assert.throws(() => parseDocument('s', '{"v":4,"l":{},"whatever":1}'), (err: unknown) => err instanceof FormatError && err.code === 'EFORMAT');
   });
 
   it('converts owners and entries to their public form and back', () => {

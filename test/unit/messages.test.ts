@@ -3,7 +3,7 @@
 // the next step. Change a message here on purpose, never by accident.
 import assert from 'node:assert/strict';
 import { parseCommandLine } from '../../lib/cli/args.js';
-import { ClosedError, LockedError, LockError, NotHeldError, TimeoutError, type Holder } from '../../lib/errors.js';
+import { ClosedError, LockedError, LockError, NotHeldError, TimeoutError, type Holder, type Waiting } from '../../lib/errors.js';
 import { toLockError } from '../../lib/faults.js';
 import { createLockTable } from '../../lib/locktable.js';
 import { defineLockTypes } from '../../lib/names.js';
@@ -35,6 +35,14 @@ const HOLDER = {
   token: 7,
   acquiredAt: new Date('2026-01-02T03:04:05.000Z'),
 } as unknown as Holder;
+const WAITING = {
+  name: 'app_task_blog',
+  position: 1,
+  id: 'w',
+  owner: { host: 'box1', pid: 4343, taskId: '102' },
+  since: new Date('2026-01-02T03:04:05.000Z'),
+  expiresAt: new Date('2026-01-02T03:04:15.000Z'),
+} as unknown as Waiting;
 const fail = (err: Error) => () => {
   throw err;
 };
@@ -47,15 +55,15 @@ const TABLE: Row[] = [
   ['acquire(n, { ttlMs: 0 })', () => resolveCall('a', { ttlMs: 0 }), 'EINVALIDOPTION', 'ttlMs must be ≥ 1 ms, got 0'],
   ['acquire(n, { ttlMs: 1e12 })', () => resolveCall('a', { ttlMs: 1e12 }), 'EINVALIDOPTION', `ttlMs must be ≤ ${A_YEAR} ms (a year), got 1000000000000`],
   ['acquire(n, { ttlMs: "5" })', () => resolveCall('a', { ttlMs: '5' }), 'EINVALIDOPTION', 'ttlMs must be a whole number of milliseconds ≥ 1, got "5"'],
-  ['acquire(n, { ttl: 5 })', () => resolveCall('a', { ttl: 5 }), 'EINVALIDOPTION', 'unknown option ttl: did you mean ttlMs? (the options are ttlMs, signal, timeoutMs)'],
+  ['acquire(n, { ttl: 5 })', () => resolveCall('a', { ttl: 5 }), 'EINVALIDOPTION', 'unknown option ttl: did you mean ttlMs? (the options are ttlMs, barge, signal, timeoutMs)'],
   ['wait(n, { timeoutMs: -1 })', () => resolveCall('a', { timeoutMs: -1 }), 'EINVALIDOPTION', 'timeoutMs must be ≥ 0 ms, got -1'],
   ['wait(n, { signal: "x" })', () => resolveCall('a', { signal: 'x' }), 'EINVALIDOPTION', 'signal must be an AbortSignal, got "x"'],
-  ['acquire(n, 5000)', () => resolveCall('a', 5000), 'EINVALIDOPTION', 'the options of acquire, tryAcquire and wait are an object { ttlMs?, signal?, timeoutMs? }, got 5000'],
+  ['acquire(n, 5000)', () => resolveCall('a', 5000), 'EINVALIDOPTION', 'the options of acquire, tryAcquire and wait are an object { ttlMs?, barge?, signal?, timeoutMs? }, got 5000'],
   ['using(n, fn, { wait: "yes" })', () => splitUsingOptions({ wait: 'yes' }), 'EINVALIDOPTION', 'wait must be true or false, got "yes"'],
   // createLockTable options.
   ['createLockTable()', () => resolveOptions(undefined), 'EINVALIDOPTION', "createLockTable takes an options object such as { db: 'mysql://user:password@host:port/database' }, got nothing"],
   ['createLockTable({})', () => resolveOptions({}), 'EINVALIDOPTION', 'db must be a mysql2 pool or a mysql://user:password@host:port/database URI, got nothing'],
-  ['{ poolsize: 5 }', () => resolveOptions({ db: 'x', poolsize: 5 }), 'EINVALIDOPTION', 'unknown option poolsize: did you mean poolSize? (the options are db, space, owner, types, strictNames, poolSize, maxInFlight, fastPath, retry, wait)'],
+  ['{ poolsize: 5 }', () => resolveOptions({ db: 'x', poolsize: 5 }), 'EINVALIDOPTION', 'unknown option poolsize: did you mean poolSize? (the options are db, space, owner, types, strictNames, poolSize, maxInFlight, fastPath, ttlMs, retry, wait)'],
   ['{ poolSize: 65 }', () => resolveOptions({ db: 'x', poolSize: 65 }), 'EINVALIDOPTION', 'poolSize must be ≤ 64 connections, got 65'],
   ['{ retry: { deadlineMS } }', () => resolveOptions({ db: 'x', retry: { deadlineMS: 5 } }), 'EINVALIDOPTION', 'unknown option retry.deadlineMS: did you mean retry.deadlineMs? (the options of retry are baseMs, capMs, deadlineMs)'],
   ['{ retry: { deadlineMs: 1.5 } }', () => resolveOptions({ db: 'x', retry: { deadlineMs: 1.5 } }), 'EINVALIDOPTION', 'retry.deadlineMs must be a whole number of milliseconds ≥ 0, got 1.5'],
@@ -105,7 +113,7 @@ const TABLE: Row[] = [
     'releaseAll without UPDATE privilege',
     () => { throw toLockError({ errno: 1142, code: 'ER_TABLEACCESS_DENIED_ERROR', message: "UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`" }, 'wiped'); },
     'EDATABASE',
-    "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the locks table (CREATE to migrate), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
+    "releaseAll: the user lacks a privilege: grant SELECT, INSERT, UPDATE on the lock table (docs/shared-database.md lists what migrate() needs), or use another user; `locktable doctor` lists what is missing (UPDATE command denied to user 'app'@'localhost' for table `x`.`locks`) [ER_TABLEACCESS_DENIED_ERROR]",
   ],
   // What a user meets while using locks.
   [
@@ -113,6 +121,12 @@ const TABLE: Row[] = [
     fail(new LockedError([HOLDER])),
     'ELOCKED',
     'locked: app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7); wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
+  ],
+  [
+    'acquire of a free name a waiter is in line for',
+    fail(new LockedError([], undefined, [WAITING])),
+    'ELOCKED',
+    'locked: waiters in line first (pass { barge: true } to ignore the line): app_task_blog #1 task 102, pid 4343 on box1 since 2026-01-02T03:04:05.000Z; wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
   ],
   [
     'release of an expired, retaken lease',
@@ -126,6 +140,12 @@ const TABLE: Row[] = [
     fail(new TimeoutError(5000, [HOLDER])),
     'ETIMEDOUT',
     'gave up after 5000 ms; held by app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7): wait longer (timeoutMs), or see who holds what with `locktable list`',
+  ],
+  [
+    'wait() past timeoutMs, behind a waiter in line',
+    fail(new TimeoutError(5000, [HOLDER], [WAITING])),
+    'ETIMEDOUT',
+    'gave up after 5000 ms; held by app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7); waiters in line first (pass { barge: true } to ignore the line): app_task_blog #1 task 102, pid 4343 on box1 since 2026-01-02T03:04:05.000Z: wait longer (timeoutMs), or see who holds what with `locktable list`',
   ],
   ['acquire after close()', fail(new ClosedError()), 'ECLOSED', 'the lock table was closed: create another with createLockTable() to go on'],
   // The command line.

@@ -53,6 +53,8 @@ describe('metrics (pure)', () => {
       retried: 'locktable:retried',
       reaped: 'locktable:reaped',
       lost: 'locktable:lost',
+      queued: 'locktable:queued',
+      dequeued: 'locktable:dequeued',
     });
     assert.ok(Object.isFrozen(LockChannels));
   });
@@ -71,12 +73,12 @@ describe('metrics (pure)', () => {
       sink.emit('acquired', { space: 's1', op: 'acquire', names: ['x'], token: 1, owner, waitedMs: 4 });
       sink.emit('acquired', { space: 's1', op: 'wait', names: ['y'], token: 2, owner, waitedMs: 10 });
       sink.emit('released', { space: 's1', names: ['x'], token: 1, owner, heldMs: 7 });
-      sink.emit('contended', { space: 's1', op: 'tryAcquire', names: ['x'], holders: [holder] });
+      sink.emit('contended', { space: 's1', op: 'tryAcquire', names: ['x'], holders: [holder], waiters: [] });
       sink.emit('retried', { space: 's1', op: 'acquire', attempt: 1, reason: 'lost the race' });
       sink.emit('reaped', { space: 's1', op: 'reapDead', locks: [{ ...holder, reason: 'reaped' }, { ...holder, name: 'z', reason: 'reaped' }], by: owner });
       sink.emit('lost', { space: 's1', op: 'release', names: ['y'], token: 2, reason: 'wiped', heldBy: [] });
       const m = sink.snapshot();
-      assert.deepEqual(m.counters, { acquired: 2, released: 1, contended: 1, retried: 1, reaped: 2, lost: 1 });
+      assert.deepEqual(m.counters, { acquired: 2, released: 1, contended: 1, retried: 1, reaped: 2, lost: 1, queued: 0, dequeued: 0 });
       assert.equal(m.space, 's1');
       assert.deepEqual([m.waitMs.count, m.waitMs.sum, m.waitMs.min, m.waitMs.max], [2, 14, 4, 10]);
       assert.deepEqual([m.holdMs.count, m.holdMs.sum], [1, 7]);

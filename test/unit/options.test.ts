@@ -21,7 +21,7 @@ describe('options, retry, faults, migrations (pure)', () => {
     const o = resolveOptions({ db: 'mysql://x@h/db' });
     assert.equal(o.space, 'platform');
     assert.deepEqual(o.retry, { baseMs: 2, capMs: 50, deadlineMs: 15_000 });
-    assert.deepEqual(o.wait, { pollMinMs: 5, pollMaxMs: 50 });
+    assert.deepEqual(o.wait, { pollMinMs: 5, pollMaxMs: 50, intentTtlMs: 10_000 });
     assert.ok(Object.isFrozen(o) && Object.isFrozen(o.retry));
   });
 

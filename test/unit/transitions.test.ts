@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { emptyDocument, MAX_TOMBSTONES, type Entry, type LockDocument, type StoredOwner } from '../../lib/document.js';
+import { emptyDocument, MAX_QUEUE, MAX_TOMBSTONES, type Entry, type LockDocument, type StoredOwner } from '../../lib/document.js';
 import * as T from '../../lib/transitions.js';
 
 const alice: StoredOwner = { h: 'box', b: 'boot', ns: 'pid:[1]', p: 100, s: 5, u: 'root', t: 'a' };
@@ -168,5 +168,116 @@ describe('transitions (pure)', () => {
     assert.equal(T.isExpired(e, 99), false);
     assert.equal(T.isExpired(e, 100), true);
     assert.equal(T.isExpired({ ...e, e: undefined }, 1e15), false);
+  });
+
+  describe('fair waiting (lines of waiters)', () => {
+    const carol: StoredOwner = { ...alice, p: 300, s: 7, t: 'c' };
+    const line = (doc: LockDocument, name: string) => (doc.q?.[name] ?? []).map((i) => i.n);
+    function queue(doc: LockDocument, names: string[], owner: StoredOwner, waiter: string, now = 1000, extra: Partial<T.EnqueueInput> = {}) {
+      const r = T.enqueue(doc, { names, waiter, owner, now, ttlMs: 100, ...extra });
+      assert.ok(r.changed);
+      return r.doc;
+    }
+
+    it('puts a waiter at the back of every line at once, with its expiry', () => {
+      let doc = held(emptyDocument(), ['x'], alice, 'h', 1);
+      doc = queue(doc, ['x'], bob, 'w1');
+      doc = queue(doc, ['x', 'y'], carol, 'w2', 1001);
+      assert.deepEqual(line(doc, 'x'), ['w1', 'w2']);
+      assert.deepEqual(line(doc, 'y'), ['w2']);
+      assert.deepEqual(doc.q!.y![0], { n: 'w2', o: carol, a: 1001, e: 1101 });
+      assert.deepEqual(T.waiters(doc).map((w) => [w.id, w.names]), [['w1', ['x']], ['w2', ['x', 'y']]]);
+    });
+
+    it('does not write again while the intent has half its time left; renews it past half', () => {
+      const doc = queue(emptyDocument(), ['x'], bob, 'w1');
+      assert.equal(T.enqueue(doc, { names: ['x'], waiter: 'w1', owner: bob, now: 1040, ttlMs: 100 }).changed, false);
+      const r = T.enqueue(doc, { names: ['x'], waiter: 'w1', owner: bob, now: 1060, ttlMs: 100 });
+      assert.ok(r.changed && !r.added);
+      assert.equal(r.doc.q!.x![0]!.e, 1160);
+      assert.equal(r.doc.q!.x![0]!.a, 1000, 'keeps its place and its time in line');
+    });
+
+    it('a later acquisition cannot take a free name a waiter is in line for; the waiter can; barge can', () => {
+      const doc = queue(emptyDocument(), ['x'], bob, 'w1');
+      const later = take(doc, ['x'], carol, 'n2', 2);
+      assert.ok(!later.ok);
+      assert.deepEqual(later.blockers, []);
+      assert.deepEqual(later.ahead.map((a) => [a.name, a.intent.n, a.position]), [['x', 'w1', 1]]);
+      const first = take(doc, ['x'], bob, 'n1', 2, { waiter: 'w1' });
+      assert.ok(first.ok);
+      assert.equal(first.doc.q, undefined, 'its intent left the line in the same write');
+      assert.ok(take(doc, ['x'], carol, 'n3', 2, { barge: true }).ok);
+    });
+
+    it('serves in line order: the second waiter is blocked by the first, not by those behind it', () => {
+      let doc = queue(emptyDocument(), ['x'], alice, 'w1');
+      doc = queue(doc, ['x'], bob, 'w2');
+      doc = queue(doc, ['x'], carol, 'w3');
+      const second = take(doc, ['x'], bob, 'n', 2, { waiter: 'w2' });
+      assert.ok(!second.ok);
+      assert.deepEqual(second.ahead.map((a) => a.intent.n), ['w1']);
+      assert.ok(!take(doc, ['x'], alice, 'n', 2).ok, 'the first waiter\'s owner without its waiter id is a later acquisition');
+      const first = take(doc, ['x'], alice, 'n1', 2, { waiter: 'w1' });
+      assert.ok(first.ok);
+      const next = take(first.doc, ['x'], bob, 'n', 3, { waiter: 'w2' });
+      assert.ok(!next.ok);
+      assert.deepEqual([next.blockers.map((b) => b.entry.n), next.ahead], [['n1'], []], 'now only the holder is in its way');
+    });
+
+    it('a multi-name waiter reserves all its names: single-name traffic on any of them waits behind it', () => {
+      let doc = held(emptyDocument(), ['app_task_a'], alice, 'h', 1);
+      doc = queue(doc, ['box_update', 'app_task_a', 'app_task_b'], bob, 'box');
+      for (const n of ['box_update', 'app_task_a', 'app_task_b']) assert.ok(!take(doc, [n], carol, 'c', 2).ok, n);
+      // The holder releases: the box update takes all three.
+      doc = T.release(doc, ['app_task_a'], 'h').doc;
+      const r = take(doc, ['box_update', 'app_task_a', 'app_task_b'], bob, 'b', 3, { waiter: 'box' });
+      assert.ok(r.ok);
+      assert.equal(r.doc.q, undefined);
+    });
+
+    it('expired intents and intents of waiters judged dead do not block, and leave with the next acquisition', () => {
+      let doc = queue(emptyDocument(), ['x'], alice, 'dead', 1000);
+      doc = queue(doc, ['x', 'y'], bob, 'old', 800); // expires at 900
+      assert.ok(!take(doc, ['x'], carol, 'c', 2).ok);
+      const r = take(doc, ['x'], carol, 'c', 2, { deadWaiters: new Set(['dead']) });
+      assert.ok(r.ok);
+      assert.equal(r.doc.q, undefined, 'both gone, from every line');
+      // enqueue drops them too
+      const q = T.enqueue(doc, { names: ['x'], waiter: 'new', owner: carol, now: 1000, ttlMs: 100, deadWaiters: new Set(['dead']) });
+      assert.deepEqual(line(q.doc, 'x'), ['new']);
+      assert.equal(q.doc.q!.y, undefined);
+    });
+
+    it('positions count live waiters only', () => {
+      let doc = queue(emptyDocument(), ['x'], alice, 'gone', 800);
+      doc = queue(doc, ['x'], bob, 'w1');
+      doc = queue(doc, ['x'], carol, 'w2');
+      assert.deepEqual(T.waitersAhead(doc, 'x', 'w2', 1000).map((a) => [a.intent.n, a.position]), [['w1', 1]]);
+      assert.deepEqual(T.waitersAhead(doc, 'x', undefined, 1000).map((a) => a.position), [1, 2]);
+    });
+
+    it('renewWaiters extends the given waiters everywhere and reports those gone', () => {
+      const doc = queue(emptyDocument(), ['x', 'y'], bob, 'w1');
+      const r = T.renewWaiters(doc, new Set(['w1', 'gone']), 5000);
+      assert.deepEqual([r.doc.q!.x![0]!.e, r.doc.q!.y![0]!.e], [5000, 5000]);
+      assert.deepEqual(r.missing, ['gone']);
+    });
+
+    it('dropWaiters removes intents by match and lines left empty; the same document when none matches', () => {
+      let doc = queue(emptyDocument(), ['x', 'y'], bob, 'w1');
+      doc = queue(doc, ['x'], carol, 'w2');
+      assert.equal(T.dropWaiters(doc, () => false), doc);
+      const r = T.dropWaiters(doc, (i) => i.o.p === bob.p);
+      assert.deepEqual(r.q, { x: [doc.q!.x![1]] });
+      assert.equal(T.dropWaiters(r, () => true).q, undefined);
+    });
+
+    it('refuses to grow a line past MAX_QUEUE', () => {
+      const doc: LockDocument = { v: 3, l: {}, q: { x: Array.from({ length: MAX_QUEUE }, (_, i) => ({ n: `w${i}`, o: bob, a: 1, e: 5000 })) } };
+      const r = T.enqueue(doc, { names: ['x'], waiter: 'late', owner: carol, now: 1000, ttlMs: 100 });
+      assert.equal(r.full, 'x');
+      assert.equal(r.changed, false);
+    });
   });
 });
