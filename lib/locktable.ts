@@ -331,6 +331,8 @@ export class LockTable<N extends string = PlatformLockName> {
     const id = call.options.barge ? undefined : newNonce();
     const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => toHolder(b.name, b.entry)), o.ahead.map(waitingOf));
     let reason: DequeuedReason = 'failed';
+    // The last attempt that found the names taken: what a timeout reports.
+    let last: Blocked | undefined;
     if (id !== undefined) this.#queued.set(id, { names: call.names, inLine: false, since: startedAt });
     try {
       for (let contended = false; ; contended = true) {
@@ -341,12 +343,16 @@ export class LockTable<N extends string = PlatformLockName> {
         // it free go on to write.
         // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
         const rest = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
+        // Woken by its timer a fraction of a ms early: out of time, not worth another attempt.
+        if (last && rest < 1) throw timeout(last);
         let attempt;
         try {
           attempt = await this.#acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#options.retry.deadlineMs, rest), signal));
         } catch (err) {
           // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
-          if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) throw new TimeoutError(timeoutMs, [], [], err);
+          if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) {
+            throw new TimeoutError(timeoutMs, last?.blockers.map((b) => toHolder(b.name, b.entry)) ?? [], last?.ahead.map(waitingOf) ?? [], err);
+          }
           throw err;
         }
         const outcome = this.#observeAcquire('wait', call.names, startedAt, attempt, contended);
@@ -355,6 +361,7 @@ export class LockTable<N extends string = PlatformLockName> {
           reason = 'acquired';
           return outcome.lease;
         }
+        last = outcome;
         if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
         const inside = working.getStore();
         const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
@@ -1435,7 +1442,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
   #localTime(dbMs: number | undefined): number | undefined {
-    return dbMs === undefined ? undefined : performance.now() + (dbMs - (this.#clock.now() ?? dbMs));
+    // Before this table's first read the host's wall clock is the guess: it only schedules a renewal here, no time is stored from it.
+    return dbMs === undefined ? undefined : performance.now() + (dbMs - (this.#clock.now() ?? Date.now()));
   }
 
   /** resolveCall(), with the table's default lease length. */
