@@ -50,7 +50,7 @@ import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue,
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
-import { backoff, sleep } from './retry.js';
+import { backoff } from './retry.js';
 import { createSpace, dropOwnerRecord, fastWrite, readNow, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
