@@ -19,7 +19,7 @@ import { createLockTable, type LockTable } from '../lib/index.js';
 import { planFast, type Member } from '../lib/batch.js';
 import { toStoredOwner } from '../lib/document.js';
 import { currentOwner } from '../lib/owner.js';
-import { fastWrite } from '../lib/store.js';
+import { fastWrite, SYSDATE_MS, SYSDATE_SAFE } from '../lib/store.js';
 import { nonce as newNonce } from '../lib/nonce.js';
 import { createDatabase, useServer } from './contenders.js';
 import { percentile } from './measure.js';
@@ -50,7 +50,7 @@ function step(parts: { lastInsertId?: boolean; text?: boolean; json?: boolean; g
   const version = parts.lastInsertId ? 'version = LAST_INSERT_ID(version + 1)' : 'version = version + 1';
   const crcSet = parts.crc ? ', dataCrc = CRC32(dataJson)' : '';
   const crcWhere = parts.crc ? ' AND dataCrc = CRC32(dataJson)' : '';
-  const clockWhere = parts.clock ? ' AND ABS(? - UNIX_TIMESTAMP(SYSDATE(3)) * 1000) <= ?' : '';
+  const clockWhere = parts.clock ? ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?` : '';
   return async ({ pool, id }, j) => {
     const nonce = newNonce();
     if (parts.text) {

@@ -94,7 +94,7 @@ async function runOnTable(command: Command, table: LockTable, io: Io, out: (s: s
       } catch (err) {
         if (!(err instanceof LockError) || err.code !== 'ELOCKED') throw err;
         const h = (err as LockError & { holders: Array<Parameters<typeof formatOwner>[0] & { liveness?: string; ageMs?: number }> }).holders[0]!;
-        const why = h.liveness === 'alive' ? 'which is alive' : 'which cannot be judged from here (another host or pid namespace)';
+        const why = h.liveness === 'alive' ? 'which is alive' : 'which cannot be judged from here (another machine or pid namespace)';
         io.stderr.write(
           `locktable: refusing to release ${h.name}: held by ${formatOwner(h)} for ${formatDuration(h.ageMs ?? 0)}, token ${h.token}, ${why}; ` +
             `--force releases it anyway, and its owner's release will then fail with ENOTHELD 'forced' [ELOCKED]\n`,
@@ -130,7 +130,7 @@ async function runOnTable(command: Command, table: LockTable, io: Io, out: (s: s
 }
 
 function note(unknown: number, json: boolean, out: (s: string) => void): void {
-  if (unknown && !json) out(`${unknown} lock${unknown === 1 ? ' has an owner' : 's have owners'} that cannot be judged from here (another host or pid namespace): run reap on its host, or wait for the lease to expire`);
+  if (unknown && !json) out(`${unknown} lock${unknown === 1 ? ' has an owner' : 's have owners'} that cannot be judged from here (another machine or pid namespace): run reap on its host, or wait for the lease to expire`);
 }
 
 async function withTable<T>(conn: Connection, fn: (table: LockTable) => Promise<T>): Promise<T> {

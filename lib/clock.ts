@@ -1,23 +1,27 @@
 // The database's clock, as estimated from here between reads.
 //
-// Expiry uses the database's clock only. A full read returns NOW(3) with the
-// document; the one-statement acquire cannot return anything but the new
+// Expiry uses the database's clock only (UTC milliseconds, whatever the
+// session's time zone: lib/store.ts DB_NOW_MS). A full read returns it with
+// the document; the one-statement acquire cannot return anything but the new
 // version, so it writes an acquisition time estimated here, and the statement
-// itself refuses to run unless that estimate is within a tolerance of NOW(3)
-// (see lib/store.ts fastStatement). The estimate is anchored on the last observation of
-// the database's time and advanced with a monotonic clock, so a step of the
-// host's wall clock does not move it; before any observation the host's wall
-// clock is the guess, and the statement's check is what makes it safe.
+// itself refuses to run unless that estimate is within a tolerance of the
+// server's clock (see lib/store.ts fastStatement). The estimate is anchored on
+// the last observation of the database's time and advanced with a monotonic
+// clock, so a step of the host's wall clock does not move it. Before any
+// observation there is no estimate: the host's own clock is never used.
 
 export class DbClock {
   readonly #monotonic: () => number;
-  readonly #wall: () => number;
   /** Database ms minus monotonic ms, from the last observation. */
   #offset: number | undefined;
 
-  constructor(monotonic: () => number = () => performance.now(), wall: () => number = Date.now) {
+  constructor(monotonic: () => number = () => performance.now()) {
     this.#monotonic = monotonic;
-    this.#wall = wall;
+  }
+
+  /** Whether the database's time has been observed yet (before that, now() has no estimate). */
+  get known(): boolean {
+    return this.#offset !== undefined;
   }
 
   /** Monotonic ms, to bracket a statement with: `sent` before it, `received` after. */
@@ -42,8 +46,8 @@ export class DbClock {
     return result;
   }
 
-  /** The database's time now, as best known here, in whole ms. */
-  now(): number {
-    return Math.round(this.#offset === undefined ? this.#wall() : this.#monotonic() + this.#offset);
+  /** The database's time now, as best known here, in whole ms; undefined before the first observation. */
+  now(): number | undefined {
+    return this.#offset === undefined ? undefined : Math.round(this.#monotonic() + this.#offset);
   }
 }

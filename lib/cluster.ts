@@ -250,19 +250,25 @@ export class Causal implements Conn {
     return this.#inner.execute ? this.#inner.execute(text, values) : this.#inner.query(text, values);
   }
 
-  /** Whether the server runs Galera (@@wsrep_on), asked once. */
+  /**
+   * Whether the server runs Galera (@@wsrep_on), asked once per root handle
+   * (the one without a parent); a child asks through its own inner handle
+   * (bounded, when it is a call's), so that the question keeps the asking
+   * call's bound.
+   */
   galera(): Promise<boolean> {
-    if (this.#parent) return this.#parent.galera();
-    this.#wsrep ??= this.#inner.query('SELECT @@wsrep_on AS w').then(
+    let root: Causal = this;
+    while (root.#parent) root = root.#parent;
+    root.#wsrep ??= this.#inner.query('SELECT @@wsrep_on AS w').then(
       ([rows]) => Number((rows as Array<{ w: unknown }>)[0]?.w) === 1,
       (err) => {
         // MySQL has no such variable (1193): not Galera. Anything else: ask again next time.
         if ((err as { errno?: number }).errno === 1193) return false;
-        this.#wsrep = undefined;
+        root.#wsrep = undefined;
         throw err;
       },
     );
-    return this.#wsrep;
+    return root.#wsrep;
   }
 }
 

@@ -1,5 +1,6 @@
 import createDebug from 'debug';
 import mysql from 'mysql2/promise';
+import type { Bound } from './bound.js';
 import { DatabaseError, InvalidOptionError } from './errors.js';
 
 /**
@@ -34,6 +35,12 @@ export type DbInput = mysql.Pool | Queryable | string | string[] | object;
 
 export interface Db {
   pool: Conn;
+  /**
+   * The mysql2 promise pool underneath, when there is one: each statement
+   * then takes its own connection, so that a call's bound can give up waiting
+   * for one (see boundedDb).
+   */
+  mysql2?: mysql.Pool;
   /** Set when locktable created the pool from a URI and so must close it. */
   end?: () => Promise<void>;
 }
@@ -84,7 +91,7 @@ const ACCEPTED =
 export function openDb(input: unknown, poolSize = 4): Db {
   if (typeof input === 'string') {
     const pool = poolFromUri(input, poolSize);
-    return { pool: mysql2Conn(pool), end: () => pool.end() };
+    return { pool: mysql2Conn(pool), end: () => pool.end(), mysql2: pool };
   }
   if (isFn(input) && isFn((input as { raw?: unknown }).raw) && (input as { client?: unknown }).client) {
     throw new InvalidOptionError(
@@ -99,9 +106,12 @@ export function openDb(input: unknown, poolSize = 4): Db {
     );
   }
   // mysql2's callback API (a pool or a connection): its promise wrapper has the same methods.
-  if (isFn(o.promise) && isFn(o.query) && isFn(o.execute)) return { pool: mysql2Conn((o.promise as () => PromiseQueryable)()) };
+  if (isFn(o.promise) && isFn(o.query) && isFn(o.execute)) {
+    const p = (o.promise as () => PromiseQueryable)();
+    return { pool: mysql2Conn(p), mysql2: asMysql2Pool(p) };
+  }
   // mysql2's promise API: a pool, a pool connection or a connection.
-  if (isFn(o.query) && isFn(o.execute) && isFn(o.escape) && isFn(o.format)) return { pool: mysql2Conn(input as PromiseQueryable) };
+  if (isFn(o.query) && isFn(o.execute) && isFn(o.escape) && isFn(o.format)) return { pool: mysql2Conn(input as PromiseQueryable), mysql2: asMysql2Pool(input) };
   // The mysql package: callback API, no execute.
   if (isFn(o.query) && isFn(o.escape) && !isFn(o.execute) && (isFn(o.getConnection) || isFn(o.beginTransaction))) {
     return { pool: mysqljsConn(input as CallbackQueryable) };
@@ -245,4 +255,140 @@ function guardPool(pool: mysql.Pool): void {
   core.on('connection', (conn: NodeJS.EventEmitter) => {
     conn.on('error', (err: Error & { code?: string }) => log('connection error (it leaves the pool): %s %s', err.code ?? '', err.message));
   });
+}
+
+/** mysql2's promise pool connection, as far as locktable uses it. */
+interface PooledConnection {
+  query(sql: string, values?: unknown[]): Promise<[unknown, unknown]>;
+  execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]>;
+  release(): void;
+  destroy(): void;
+}
+
+/**
+ * Codes of the errors a bounded statement fails with when its bound fires.
+ * NO_CONNECTION: no pooled connection came in time; nothing was sent.
+ * CUT: the statement was sent and had not answered; its connection is
+ * destroyed (the server may still finish it: a write may have been applied).
+ */
+export const BOUND_CODES = { NO_CONNECTION: 'ELOCKTABLE_NOCONNECTION', CUT: 'ELOCKTABLE_CUT' } as const;
+
+/**
+ * Runs `run` on a connection of `pool`, within `bound`: the wait for a free
+ * connection (an exhausted pool, a server that does not accept connections)
+ * and the statement itself (a hung server) both end when the bound fires, with
+ * a transient error (BOUND_CODES). A connection that arrives too late goes
+ * back to the pool unused, so what was given up never runs later.
+ */
+/** Connections asked of a pool and not yet handed over, per pool (some given up at a bound, still connecting). */
+const connecting = new WeakMap<object, Set<Promise<unknown>>>();
+
+/**
+ * Resolves once every connection locktable asked of `pool` has arrived or
+ * failed. Ending a mysql2 pool while one of its connections is still
+ * connecting makes that connection emit an 'error' nothing listens to (an
+ * uncaught exception): close() waits for this before it ends its own pool.
+ */
+export async function connectionsSettled(pool: mysql.Pool): Promise<void> {
+  const pending = connecting.get(pool);
+  if (pending?.size) await Promise.allSettled([...pending]);
+}
+
+export function withConnection<T>(pool: mysql.Pool, bound: Bound, run: (conn: PooledConnection) => Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let conn: PooledConnection | undefined;
+    let over = false;
+    const cancel = bound.onFire((how) => {
+      over = true;
+      if (conn) {
+        conn.destroy();
+        reject(Object.assign(new Error(`the statement had not answered when the operation's bound fired (${how === 'aborted' ? 'aborted' : `${bound.ms} ms`}); its connection was closed`), { code: BOUND_CODES.CUT, fatal: true }));
+      } else {
+        reject(Object.assign(new Error(`no pooled connection within the operation's bound (${how === 'aborted' ? 'aborted' : `${bound.ms} ms`}): the pool's connections are all busy, or the server does not accept connections`), { code: BOUND_CODES.NO_CONNECTION }));
+      }
+    });
+    const asked = pool.getConnection() as unknown as Promise<PooledConnection>;
+    let pending = connecting.get(pool);
+    if (!pending) connecting.set(pool, (pending = new Set()));
+    const set = pending;
+    set.add(asked);
+    const forget = () => void set.delete(asked);
+    asked.then(forget, forget);
+    asked.then(
+      (c) => {
+        if (over) return c.release();
+        conn = c;
+        run(c).then(
+          (value) => {
+            if (over) return;
+            over = true;
+            cancel();
+            c.release();
+            resolve(value);
+          },
+          (err) => {
+            if (over) return;
+            over = true;
+            cancel();
+            // A connection the driver marked broken leaves the pool on its own error; release() of it is harmless.
+            c.release();
+            reject(err);
+          },
+        );
+      },
+      (err) => {
+        if (over) return;
+        over = true;
+        cancel();
+        reject(err);
+      },
+    );
+  });
+}
+
+/** A mysql2 promise pool (not a single connection, nor a pool connection): what withConnection needs. */
+function asMysql2Pool(p: unknown): mysql.Pool | undefined {
+  const o = p as Record<string, unknown>;
+  return isFn(o.getConnection) && isFn(o.end) && !isFn(o.release) && !isFn(o.of) ? (p as mysql.Pool) : undefined;
+}
+
+/**
+ * The database handle with every statement bounded by `bound`. On a mysql2
+ * pool each statement takes its own connection (withConnection). On any other
+ * handle the statement is raced against the bound: given up on at the bound
+ * it may still run later, so it fails as cut (possibly applied).
+ */
+export function boundedDb(db: Db, bound: Bound): Conn {
+  const pool = db.mysql2;
+  if (pool) {
+    return {
+      query: (sql, values) => withConnection(pool, bound, (c) => (c as unknown as PromiseQueryable).query({ sql, values, ...MYSQL2_PINNED })),
+      execute: (sql, values) => withConnection(pool, bound, (c) => (c as unknown as PromiseQueryable).execute({ sql, values, ...MYSQL2_PINNED })),
+    };
+  }
+  const race = (p: Promise<[unknown, unknown]>): Promise<[unknown, unknown]> =>
+    new Promise((resolve, reject) => {
+      let over = false;
+      const cancel = bound.onFire((how) => {
+        over = true;
+        reject(Object.assign(new Error(`the statement had not answered when the operation's bound fired (${how === 'aborted' ? 'aborted' : `${bound.ms} ms`})`), { code: BOUND_CODES.CUT, fatal: true }));
+      });
+      p.then(
+        (v) => {
+          if (over) return;
+          over = true;
+          cancel();
+          resolve(v);
+        },
+        (e) => {
+          if (over) return;
+          over = true;
+          cancel();
+          reject(e);
+        },
+      );
+    });
+  // Called as methods: a node list (lib/cluster.ts) needs its `this`.
+  const conn = db.pool;
+  return { query: (sql, values) => race(conn.query(sql, values)), execute: conn.execute && ((sql, values) => race(conn.execute!(sql, values))) };
 }

@@ -7,7 +7,7 @@ import { LockError } from './errors.js';
 import { judgeEntry } from './liveness.js';
 import { defaultMigrationsDir, inspectTable, judgeOwnership, listMigrations, type Column, type Ownership, type TableState } from './migrate.js';
 import { localView } from './owner.js';
-import { readSpace } from './store.js';
+import { DB_NOW_MS, readSpace } from './store.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -75,7 +75,7 @@ export async function probeUpdate(db: Conn, table: string): Promise<void> {
 
 /** Database time in ms since the epoch, as the lock table reads it. */
 export async function queryNow(db: Conn): Promise<number> {
-  const [rows] = await db.query('SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now');
+  const [rows] = await db.query(`SELECT ${DB_NOW_MS} AS now`);
   return Number((rows as Array<{ now: unknown }>)[0]!.now);
 }
 

@@ -291,6 +291,24 @@ export function nonceCandidate(
   return JSON.stringify(candidate);
 }
 
+/**
+ * How many owner records of the stored text (format 2's `o`) no entry refers
+ * to: what the one-statement release leaves behind, and a full write drops.
+ * 0 for text that is not a format-2 document.
+ */
+export function strayOwnerRecords(raw: string): number {
+  let stored: unknown;
+  try {
+    stored = JSON.parse(raw);
+  } catch {
+    return 0;
+  }
+  const { o, l } = (stored ?? {}) as { o?: unknown; l?: unknown };
+  if (!o || typeof o !== 'object' || !l || typeof l !== 'object') return 0;
+  const used = new Set(Object.values(l as Record<string, { o?: unknown }>).map((e) => e?.o));
+  return Object.keys(o).filter((k) => !used.has(k)).length;
+}
+
 const keys = new WeakMap<StoredOwner, string>();
 
 /**

@@ -212,10 +212,12 @@ export class ForeignTableError extends LockError {
 export class TimeoutError extends LockError {
   readonly holders: Holder[];
   readonly waiters: Waiting[];
-  constructor(ms: number, holders: Holder[], waiters: Waiting[] = []) {
+  /** `cause`: the database fault that outlasted the timeout, when that is what kept the wait from acquiring. */
+  constructor(ms: number, holders: Holder[], waiters: Waiting[] = [], cause?: unknown) {
     super(
       'ETIMEDOUT',
-      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${waiters.length ? `; ${describeLine(waiters)}` : ''}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
+      `gave up after ${ms} ms${holders.length ? `; held by ${holders.map(describeHolder).join('; ')}` : ''}${waiters.length ? `; ${describeLine(waiters)}` : ''}${cause === undefined ? '' : `; the database did not let the last attempt through (${(cause as Error)?.message ?? String(cause)})`}: wait longer (timeoutMs), or see who holds what with \`locktable list\``,
+      cause === undefined ? undefined : { cause },
     );
     this.holders = holders;
     this.waiters = waiters;

@@ -23,6 +23,8 @@ const TRANSIENT_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EAI_AGAIN',
+  'ELOCKTABLE_NOCONNECTION', // lib/db.ts withConnection: no pooled connection within the operation's bound
+  'ELOCKTABLE_CUT', // lib/db.ts withConnection: a statement cut off at the operation's bound
 ]);
 
 // Server errors that say "not now" rather than "never".
@@ -56,7 +58,7 @@ const NOT_APPLIED_ERRNOS = new Set([
   1290, // refused before execution
   1836, // refused before execution
 ]);
-const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN']); // connecting: nothing was sent
+const NOT_APPLIED_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', 'ELOCKTABLE_NOCONNECTION']); // connecting, or waiting for a connection: nothing was sent
 
 const NO_SUCH_TABLE = 1146;
 const BAD_FIELD = 1054;

@@ -21,15 +21,25 @@ export interface GateOptions<T, R> {
 
 export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
-type Queued<T, R> =
+/**
+ * What lets a queued call give up on its own bound: it calls `expire` once,
+ * with the error to fail with, and returns what cancels it. The gate arms it
+ * only while the call waits in the queue; once a slot takes it, it is the
+ * call's own business.
+ */
+export type Expiry = (expire: (error: Error) => void) => () => void;
+
+type Queued<T, R> = (
   | { kind: 'job'; run: () => Promise<unknown>; resolve(v: unknown): void; reject(e: unknown): void }
-  | { kind: 'item'; item: T; resolve(v: R): void; reject(e: unknown): void };
+  | { kind: 'item'; item: T; resolve(v: R): void; reject(e: unknown): void }
+) & { disarm?: () => void };
 
 export class Gate<T, R> {
   readonly #options: GateOptions<T, R>;
   readonly #queue: Array<Queued<T, R>> = [];
   #running = 0;
   #closed = false;
+  #idle: Array<() => void> = [];
 
   constructor(options: GateOptions<T, R>) {
     if (!Number.isInteger(options.limit) || options.limit < 1) throw new RangeError('limit is a positive integer');
@@ -46,39 +56,63 @@ export class Gate<T, R> {
     return this.#queue.length;
   }
 
-  /** Runs `fn` alone, when a slot is free. */
-  run<V>(fn: () => Promise<V>): Promise<V> {
+  /** Runs `fn` alone, when a slot is free; fails without running if `expiry` fires first. */
+  run<V>(fn: () => Promise<V>, expiry?: Expiry): Promise<V> {
     return new Promise<V>((resolve, reject) => {
-      this.#enqueue({ kind: 'job', run: fn, resolve: resolve as (v: unknown) => void, reject });
+      this.#enqueue({ kind: 'job', run: fn, resolve: resolve as (v: unknown) => void, reject }, expiry);
     });
   }
 
-  /** Queues an item; it runs in a batch with whatever else is queued when a slot frees. */
-  submit(item: T): Promise<R> {
+  /** Queues an item; it runs in a batch with whatever else is queued when a slot frees, unless `expiry` fires first. */
+  submit(item: T, expiry?: Expiry): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.#enqueue({ kind: 'item', item, resolve, reject });
+      this.#enqueue({ kind: 'item', item, resolve, reject }, expiry);
     });
+  }
+
+  /** Resolves once nothing runs and nothing is queued. */
+  whenIdle(): Promise<void> {
+    if (this.#running === 0 && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** Fails everything still queued, and everything submitted later. Jobs already running finish. */
   close(): void {
     this.#closed = true;
-    for (const q of this.#queue.splice(0)) q.reject(this.#options.closedError());
+    for (const q of this.#queue.splice(0)) {
+      this.#take(q);
+      q.reject(this.#options.closedError());
+    }
   }
 
-  #enqueue(q: Queued<T, R>): void {
+  #enqueue(q: Queued<T, R>, expiry?: Expiry): void {
     if (this.#closed) return q.reject(this.#options.closedError());
     this.#queue.push(q);
     this.#pump();
+    if (expiry && this.#queue.includes(q)) {
+      q.disarm = expiry((error) => {
+        const i = this.#queue.indexOf(q);
+        if (i < 0) return;
+        this.#queue.splice(i, 1);
+        q.reject(error);
+      });
+    }
+  }
+
+  #take(q: Queued<T, R>): void {
+    q.disarm?.();
+    q.disarm = undefined;
   }
 
   #pump(): void {
     while (this.#running < this.#options.limit && this.#queue.length) {
       const head = this.#queue.shift()!;
+      this.#take(head);
       this.#running++;
       const done = () => {
         this.#running--;
         this.#pump();
+        if (this.#running === 0 && this.#queue.length === 0) for (const resolve of this.#idle.splice(0)) resolve();
       };
       if (head.kind === 'job') {
         void head.run().then(head.resolve, head.reject).finally(done);
@@ -89,6 +123,7 @@ export class Gate<T, R> {
       for (let i = 0; i < this.#queue.length; ) {
         const q = this.#queue[i]!;
         if (q.kind === 'item' && (this.#options.canJoin?.(items, q.item) ?? true)) {
+          this.#take(q);
           batch.push(q);
           items.push(q.item);
           this.#queue.splice(i, 1);

@@ -9,17 +9,21 @@ export type Liveness = 'alive' | 'dead' | 'unknown';
  * supplies (tests pass a fake). Only `dead` ever lets a lock be taken away.
  *
  * - an expired lease is dead, wherever its owner runs (database time);
- * - another host is unknown: only an expired lease proves it dead;
- * - the same host on another boot is dead (every process of that boot is gone);
+ * - the same boot id is this boot of this machine (a boot id is 128 random
+ *   bits drawn at boot), whatever hostname either side saw: the hostname is
+ *   for display only, it changes with a rename or a UTS namespace;
+ * - another boot id on the same machine (same machine id, where both are
+ *   known) is dead: every process of that boot is gone;
+ * - any other boot id is another machine, or one this cannot tell from
+ *   another machine: unknown, only an expired lease proves it dead;
  * - another pid namespace cannot be probed: unknown;
  * - a missing pid, a zombie, or a pid whose start time differs (reused) is dead;
  * - otherwise alive, including a live process of another user.
  */
 export function judge(owner: Owner, expiresAt: number | undefined, now: number, here: LocalView): Liveness {
   if (expiresAt !== undefined && expiresAt <= now) return 'dead';
-  if (owner.host !== here.host) return 'unknown';
   if (!owner.bootId || !here.bootId) return 'unknown';
-  if (owner.bootId !== here.bootId) return 'dead';
+  if (owner.bootId !== here.bootId) return owner.machineId && owner.machineId === here.machineId ? 'dead' : 'unknown';
   if (owner.pidNs !== here.pidNs) return 'unknown';
   const proc = here.probe(owner.pid);
   if (proc === undefined || proc.zombie) return 'dead';

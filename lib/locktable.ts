@@ -1,9 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { Bound, watchAbort } from './bound.js';
 import { DbClock } from './clock.js';
 import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
-import { openDb, quoteTable } from './db.js';
+import { BOUND_CODES, boundedDb, connectionsSettled, openDb, quoteTable, type Conn, type Db } from './db.js';
 import {
   emptyDocument,
   entryOf,
@@ -12,6 +13,7 @@ import {
   lineOf,
   ownerKey,
   parseDocument,
+  strayOwnerRecords,
   serializeDocument,
   toHolder,
   toStoredOwner,
@@ -38,7 +40,7 @@ import {
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
-import { Gate } from './gate.js';
+import { Gate, type Expiry } from './gate.js';
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
@@ -49,8 +51,8 @@ import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue,
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
-import { backoff, sleep } from './retry.js';
-import { createSpace, dropOwnerRecord, fastWrite, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
+import { backoff } from './retry.js';
+import { createSpace, dropOwnerRecord, fastWrite, readNow, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
 
@@ -69,7 +71,7 @@ export type { Lease } from './lease.js';
 
 /** One held lock, as list() sees it. */
 export interface LockInfo extends Holder {
-  /** Judged from this process: `unknown` for another host or pid namespace. */
+  /** Judged from this process: `unknown` for another machine (boot id) or pid namespace. */
   liveness: Liveness;
   /** Age in ms, database time. */
   ageMs: number;
@@ -223,6 +225,9 @@ interface Queued {
 
 type Blocked = { blockers: T.Blocker[]; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
 
+/** How long an aborted or timed-out wait waits to leave the line before it returns (the rest goes on in the background), ms. */
+const LEAVE_GRACE_MS = 50;
+
 /**
  * Named locks of one space, shared by every process that uses the same row.
  * Every operation is a few short statements on any pooled connection: nothing
@@ -232,8 +237,12 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly space: string;
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
-  /** Where statements go: one pool, or a node list (lib/cluster.ts); causal on Galera. `end` when we opened it. */
-  readonly #db: { pool: Causal; end?: () => Promise<void>; nodes?: NodeList };
+  /**
+   * Where statements go: one pool, or a node list (lib/cluster.ts); causal on
+   * Galera. `raw` is the handle underneath (with its mysql2 pool, when there is
+   * one), which #conn bounds per call. `end` when we opened it.
+   */
+  readonly #db: { pool: Causal; raw: Db; end?: () => Promise<void>; nodes?: NodeList; mysql2?: Db['mysql2'] };
   /** The lock table's name, validated and quoted for SQL. */
   readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
@@ -273,10 +282,10 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#table = quoteTable(this.#options.table);
     const cluster = openNodes(this.#options.db, this.#options.poolSize, Math.min(STATEMENT_TIMEOUT_MS, Math.max(1, this.#options.retry.deadlineMs)));
     if (cluster) {
-      this.#db = { pool: new Causal(cluster.nodes), nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) };
+      this.#db = { pool: new Causal(cluster.nodes), raw: { pool: cluster.nodes }, nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) };
     } else {
       const db = openDb(this.#options.db, this.#options.poolSize);
-      this.#db = { pool: new Causal(db.pool), ...(db.end ? { end: db.end } : {}) };
+      this.#db = { pool: new Causal(db.pool), raw: db, ...(db.mysql2 ? { mysql2: db.mysql2 } : {}), ...(db.end ? { end: db.end } : {}) };
     }
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
@@ -303,7 +312,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options));
+    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
     throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
   }
@@ -312,7 +321,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options));
+    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#bound(undefined, call.options.signal)));
     return 'lease' in outcome ? outcome.lease : null;
   }
 
@@ -351,6 +360,8 @@ export class LockTable<N extends string = PlatformLockName> {
     const id = call.options.barge ? undefined : newNonce();
     const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => toHolder(b.name, b.entry)), o.ahead.map(waitingOf));
     let reason: DequeuedReason = 'failed';
+    // The last attempt that found the names taken: what a timeout reports.
+    let last: Blocked | undefined;
     if (id !== undefined) this.#queued.set(id, { names: call.names, inLine: false, since: startedAt });
     try {
       for (let contended = false; ; contended = true) {
@@ -359,12 +370,27 @@ export class LockTable<N extends string = PlatformLockName> {
         // After a wake-up, decide from a read: every waiter of the name woke at
         // once, a read does not queue on the row lock, and only those that find
         // it free go on to write.
-        const outcome = this.#observeAcquire('wait', call.names, startedAt, await this.#acquire(call.names, call.options, contended, id), contended);
+        // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
+        const rest = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
+        // Woken by its timer a fraction of a ms early: out of time, not worth another attempt.
+        if (last && rest < 1) throw timeout(last);
+        let attempt;
+        try {
+          attempt = await this.#acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#options.retry.deadlineMs, rest), signal));
+        } catch (err) {
+          // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
+          if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) {
+            throw new TimeoutError(timeoutMs, last?.blockers.map((b) => toHolder(b.name, b.entry)) ?? [], last?.ahead.map(waitingOf) ?? [], err);
+          }
+          throw err;
+        }
+        const outcome = this.#observeAcquire('wait', call.names, startedAt, attempt, contended);
         if ('lease' in outcome) {
           log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
           reason = 'acquired';
           return outcome.lease;
         }
+        last = outcome;
         if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
         const inside = working.getStore();
         const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
@@ -378,7 +404,23 @@ export class LockTable<N extends string = PlatformLockName> {
       reason = err instanceof TimeoutError ? 'timeout' : err instanceof AbortError ? 'aborted' : err instanceof ClosedError ? 'closed' : 'failed';
       throw err;
     } finally {
-      if (id !== undefined) await this.#leaveLine(id, reason);
+      // Leaving the line is a write. A wait that ends leaves the line before
+      // it settles, so that what the caller does next (an acquire) no longer
+      // finds its intent; but an abort or a timeout does not wait for it past
+      // LEAVE_GRACE_MS (the database may be what ran out the time): then it
+      // goes on in the background, and the intent expires on its own if it
+      // cannot be dropped.
+      if (id !== undefined) {
+        const leaving = this.#leaveLine(id, reason);
+        if (reason === 'aborted' || reason === 'timeout') {
+          // close() waits for it with the waits themselves.
+          const tracked: Promise<void> = leaving.finally(() => this.#activeWaits.delete(tracked));
+          this.#activeWaits.add(tracked);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([tracked, new Promise<void>((r) => (timer = setTimeout(r, LEAVE_GRACE_MS)))]);
+          clearTimeout(timer);
+        } else await leaving;
+      }
     }
   }
 
@@ -396,14 +438,17 @@ export class LockTable<N extends string = PlatformLockName> {
     // Only when there is one: an await here would let statements queued after this release go before it.
     if (held.keeper) await held.keeper.stop();
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
+    // One bound for the whole call: the one statement, and the read-decide-write after it.
+    const bound = this.#bound();
     try {
       // One statement first (with whatever else is queued); if it is refused
       // (an entry gone or not ours), read and decide, which says why.
       if (this.#options.fastPath) {
-        const fast = await this.#gate.submit({ kind: 'release', names: held.names, nonce: held.nonce });
+        // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
+        const fast = await this.#withinBound(this.#gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
       }
-      outcome ??= await this.#releaseFromRead('release', held.names, held.nonce);
+      outcome ??= await this.#releaseFromRead('release', held.names, held.nonce, bound);
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
@@ -414,7 +459,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#settled(held);
     if (outcome.released.length) {
       if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
-      this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, this.#clock.now() - held.acquiredAt) });
+      this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt) });
       this.#wakeWaiters();
     }
     if (outcome.missing.length) {
@@ -453,7 +498,7 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError(`using: the work is a function, got ${fn === null ? 'null' : typeof fn}: using(names, async (lease, signal) => …, options)`);
     }
     const { wait, rest } = splitUsingOptions(options);
-    // acquire() validates (and ignores) timeoutMs and signal too: a bad one is refused, not silently dropped.
+    // acquire() honours signal, and validates (and ignores) timeoutMs too: a bad one is refused, not silently dropped.
     const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest);
     let kept: KeepAlive;
     try {
@@ -652,8 +697,10 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /**
    * Releases every lock whose owner is provably dead (see judge()): a gone or
-   * reused pid on this host and boot, another boot of this host, or an expired
-   * lease. Never a live owner's, and never one it cannot judge.
+   * reused pid of this boot, another boot of this machine, or an expired
+   * lease. Never a live owner's, and never one it cannot judge. Also drops the
+   * owner records no lock refers to any more (left by processes that exited
+   * without close()), so an idle space's document returns to its small size.
    */
   async reapDead(): Promise<Holder[]> {
     const here = localView();
@@ -662,6 +709,7 @@ export class LockTable<N extends string = PlatformLockName> {
       'reaped',
       (_, e) => judgeEntry(e, now, here) === 'dead',
       (snap) => (now = snap.now),
+      true,
     );
     if (removed.length) log.reap('released %s', removed.map((h) => h.name).join(','));
     return removed;
@@ -669,7 +717,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A snapshot of every held lock, with each owner's liveness as judged from here. Advisory: it may change at once. */
   async list(): Promise<LockInfo[]> {
-    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
+    const bound = this.#bound();
+    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } }), {}, bound), this.#expiry(bound, 'list'));
     const here = localView();
     const infos = Object.entries(doc.l).map(([name, e]) => lockInfo(name, e, snap.now, here));
     for (const [name, group] of Object.entries(doc.s ?? {})) {
@@ -720,6 +769,7 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError('releaseName: options are { force?: boolean }');
     }
     const here = localView();
+    const bound = this.#bound();
     const outcome = await this.#gate.run(() =>
       this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
         const entry = entryOf(doc, name);
@@ -728,12 +778,13 @@ export class LockTable<N extends string = PlatformLockName> {
         if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
         const why = info.liveness === 'dead' ? 'reaped' : 'forced';
         return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
-      }),
+      }, {}, bound),
+      this.#expiry(bound, 'releaseName'),
     );
     if (outcome === null) return null;
     if ('refused' in outcome) {
       const h = outcome.refused;
-      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another host or pid namespace)';
+      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another machine or pid namespace)';
       throw new LockedError([h], `${name} is held by ${describeHolder(h)}, whose owner ${why}: pass { force: true } to release it anyway`);
     }
     log.reap('releaseName %s (%s, owner %s)', name, outcome.why, outcome.removed.liveness);
@@ -762,18 +813,20 @@ export class LockTable<N extends string = PlatformLockName> {
   async repair(expectedRaw: string): Promise<{ replaced: string }> {
     if (typeof expectedRaw !== 'string') throw new InvalidOptionError('repair: pass the raw text of the ECORRUPT error you inspected');
     try {
-      return await this.#gate.run(() => this.#repair(expectedRaw));
+      const bound = this.#bound();
+      return await this.#gate.run(() => this.#repair(expectedRaw, bound), this.#expiry(bound, 'repair'));
     } catch (err) {
       throw toLockError(err, 'repair');
     }
   }
 
-  async #repair(expectedRaw: string): Promise<{ replaced: string }> {
-    const snap = await this.#read();
+  async #repair(expectedRaw: string, bound: Bound): Promise<{ replaced: string }> {
+    const db = this.#conn(bound);
+    const snap = await this.#read(db);
     if (snap.raw !== expectedRaw) {
       throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
     }
-    if (!(await writeIfVersion(this.#db.pool, this.#table, this.space, snap.version, serializeDocument(emptyDocument())))) {
+    if (!(await writeIfVersion(db, this.#table, this.space, snap.version, serializeDocument(emptyDocument())))) {
       throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
     }
     return { replaced: snap.raw };
@@ -796,6 +849,9 @@ export class LockTable<N extends string = PlatformLockName> {
     // elsewhere); work may still run under them, so their signals still abort
     // when they run out.
     await Promise.all([...this.#held.values()].map((h) => h.keeper?.stopRenewing()));
+    // What is in flight finishes first (each within its bound): a statement a
+    // caller gave up on (an abort) may still land and leave a leftover.
+    await this.#gate.whenIdle();
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
@@ -805,17 +861,20 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#wroteOwnerRecord) {
       // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
       const key = ownerKey(this.#batch.owner);
-      await dropOwnerRecord(this.#db.pool, this.#table, this.space, ownerPath(key), key).catch((err: Error) =>
+      await dropOwnerRecord(this.#conn(new Bound(Math.min(1_000, this.#options.retry.deadlineMs))), this.#table, this.space, ownerPath(key), key).catch((err: Error) =>
         log.release('could not drop the owner record: %s', err.message),
       );
     }
-    if (this.#db.end) await this.#db.end();
+    if (this.#db.end) {
+      if (this.#db.mysql2) await connectionsSettled(this.#db.mysql2);
+      await this.#db.end();
+    }
   }
 
   // ---------------------------------------------------------------------------
 
-  /** `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. */
-  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string): Promise<{ lease: Lease } | Blocked> {
+  /** `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. `bound`: when it gives up. */
+  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#bound()): Promise<{ lease: Lease } | Blocked> {
     let nonce = newNonce();
     // Writes of this acquisition whose reply was lost: nonce → the version each
     // was to replace. Any of them may have been applied, or may still be (a
@@ -849,7 +908,16 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#options.fastPath && !readFirst && !shared) {
       let fast: Outcome;
       try {
-        fast = await this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types });
+        // A statement that lands after the caller gave up at its bound holds the
+        // names for no one: released in the background.
+        const late = () => this.#leftovers.add({ names, nonce });
+        fast = await this.#withinBound(
+          this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types }, this.#expiry(bound, 'acquire')),
+          bound,
+          'acquire',
+          (o) => o.kind === 'acquired' && late(),
+          (err) => err instanceof DatabaseError && err.outcomeUnknown && late(),
+        );
       } catch (err) {
         // A statement that could not be settled may hold the names: released in the background.
         if (err instanceof DatabaseError && err.outcomeUnknown) this.#leftovers.add({ names, nonce });
@@ -914,7 +982,8 @@ export class LockTable<N extends string = PlatformLockName> {
             nonce = newNonce(); // the next attempt must not be mistaken for this one
           },
         },
-      ));
+        bound,
+      ), this.#expiry(bound, 'acquire'));
     } catch (err) {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
@@ -931,7 +1000,7 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /** Release through read-decide-write: removes what is still held under `nonce`, says why the rest is gone. */
-  #releaseFromRead(what: string, names: readonly string[], nonce: string, deadlineMs?: number): Promise<T.ReleaseOutcome> {
+  #releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound): Promise<T.ReleaseOutcome> {
     return this.#gate.run(() =>
       this.#mutate(
         what,
@@ -940,14 +1009,15 @@ export class LockTable<N extends string = PlatformLockName> {
           return r.released.length ? { write: r.doc, result: r } : { result: r };
         },
         { confirm: (doc) => confirmRelease(doc, names, nonce) },
-        deadlineMs,
+        bound,
       ),
+      this.#expiry(bound, what),
     );
   }
 
   /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
   async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#releaseFromRead('background release', names, nonce, deadlineMs);
+    const outcome = await this.#releaseFromRead('background release', names, nonce, this.#bound(deadlineMs));
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#wakeWaiters();
@@ -961,18 +1031,30 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async #writeFast(members: Member[]): Promise<Outcome[]> {
     const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
-    const { baseMs, capMs, deadlineMs } = this.#options.retry;
-    const deadline = Date.now() + deadlineMs;
+    const { baseMs, capMs } = this.#options.retry;
+    // The statement of a batch is bounded by retry.deadlineMs; each member's
+    // caller gives up on its own bound (#withinBound) whatever the statement does.
+    const bound = this.#bound();
+    // Before the first read there is no estimate of the database's time, and
+    // the host's clock is never one: read it first (once per table).
+    if (!this.#clock.known) {
+      try {
+        await this.#clock.track(() => readNow(this.#conn(bound)));
+      } catch (err) {
+        if (!isTransient(err)) throw toLockError(err, 'read');
+        return refused(); // nothing was written: each member decides from a read, within its own bound
+      }
+    }
     // On Galera: whether this attempt waits for its node to apply what the cluster committed.
     let causalWrite = false;
     for (let attempt = 0; ; attempt++) {
-      const fast = planFast(members, this.#batch, this.#clock.now());
+      const fast = planFast(members, this.#batch, this.#clock.now()!);
       if (!fast) return refused();
       this.#assertOpen();
       const sentTo = this.#db.nodes?.current;
       let version: number | undefined;
       try {
-        version = await fastWrite(causalWrite ? this.#db.pool.withCausalWrites() : this.#db.pool, this.#table, this.space, fast.plan);
+        version = await fastWrite(this.#conn(bound, causalWrite), this.#table, this.space, fast.plan);
       } catch (err) {
         if ((err as { errno?: number }).errno === BAD_FIELD) {
           // No dataCrcNow (migration 003 pending, or a table that is not ours):
@@ -982,20 +1064,22 @@ export class LockTable<N extends string = PlatformLockName> {
         }
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         log.retry('one-statement write failed: %s', (err as Error).message);
-        // It may have applied: settle it before anything else.
-        if (isAmbiguous(err)) return this.#settleFast(members, fast, sentTo);
+        // It may have applied (cut at the bound included): settle it before anything else.
+        if (isAmbiguous(err)) return this.#settleFast(members, fast, bound, sentTo);
         // Rolled back or never run (a deadlock, or on Galera a lost
-        // certification; a node not ready): the same statement again, on the
-        // next node if this one failed. Dropping to compare-and-swap instead
-        // would compete on a version that a busy row moves on every write.
-        if (Date.now() >= deadline) return refused();
+        // certification; a node not ready; no connection within the bound):
+        // the same statement again, on the next node if this one failed.
+        // Dropping to compare-and-swap instead would compete on a version that
+        // a busy row moves on every write.
+        if (bound.fired()) return refused();
         this.#event('retried', { space: this.space, op: operationOf(members), attempt: attempt + 1, reason: String((err as { code?: unknown }).code ?? (err as Error).message) });
-        await sleep(backoff(attempt, baseMs, capMs));
+        await bound.sleep(backoff(attempt, baseMs, capMs));
+        if (bound.fired()) return refused();
         continue;
       }
       if (version === undefined) {
         // Refused on a Galera node's state, which may lag: once more on the cluster's.
-        if (!causalWrite && (await this.#db.pool.galera())) {
+        if (!causalWrite && !bound.fired() && (await this.#db.pool.galera())) {
           causalWrite = true;
           continue;
         }
@@ -1022,15 +1106,19 @@ export class LockTable<N extends string = PlatformLockName> {
    * has left the primary component (it can then never commit), and as applied
    * as soon as a causal read shows it.
    */
-  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, sentTo?: number): Promise<Outcome[]> {
-    const { baseMs, capMs, deadlineMs } = this.#options.retry;
+  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, bound: Bound, sentTo?: number): Promise<Outcome[]> {
+    const { baseMs, capMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
-    const deadline = Date.now() + deadlineMs;
+    const db = this.#conn(bound);
     const nodes = this.#db.nodes;
-    const there = nodes && sentTo !== undefined ? new Causal({ query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] }) : undefined;
-    for (let attempt = 0; ; attempt++) {
+    const there =
+      nodes && sentTo !== undefined
+        ? new Causal(boundedDb({ pool: { query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] } }, bound))
+        : undefined;
+    let failure: unknown = Object.assign(new Error('no time left to settle the write'), { code: 'ETIMEDOUT' });
+    for (let attempt = 0; !bound.fired(); attempt++) {
       this.#assertOpen();
-      let failure: unknown;
+      let faulted = false;
       try {
         const moved = nodes !== undefined && sentTo !== undefined && nodes.current !== sentTo;
         if (moved) {
@@ -1040,25 +1128,27 @@ export class LockTable<N extends string = PlatformLockName> {
           });
           if (onSent && onSent.now > closesAt) return settleFast(parseDocument(this.space, onSent.raw), onSent, members, fast);
         }
-        const snap = await readSpaceLocked(this.#db.pool, this.#table, this.space);
+        const snap = await readSpaceLocked(db, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (moved) {
           const outcomes = settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
           const visible = outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined);
           if (visible || (snap.now > closesAt && (await nodes.isMember(sentTo)) === false)) return outcomes;
           log.retry('settling a write sent to %s: not visible, and that node may still commit it', nodes.nodes[sentTo]!.label);
+          failure = new Error(`the node it was sent to (${nodes.nodes[sentTo]!.label}) is still in the cluster`);
         } else {
           if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          await sleep(closesAt - snap.now + 1);
+          await bound.sleep(closesAt - snap.now + 1);
           continue;
         }
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
+        faulted = true;
       }
-      if (Date.now() >= deadline) throw toUnresolvedError(failure ?? new Error('the node it was sent to is still in the cluster'), operationOf(members));
-      await sleep(backoff(attempt, baseMs, capMs) + (failure ? 0 : 50));
+      await bound.sleep(backoff(attempt, baseMs, capMs) + (faulted ? 0 : 50));
     }
+    throw toUnresolvedError(failure, operationOf(members));
   }
 
   /** Removes the locks `match` selects, and the waiters in line it selects (by their owner and expiry) in the same write. */
@@ -1066,15 +1156,20 @@ export class LockTable<N extends string = PlatformLockName> {
     why: 'wiped' | 'owner' | 'reaped',
     match: (name: string, held: { o: Entry['o']; e?: number | undefined }) => boolean,
     before?: (snap: Snapshot) => void,
+    dropStrays = false,
   ): Promise<Holder[]> {
+    const bound = this.#bound();
     const { removed, dropped } = await this.#gate.run(() =>
       this.#mutate(why, (doc, snap) => {
         before?.(snap);
         const r = T.removeWhere(doc, match, why, snap.now);
         const next = T.dropWaiters(r.doc, (intent, name) => match(name, intent));
         const result = { removed: r.removed, dropped: next !== r.doc };
-        return r.removed.length || result.dropped ? { write: next, result } : { result };
-      }),
+        // A full write keeps only the owner records its entries refer to.
+        const strays = dropStrays && strayOwnerRecords(snap.raw) > 0;
+        return r.removed.length || result.dropped || strays ? { write: next, result } : { result };
+      }, {}, bound),
+      this.#expiry(bound, why),
     );
     if (dropped) this.#wakeWaiters();
     if (removed.length) {
@@ -1087,24 +1182,32 @@ export class LockTable<N extends string = PlatformLockName> {
   /**
    * The one write path: read (version, document, database time) → pure step →
    * compare-and-swap. A lost race or a transient fault is retried with jittered
-   * backoff until the deadline. When a write's reply was lost, `confirm`
-   * decides from the re-read document whether it was applied.
+   * backoff until the bound (retry.deadlineMs, or the caller's timeout or
+   * signal): every statement, and every wait for a connection, ends with it.
+   * When a write's reply was lost, `confirm` decides from the re-read document
+   * whether it was applied.
    */
   async #mutate<R>(
     what: string,
     step: (doc: LockDocument, snap: Snapshot) => Step<R>,
     settle: Settle<R> = {},
-    deadlineMs = this.#options.retry.deadlineMs,
+    within: Bound | number = this.#options.retry.deadlineMs,
   ): Promise<R> {
+    const bound = typeof within === 'number' ? this.#bound(within) : within;
     const { baseMs, capMs } = this.#options.retry;
-    const deadline = Date.now() + deadlineMs;
+    const db = this.#conn(bound);
     // A write was sent and its reply lost: until a read settles it, it may have been applied.
     let uncertain = false;
+    // The last fault the database itself gave: what a give-up reports, rather
+    // than the bound cutting off the attempt after it (lib/db.ts BOUND_CODES).
+    let fault: unknown;
     for (let attempt = 0; ; attempt++) {
       this.#assertOpen();
+      // Out of time before the first attempt (a one-statement try used it up): nothing was tried here.
+      if (attempt === 0 && bound.fired()) throw this.#boundError(bound, what);
       let failure: unknown;
       try {
-        const snap = await this.#read();
+        const snap = await this.#read(db);
         const doc = parseDocument(this.space, snap.raw);
         if (uncertain && settle.confirm) {
           const confirmed = settle.confirm(doc, snap);
@@ -1114,7 +1217,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const next = step(doc, snap);
         if (!next.write) return next.result;
         try {
-          if (await writeIfVersion(this.#db.pool, this.#table, this.space, snap.version, serializeDocument(next.write))) return next.result;
+          if (await writeIfVersion(db, this.#table, this.space, snap.version, serializeDocument(next.write))) return next.result;
           failure = undefined; // lost the race
         } catch (err) {
           if (isAmbiguous(err)) {
@@ -1126,28 +1229,32 @@ export class LockTable<N extends string = PlatformLockName> {
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, what);
         failure = err;
+        if (!isBoundCut(err) || fault === undefined) fault = err;
       }
-      if (Date.now() >= deadline) {
-        if (uncertain) throw toUnresolvedError(failure, what);
-        if (failure) throw toLockError(failure, what);
-        throw new ContendedError(attempt + 1);
-      }
+      const giveUp = () => {
+        if (bound.fired() === 'aborted') return bound.abortError();
+        if (uncertain) return toUnresolvedError(isBoundCut(failure) ? fault : failure, what);
+        if (failure) return toLockError(isBoundCut(failure) ? fault : failure, what);
+        return new ContendedError(attempt + 1);
+      };
+      if (bound.fired()) throw giveUp();
       log.retry('%s attempt %d: %s', what, attempt + 1, failure ? (failure as Error).message : 'lost the race');
       this.#event('retried', { space: this.space, op: what, attempt: attempt + 1, reason: failure ? String((failure as { code?: unknown }).code ?? (failure as Error).message) : 'lost the race' });
-      await sleep(backoff(attempt, baseMs, capMs));
+      await bound.sleep(backoff(attempt, baseMs, capMs));
+      if (bound.fired()) throw giveUp();
     }
   }
 
-  async #read(): Promise<Snapshot> {
+  async #read(db: Conn): Promise<Snapshot> {
     this.#assertOpen();
     let snap = await this.#clock.track(() =>
-      readSpace(this.#db.pool, this.#table, this.space).catch((err) => {
+      readSpace(db, this.#table, this.space).catch((err) => {
         throw isTransient(err) ? err : toLockError(err, 'read');
       }),
     );
     if (!snap) {
-      await createSpace(this.#db.pool, this.#table, this.space, serializeDocument(emptyDocument()));
-      snap = await this.#clock.track(() => readSpace(this.#db.pool, this.#table, this.space));
+      await createSpace(db, this.#table, this.space, serializeDocument(emptyDocument()));
+      snap = await this.#clock.track(() => readSpace(db, this.#table, this.space));
       if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
     }
     return snap;
@@ -1167,10 +1274,11 @@ export class LockTable<N extends string = PlatformLockName> {
   ): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let unwatch: (() => void) | undefined;
       const done = (value: boolean | Error) => {
         this.#waiters.delete(waiter);
         if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        unwatch?.();
         if (value instanceof Error) reject(value);
         else resolve(value);
       };
@@ -1180,7 +1288,8 @@ export class LockTable<N extends string = PlatformLockName> {
       // Aborted while the last attempt was in flight: the 'abort' event has already fired.
       if (signal?.aborted) return onAbort();
       if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) return onAbort();
+      if (signal) unwatch = watchAbort(signal, onAbort);
       this.#waiters.add(waiter);
       // It saw its blockers at another version than the last poll: the next poll must check them.
       if (version !== this.#polledVersion) this.#polledVersion = -1;
@@ -1196,12 +1305,13 @@ export class LockTable<N extends string = PlatformLockName> {
     let interval = pollMinMs;
     try {
       while (this.#waiters.size && !this.#closed) {
-        await sleep(interval);
+        await new Promise((r) => setTimeout(r, interval));
         let seen: { version: number; same: boolean | null } | undefined;
         try {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
-          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#db.pool, this.#table, this.space, since, holds)));
+          const bound = this.#bound();
+          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#conn(bound), this.#table, this.space, since, holds)), this.#expiry(bound, 'poll'));
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;
@@ -1209,7 +1319,8 @@ export class LockTable<N extends string = PlatformLockName> {
           interval = Math.min(pollMaxMs, interval * 2);
           continue;
         }
-        const now = this.#clock.now();
+        // Known after the poll's read; without it (no row) expiry is not judged here.
+        const now = this.#clock.now() ?? Number.NEGATIVE_INFINITY;
         let woke = 0;
         for (const w of [...this.#waiters]) {
           const holderGone =
@@ -1226,6 +1337,78 @@ export class LockTable<N extends string = PlatformLockName> {
     } finally {
       this.#polling = false;
     }
+  }
+
+  // Bounds: every call gives up after its own bound (lib/bound.ts).
+
+  /** A bound of `ms` (default retry.deadlineMs) from now, and `signal`. */
+  #bound(ms: number = this.#options.retry.deadlineMs, signal?: AbortSignal): Bound {
+    return new Bound(ms, signal);
+  }
+
+  /**
+   * The database handle for one call, every statement within `bound`
+   * (boundedDb: on a mysql2 pool each statement takes its own connection; on
+   * a node list, which bounds each statement itself and fails over, the
+   * statement is raced against the caller's bound). Causal on Galera as
+   * #db.pool is, sharing its one @@wsrep_on probe (sent through this bounded
+   * handle); `writes`: conditional writes causal too.
+   */
+  #conn(bound: Bound, writes = false): Causal {
+    return new Causal(boundedDb(this.#db.raw, bound), writes, this.#db.pool);
+  }
+
+  /** The error of a call that gave up at its bound while it waited (queued, or for a statement of others). */
+  #boundError(bound: Bound, what: string): LockError {
+    if (bound.fired() === 'aborted') return bound.abortError();
+    return new DatabaseError(
+      `${what}: gave up after ${bound.ms} ms: the database did not let it through in time (queued behind this table's ${this.#options.maxInFlight} statements in flight, no free connection in the pool, or a server that does not answer)`,
+      undefined,
+    );
+  }
+
+  /** For the gate: a queued call leaves the queue when its bound fires. */
+  #expiry(bound: Bound, what: string): Expiry {
+    return (expire) => bound.onFire(() => expire(this.#boundError(bound, what)));
+  }
+
+  /**
+   * `work` (already queued or running), but given up when `bound` fires first.
+   * Whatever it does later is passed to `late` / `lateError`: it can no longer
+   * reach the caller.
+   */
+  #withinBound<V>(work: Promise<V>, bound: Bound, what: string, late?: (value: V) => void, lateError?: (err: unknown) => void): Promise<V> {
+    return new Promise<V>((resolve, reject) => {
+      let over = false;
+      const cancel = bound.onFire(() => {
+        over = true;
+        // The work left the gate's queue (else the gate's expiry would have
+        // failed it first): its statement may have been sent, and may apply.
+        reject(
+          bound.fired() === 'aborted'
+            ? bound.abortError()
+            : new DatabaseError(
+                `${what}: gave up after ${bound.ms} ms with its statement in flight, so whether it took effect is unknown (an acquisition that did is released in the background)`,
+                undefined,
+                { outcomeUnknown: true },
+              ),
+        );
+      });
+      work.then(
+        (value) => {
+          if (over) return late?.(value);
+          over = true;
+          cancel();
+          resolve(value);
+        },
+        (err) => {
+          if (over) return lateError?.(err);
+          over = true;
+          cancel();
+          reject(err);
+        },
+      );
+    });
   }
 
   // Fair waiting: a wait() in line keeps its intent alive (one write renews
@@ -1392,7 +1575,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
   #localTime(dbMs: number | undefined): number | undefined {
-    return dbMs === undefined ? undefined : performance.now() + (dbMs - this.#clock.now());
+    // Before this table's first read the host's wall clock is the guess: it only schedules a renewal here, no time is stored from it.
+    return dbMs === undefined ? undefined : performance.now() + (dbMs - (this.#clock.now() ?? Date.now()));
   }
 
   /** resolveCall(), with the table's default lease length. */
@@ -1456,6 +1640,12 @@ function checkedType(name: string, typeOf: () => unknown, strictCatalogue: objec
 /** What a one-statement write was doing, for its errors: the operations its members called. */
 function operationOf(members: readonly Member[]): string {
   return [...new Set(members.map((m) => m.kind))].join(' and ');
+}
+
+/** A statement cut off by its call's bound (lib/db.ts withConnection), not a fault of the database's own. */
+function isBoundCut(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === BOUND_CODES.NO_CONNECTION || code === BOUND_CODES.CUT;
 }
 
 /** The database did not let an operation through before its deadline (as opposed to a refusal). */

@@ -7,6 +7,7 @@ import { hostname, userInfo } from 'node:os';
  * and `bootId` pin it to one process of one boot of one host.
  */
 export interface Owner {
+  /** The hostname, for display only: it can change (a rename, a UTS namespace) and is never used to judge liveness. */
   host: string;
   /** /proc/sys/kernel/random/boot_id; empty where there is no /proc. */
   bootId: string;
@@ -17,6 +18,11 @@ export interface Owner {
   startTime: number;
   user: string;
   taskId?: string;
+  /**
+   * /etc/machine-id of the owner's machine, where a stored owner records it
+   * (format 2 has no field for it, so owners read from the document have none).
+   */
+  machineId?: string;
   /**
    * The processes above this one when it started, nearest first (its parent,
    * then the parent's parent…; at most MAX_ANCESTORS, never pid 1), each with
@@ -45,6 +51,8 @@ export interface ProcInfo {
 export interface LocalView {
   host: string;
   bootId: string;
+  /** /etc/machine-id (or /var/lib/dbus/machine-id); empty where there is none. */
+  machineId: string;
   pidNs: string;
   probe(pid: number): ProcInfo | undefined;
 }
@@ -86,20 +94,39 @@ export function parseStat(stat: string): ProcInfo | undefined {
   return info;
 }
 
+/** The system calls probePid makes, given for tests. */
+export interface ProbeSys {
+  /** process.kill(pid, 0): throws with `code` ESRCH (no such process) or EPERM (exists, another user). */
+  kill(pid: number): void;
+  /** The text of /proc/<pid>/stat: throws ENOENT/EACCES where /proc hides it (hidepid) or is absent. */
+  readStat(pid: number): string;
+}
+
+const realSys: ProbeSys = {
+  kill: (pid) => void process.kill(pid, 0),
+  readStat: (pid) => readFileSync(`/proc/${pid}/stat`, 'utf8'),
+};
+
 /**
- * Whether `pid` exists, and its start time. `kill(pid, 0)` answers EPERM for a
- * live process of another user (a sudo-spawned worker): that is alive.
+ * Whether `pid` exists, and its start time. The kernel's answer to
+ * `kill(pid, 0)` decides existence: EPERM is a live process of another user (a
+ * sudo-spawned worker), ESRCH no process. /proc only adds the start time and
+ * the zombie state. Under `hidepid=1|2` (or `subset=pid`), other users'
+ * /proc/<pid> is unreadable or absent (EACCES/ENOENT) even though the process
+ * runs: it is then alive with an unknown start time. A reused pid of another
+ * user cannot be told from the original there, so such an owner stays alive
+ * (its lock waits for its lease, or an operator) rather than be reaped wrongly.
  */
-export function probePid(pid: number): ProcInfo | undefined {
+export function probePid(pid: number, sys: ProbeSys = realSys): ProcInfo | undefined {
   try {
-    process.kill(pid, 0);
+    sys.kill(pid);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined; // ESRCH: gone
   }
   try {
-    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')) ?? { startTime: undefined, zombie: false };
+    return parseStat(sys.readStat(pid)) ?? { startTime: undefined, zombie: false };
   } catch {
-    // The pid exists but /proc is unreadable (hidepid, or no /proc): alive, start time unknown.
+    // The pid exists but /proc does not show it (hidepid, or no /proc): alive, start time unknown.
     return { startTime: undefined, zombie: false };
   }
 }
@@ -111,6 +138,7 @@ export function localView(): LocalView {
   cached ??= {
     host: hostname(),
     bootId: readTrim('/proc/sys/kernel/random/boot_id'),
+    machineId: readTrim('/etc/machine-id') || readTrim('/var/lib/dbus/machine-id'),
     pidNs: readPidNs(),
     probe: probePid,
   };

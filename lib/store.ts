@@ -13,6 +13,32 @@
 // the old document to text for it (costly on MySQL's binary JSON).
 import { rowsWith, type Conn } from './db.js';
 
+/**
+ * Database time when the statement started, in ms since the epoch (UTC).
+ * UTC_TIMESTAMP comes from the server's clock without the session's time
+ * zone, and the difference of two zone-less DATETIMEs is plain arithmetic, so
+ * the value is exact whatever `time_zone` the session, the server or the host's
+ * pool has, across daylight-saving changes. (`UNIX_TIMESTAMP(NOW(3))` is not:
+ * it converts local time back, and in the hour that repeats when clocks go
+ * back it maps the second 02:30 onto the first, an hour early.)
+ * test/integration/server-facts pins both.
+ */
+export const DB_NOW_MS = "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) DIV 1000 AS UNSIGNED)";
+
+/**
+ * Database time when the row is evaluated (after its lock is granted), in ms
+ * since the epoch: the statement's start (DB_NOW_MS) plus the time since
+ * (SYSDATE − NOW: there is no UTC SYSDATE). That difference is of two local
+ * times, so it is off by the change of offset if the zone's offset changed
+ * between the two (a daylight-saving change during the statement).
+ * SYSDATE_SAFE is false then for a change backwards; a change forwards makes
+ * the value an offset change (≥ 15 min) late. The one-statement guard requires
+ * both SYSDATE_SAFE and a value within its tolerance, so such a statement is
+ * refused, never applied on a wrong time.
+ */
+export const SYSDATE_MS = "((TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) + TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6))) DIV 1000)";
+export const SYSDATE_SAFE = 'SYSDATE(6) >= NOW(6)';
+
 export interface Snapshot {
   version: number;
   /** The document's exact text (CAST, so mysql2 does not parse it). */
@@ -24,7 +50,7 @@ export interface Snapshot {
 /** Reads the row of a space with the database's clock; undefined when the row does not exist. */
 export async function readSpace(db: Conn, table: string, space: string): Promise<Snapshot | undefined> {
   const [rows] = await db.query(
-    `SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now FROM ${table} WHERE id = ?`,
+    `SELECT version, CAST(dataJson AS CHAR) AS raw, ${DB_NOW_MS} AS now FROM ${table} WHERE id = ?`,
     [space],
   );
   return toSnapshot(rows);
@@ -34,6 +60,12 @@ function toSnapshot(rows: unknown): Snapshot | undefined {
   const row = rowsWith<{ version: unknown; raw: unknown; now: unknown }>(rows, ['version', 'raw', 'now'])[0];
   if (!row) return undefined;
   return { version: Number(row.version), raw: String(row.raw), now: Number(row.now) };
+}
+
+/** The database's time alone (DB_NOW_MS): anchors the clock estimate of a table that has not read yet. */
+export async function readNow(db: Conn): Promise<{ now: number }> {
+  const [rows] = await db.query(`SELECT ${DB_NOW_MS} AS now`);
+  return { now: Number((rows as Array<{ now: unknown }>)[0]!.now) };
 }
 
 /** Creates the row of a space if it is missing. Returns whether it created it. */
@@ -123,8 +155,8 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   // SYSDATE, not NOW: NOW is fixed when the statement starts, SYSDATE is read
   // when the row is evaluated, after its lock was granted. A statement stuck
   // behind the row lock past the tolerance therefore no longer applies
-  // (server-facts pins this).
-  where += ' AND ABS(? - UNIX_TIMESTAMP(SYSDATE(3)) * 1000) <= ?';
+  // (server-facts pins this). In UTC ms, exact across time-zone changes (SYSDATE_MS).
+  where += ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?`;
   values.push(plan.at.ms, plan.at.toleranceMs);
   const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
   return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES };
@@ -146,11 +178,14 @@ export const PREPARED_MAX_ENTRIES = 2;
  * A locking read (the row's lock, for the length of this one statement):
  * settles a one-statement write whose reply was lost. A statement holding or
  * queued for the row lock ahead of it has finished by the time this answers;
- * `now` is SYSDATE, the time the row was read.
+ * `now` is the time this read started (DB_NOW_MS), a lower bound of the time
+ * the row was read: a write that evaluates its row after this read evaluates
+ * it later still, so once `now` is past a write's tolerance, that write can no
+ * longer apply.
  */
 export async function readSpaceLocked(db: Conn, table: string, space: string): Promise<Snapshot | undefined> {
   const [rows] = await db.query(
-    `SELECT version, CAST(dataJson AS CHAR) AS raw, CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(3)) * 1000) AS UNSIGNED) AS now FROM ${table} WHERE id = ? FOR UPDATE`,
+    `SELECT version, CAST(dataJson AS CHAR) AS raw, ${DB_NOW_MS} AS now FROM ${table} WHERE id = ? FOR UPDATE`,
     [space],
   );
   return toSnapshot(rows);
@@ -170,7 +205,7 @@ export async function readVersion(
   holds: string,
 ): Promise<{ version: number; now: number; same: boolean | null } | undefined> {
   const [rows] = await db.query(
-    `SELECT version, CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM ${table} WHERE id = ?`,
+    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM ${table} WHERE id = ?`,
     [since, holds, space],
   );
   const row = rowsWith<{ version: unknown; now: unknown; same: unknown }>(rows, ['version', 'now', 'same'])[0];

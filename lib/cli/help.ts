@@ -18,7 +18,7 @@ const DETAILS: Record<CommandName, { usage: string; text: string }> = {
     usage: 'locktable list [--json]',
     text: `Shows every held lock: name, type, owner (task id, pid, host, user), age,
 expiry, fencing token and liveness as judged from this host (alive, dead, or
-unknown for another host or pid namespace). Ages are database time. Then,
+unknown for another machine or pid namespace). Ages are database time. Then,
 if anyone waits, the waiters of each name in line order: place in line, owner,
 how long it has waited, the other names it waits for, and its liveness.
 

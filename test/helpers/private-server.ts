@@ -7,7 +7,7 @@
 // directory lives in a temp dir removed by remove() or, failing that, when the
 // test process exits.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,7 +72,16 @@ export async function sparePort(): Promise<number> {
 }
 
 /** Bootstraps a data directory and starts a server (of serverKind()) on a spare loopback port; root has an empty password. */
-export async function startPrivateServer(options: { databases?: string[]; extraArgs?: string[] } = {}): Promise<PrivateServer> {
+export async function startPrivateServer(
+  options: {
+    databases?: string[];
+    extraArgs?: string[];
+    /** Environment of the server on top of this process's (e.g. TZ, or LD_PRELOAD of libfaketime); a function is called at each start. */
+    env?: Record<string, string> | (() => Record<string, string>);
+    /** Named time zones (e.g. 'Europe/Berlin') to load from /usr/share/zoneinfo into this server's mysql schema (mariadb-tzinfo-to-sql). */
+    timeZones?: string[];
+  } = {},
+): Promise<PrivateServer> {
   const kind = serverKind();
   const dir = mkdtempSync(path.join(os.tmpdir(), `locktable-${kind}-`));
   const state: { child?: ChildProcess; dir: string } = { dir };
@@ -100,7 +109,7 @@ export async function startPrivateServer(options: { databases?: string[]; extraA
     },
     async start() {
       if (state.child) return;
-      const child = spawn('bash', args, { stdio: 'ignore' });
+      const child = spawn('bash', args, { stdio: 'ignore', env: { ...process.env, ...(typeof options.env === 'function' ? options.env() : options.env) } });
       state.child = child;
       let exited: string | undefined;
       child.once('exit', (code, signal) => {
@@ -142,11 +151,28 @@ export async function startPrivateServer(options: { databases?: string[]; extraA
     const admin = await mysql.createConnection({ uri: url() });
     for (const db of options.databases ?? []) await admin.query(`CREATE DATABASE \`${db}\``);
     await admin.end();
+    if (options.timeZones?.length) loadTimeZones(server, options.timeZones);
   } catch (err) {
     await server.remove();
     throw err;
   }
   return server;
+}
+
+const TZINFO_TO_SQL = ['/usr/bin/mariadb-tzinfo-to-sql', '/usr/bin/mysql_tzinfo_to_sql'].find((p) => existsSync(p));
+const CLIENT = ['/usr/bin/mariadb', '/usr/bin/mysql'].find((p) => existsSync(p));
+
+/** Named time zones (with their daylight-saving rules) for this server only: never for the shared one. */
+function loadTimeZones(server: PrivateServer, zones: string[]): void {
+  if (!TZINFO_TO_SQL || !CLIENT) throw new Error('time zone tables need mariadb-tzinfo-to-sql and the mariadb client');
+  let text = '';
+  for (const zone of zones) {
+    const sql = spawnSync(TZINFO_TO_SQL, [path.join('/usr/share/zoneinfo', zone), zone], { encoding: 'utf8', timeout: 60_000 });
+    if (sql.status !== 0) throw new Error(`mariadb-tzinfo-to-sql ${zone} failed (${sql.status}): ${sql.stderr}`);
+    text += sql.stdout;
+  }
+  const load = spawnSync(CLIENT, ['--protocol=TCP', '-h127.0.0.1', `-P${server.port}`, '-uroot', 'mysql'], { input: text, encoding: 'utf8', timeout: 60_000 });
+  if (load.status !== 0) throw new Error(`loading the time zone tables failed (${load.status}): ${load.stderr}`);
 }
 
 function tail(file: string): string {

@@ -32,7 +32,16 @@ export class Tap {
       query: (sql: string, values?: unknown[]) => this.#query(sql, values, false),
       // Prepared statements, as a mysql2 pool runs them: the library uses them for its common writes.
       execute: (sql: string, values?: unknown[]) => this.#query(sql, values, true),
-      getConnection: () => this.#pool.getConnection(),
+      // locktable runs each statement on a connection it takes (to bound the wait for it): tapped alike.
+      getConnection: async () => {
+        const conn = await this.#pool.getConnection();
+        return {
+          query: (sql: string, values?: unknown[]) => this.#query(sql, values, false, conn),
+          execute: (sql: string, values?: unknown[]) => this.#query(sql, values, true, conn),
+          release: () => conn.release(),
+          destroy: () => conn.destroy(),
+        };
+      },
     };
   }
 
@@ -49,7 +58,7 @@ export class Tap {
     this.maxInFlight = this.inFlight;
   }
 
-  async #query(sql: string, values: unknown[] | undefined, prepared: boolean): Promise<unknown> {
+  async #query(sql: string, values: unknown[] | undefined, prepared: boolean, on: mysql.Pool | mysql.PoolConnection = this.#pool): Promise<unknown> {
     this.statements.push(sql);
     if (prepared) this.prepared.push(sql);
     const i = this.#faults.findIndex((f) => f.match.test(sql));
@@ -59,7 +68,7 @@ export class Tap {
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
-      const result = prepared ? await this.#pool.execute(sql, values as never) : await this.#pool.query(sql, values);
+      const result = prepared ? await on.execute(sql, values as never) : await on.query(sql, values);
       if (fault?.kind === 'lost-reply') throw dropped();
       if (sql.startsWith('UPDATE')) this.updates.push({ sql, affectedRows: (result[0] as { affectedRows: number }).affectedRows });
       return result;

@@ -34,12 +34,16 @@ export class Worker {
    * Starts a worker. `asUser` runs it as another uid (via setpriv), the way a
    * platform server spawns its tasks through sudo. `runuser` runs it as that
    * user (by name) through runuser, which forks twice: the worker is then a
-   * grandchild of `child`, as with sudo.
+   * grandchild of `child`, as with sudo. `hostname` runs it in a UTS namespace
+   * of its own under that hostname (unshare --uts, root only): same machine,
+   * boot and pids, another name.
    */
-  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number; runuser?: string } = {}): Promise<Worker> {
+  static async start(config: { url: string; space?: string; taskId?: string }, options: { asUser?: number; runuser?: string; hostname?: string } = {}): Promise<Worker> {
     const args = [WORKER, JSON.stringify(config)];
     const stdio: ['pipe', 'pipe', 'pipe'] = ['pipe', 'pipe', 'pipe'];
-    const child = options.runuser !== undefined
+    const child = options.hostname !== undefined
+      ? spawn('unshare', ['--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', options.hostname, process.execPath, ...args], { stdio })
+      : options.runuser !== undefined
       ? spawn('runuser', ['-u', options.runuser, '--', process.execPath, ...args], { stdio })
       : options.asUser === undefined
         ? spawn(process.execPath, args, { stdio })

@@ -4,6 +4,7 @@
 // never a lease reported held when it is not.
 import assert from 'node:assert/strict';
 import { createLockTable, type LockError, type LockTable } from '../../lib/index.js';
+import { DB_NOW_MS } from '../../lib/store.js';
 import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
 
@@ -85,7 +86,7 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
     const held = await other.acquire('box_update_task');
     const waiting = locks.wait(['box_update_task'], { timeoutMs: 8_000 });
     // Its poll (the version, and whether its blockers still stand): it read the held lock and sleeps.
-    await until('the waiter to have read the held lock', () => proxy.statements.some((s) => s.startsWith('SELECT version, CAST(ROUND(')));
+    await until('the waiter to have read the held lock', () => proxy.statements.some((s) => s.startsWith('SELECT version, CAST(TIMESTAMPDIFF(')));
     const cut = proxy.cutAt(CAS, 'drop-reply');
     await other.release(held);
     const lease = await waiting;
@@ -131,7 +132,7 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
     const lost = (await stored()).l.app_task_ttl!;
     assert.ok(lost.e, 'the lost write was applied with its expiry');
     await until('the lost lease to expire by database time', async () => {
-      const [rows] = await db.pool.query('SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now');
+      const [rows] = await db.pool.query(`SELECT ${DB_NOW_MS} AS now`);
       return (rows as Array<{ now: number }>)[0]!.now > lost.e!;
     });
     proxy.setDown(false);

@@ -247,7 +247,9 @@ describe('baselines: what session locks, Redis and file locks do, and what lockt
     it('is released by the kernel only when every process holding the descriptor is gone, children included', async () => {
       const file = path.join(dir, 'lock');
       // flock(1) takes the lock and runs sleep, which inherits the descriptor.
-      const holder = spawn('flock', ['-n', file, 'sleep', '60'], { stdio: 'ignore', detached: true });
+      // Blocking, not -n: the probe below holds the lock for an instant, and a
+      // holder started under load at that instant would give up for good.
+      const holder = spawn('flock', [file, 'sleep', '60'], { stdio: 'ignore', detached: true });
       try {
         await until('the file lock to be taken', () => held(file));
         holder.kill('SIGKILL'); // the process that took it dies…

@@ -7,7 +7,7 @@ describe('across processes', () => {
   let db: TestDb;
   let server: LockTable;
   const workers: Worker[] = [];
-  const start = async (taskId: string, options: { asUser?: number; runuser?: string } = {}) => {
+  const start = async (taskId: string, options: { asUser?: number; runuser?: string; hostname?: string } = {}) => {
     const w = await Worker.start({ url: db.url, taskId }, options);
     workers.push(w);
     return w;
@@ -66,6 +66,24 @@ describe('across processes', () => {
     assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_2', 'box_update']);
     assert.deepEqual(await server.reapDead(), [], 'a second reap finds nothing');
     await server.release(mine);
+  });
+
+  it('a SIGKILLed task that saw another hostname (its own UTS namespace, same boot) is dead: reapDead() and wait() recognise it', async function () {
+    if (process.getuid?.() !== 0) this.skip(); // unshare --uts needs root
+    const renamed = await start('renamed', { hostname: 'renamed-host' });
+    const waiter = await start('waiter');
+    assert.ok((await renamed.send({ op: 'acquire', names: ['app_task_r1'] })).ok);
+    assert.ok((await renamed.send({ op: 'acquire', names: ['app_task_r2'] })).ok);
+    const [alive] = await server.list();
+    assert.deepEqual([alive?.owner.host, alive?.liveness], ['renamed-host', 'alive'], 'a live task under another hostname is alive, not unknown');
+    const waiting = waiter.send({ op: 'acquire', names: ['app_task_r1'], wait: true, timeoutMs: 20_000 });
+    await until('the waiter to be blocked', async () => (await server.list()).length === 2);
+    await renamed.kill();
+    const reply = await waiting;
+    assert.ok(reply.ok, JSON.stringify(reply));
+    const released = await server.reapDead();
+    assert.deepEqual(released.map((h) => [h.name, h.owner.host]), [['app_task_r2', 'renamed-host']]);
+    assert.deepEqual((await server.list()).map((l) => [l.name, l.owner.taskId]), [['app_task_r1', 'waiter']]);
   });
 
   it('never reaps a live holder, including one running as another user', async function () {

@@ -61,11 +61,11 @@ describe('releaseName()', () => {
     assert.deepEqual(await ops.list(), []);
   });
 
-  it('refuses an owner it cannot judge (another host) without force', async () => {
+  it('refuses an owner it cannot judge (another machine: another boot id) without force', async () => {
     const lease = await ops.acquire('box_update_task');
-    // The host of its owner record (format 2 stores each owner once, under the key the entry names).
+    // The boot id of its owner record (format 2 stores each owner once, under the key the entry names).
     await db.pool.query(
-      `UPDATE locks SET dataJson = JSON_SET(dataJson, CONCAT('$.o."', JSON_VALUE(dataJson, '$.l.box_update_task.o'), '".h'), 'elsewhere') WHERE id = 'platform'`,
+      `UPDATE locks SET dataJson = JSON_SET(dataJson, CONCAT('$.o."', JSON_VALUE(dataJson, '$.l.box_update_task.o'), '".b'), 'another-machine') WHERE id = 'platform'`,
     );
     await assert.rejects(ops.releaseName('box_update_task'), (err: LockedError) => {
       assert.equal(err.code, 'ELOCKED');

@@ -1,6 +1,7 @@
 // Pins the MySQL/MariaDB and mysql2 behaviour locktable relies on, so that a
 // server or driver that behaves otherwise fails here first.
 import assert from 'node:assert/strict';
+import { DB_NOW_MS, SYSDATE_MS, SYSDATE_SAFE } from '../../lib/store.js';
 import { createTestDb, isMariaDb, until, type TestDb } from '../helpers/db.js';
 
 // mysql2 parses a JSON-typed result on its own (see DESIGN: do not JSON.parse blindly).
@@ -46,10 +47,32 @@ describe('server and driver facts', () => {
   });
 
   it('database time in ms comes back as a JS number close to the local clock', async () => {
-    const [rows] = await db.pool.query('SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS now');
+    const [rows] = await db.pool.query(`SELECT ${DB_NOW_MS} AS now`);
     const now = (rows as Array<{ now: unknown }>)[0]?.now;
     assert.equal(typeof now, 'number');
     assert.ok(Math.abs((now as number) - Date.now()) < 60_000);
+  });
+
+  it('database time (statement start and row evaluation) does not depend on the session time zone', async () => {
+    // Named zones with daylight saving need the zone tables: test/integration/time.test.ts, on a private server.
+    const conn = await db.pool.getConnection();
+    try {
+      const read = async (zone: string) => {
+        await conn.query('SET time_zone = ?', [zone]);
+        const [rows] = await conn.query(`SELECT ${DB_NOW_MS} AS start, ${SYSDATE_MS} AS row, ${SYSDATE_SAFE} AS safe, UNIX_TIMESTAMP() AS unix`);
+        const r = (rows as Array<Record<string, unknown>>)[0]!;
+        return { start: Number(r.start), row: Number(r.row), safe: Number(r.safe), unix: Number(r.unix) };
+      };
+      for (const zone of ['+00:00', '+05:30', '-11:00']) {
+        const r = await read(zone);
+        assert.ok(Math.abs(r.start - r.unix * 1000) < 1000, `${zone}: ${r.start} is the epoch time ${r.unix} s`);
+        assert.ok(r.row >= r.start && r.row - r.start < 1000, `${zone}: the row was read after the statement started`);
+        assert.equal(r.safe, 1);
+      }
+    } finally {
+      await conn.query("SET time_zone = DEFAULT");
+      conn.release();
+    }
   });
 
   it('a name with a quote makes the JSON path invalid: MariaDB NULL, Oracle MySQL error 3143 (so names are validated first)', async () => {
@@ -151,14 +174,14 @@ describe('server and driver facts', () => {
     // The one-statement writes guard their clock estimate with SYSDATE: a statement
     // whose reply was lost cannot apply long after it was sent, even stuck behind the lock.
     await db.pool.query(`INSERT INTO locks (id, version, dataJson) VALUES ('sysdate', 0, '{}')`);
-    const dbNow = async () => Number(((await db.pool.query('SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS UNSIGNED) AS n'))[0] as Array<{ n: unknown }>)[0]!.n);
+    const dbNow = async () => Number(((await db.pool.query(`SELECT ${DB_NOW_MS} AS n`))[0] as Array<{ n: unknown }>)[0]!.n);
     const holder = await db.pool.getConnection();
     try {
       await holder.query('BEGIN');
       await holder.query(`SELECT version FROM locks WHERE id = 'sysdate' FOR UPDATE`);
       const at = await dbNow();
       const guarded = (clock: string) =>
-        db.pool.query(`UPDATE locks SET version = version + 1 WHERE id = 'sysdate' AND ABS(? - UNIX_TIMESTAMP(${clock}(3)) * 1000) <= 100`, [at]);
+        db.pool.query(`UPDATE locks SET version = version + 1 WHERE id = 'sysdate' AND ${clock === 'SYSDATE' ? `${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS})` : "ABS(? - TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) DIV 1000)"} <= 100`, [at]);
       const bySysdate = guarded('SYSDATE');
       const byNow = guarded('NOW');
       await until('both UPDATEs to wait on the row lock', async () => {

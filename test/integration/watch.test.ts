@@ -26,12 +26,12 @@ describe('wait() watching its blockers', () => {
     try {
       const held = await holder.acquire('box_update');
       const waiting = waiter.wait(['box_update'], { timeoutMs: 20_000 });
-      await until('the waiter to poll', () => tap.statements.some((s) => s.startsWith('SELECT version, CAST(ROUND')));
+      await until('the waiter to poll', () => tap.statements.some((s) => s.startsWith('SELECT version, CAST(TIMESTAMPDIFF')));
       tap.reset();
       // Forty writes about other names: the version moves forty times.
       for (let i = 0; i < 20; i++) await busy.release(await busy.acquire(`app_task_churn${i}`));
-      await until('the waiter to poll after the churn', () => tap.statements.filter((s) => s.startsWith('SELECT version, CAST(ROUND')).length >= 3);
-      const attempts = tap.statements.filter((s) => !s.startsWith('SELECT version, CAST(ROUND'));
+      await until('the waiter to poll after the churn', () => tap.statements.filter((s) => s.startsWith('SELECT version, CAST(TIMESTAMPDIFF')).length >= 3);
+      const attempts = tap.statements.filter((s) => !s.startsWith('SELECT version, CAST(TIMESTAMPDIFF'));
       assert.deepEqual(attempts, [], 'no attempt to acquire while its blocker stood');
       await holder.release(held);
       const lease = await waiting;

@@ -2,18 +2,20 @@ import assert from 'node:assert/strict';
 import { DbClock } from '../../lib/clock.js';
 
 describe('database clock estimate (pure)', () => {
-  it('guesses the wall clock before any observation', () => {
-    const clock = new DbClock(() => 0, () => 1_700_000_000_000);
+  it("has no estimate before any observation: the host's wall clock is never a guess", () => {
+    const clock = new DbClock(() => 0);
+    assert.equal(clock.known, false);
+    assert.equal(clock.now(), undefined);
+    clock.observe(1_700_000_000_000, 0, 0);
+    assert.equal(clock.known, true);
     assert.equal(clock.now(), 1_700_000_000_000);
   });
 
   it('anchors on the midpoint of the round trip and advances with the monotonic clock only', () => {
     let mono = 100;
-    let wall = 5;
-    const clock = new DbClock(() => mono, () => wall);
+    const clock = new DbClock(() => mono);
     clock.observe(2_000_000, 100, 110); // the server said 2,000,000 somewhere between 100 and 110
     mono = 1_105;
-    wall = 999_999_999; // a step of the wall clock must not move the estimate
     assert.equal(clock.now(), 2_000_000 + 1_000);
   });
 
@@ -28,9 +30,9 @@ describe('database clock estimate (pure)', () => {
 
   it('track() observes a read bracketed by its own round trip, and nothing when the read found no row', async () => {
     let mono = 100;
-    const clock = new DbClock(() => mono, () => 7);
+    const clock = new DbClock(() => mono);
     assert.equal(await clock.track(async () => undefined), undefined);
-    assert.equal(clock.now(), 7, 'no row, no observation');
+    assert.equal(clock.now(), undefined, 'no row, no observation');
     const row = await clock.track(async () => {
       mono = 120; // the read took 20 ms; the server's time was taken somewhere in it
       return { now: 50_000 };

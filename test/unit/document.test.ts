@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { CorruptDocumentError, FormatError } from '../../lib/errors.js';
-import { emptyDocument, ownerKey, ownerText, parseDocument, serializeDocument, toHolder, toStoredOwner, fromStoredOwner } from '../../lib/document.js';
+import { emptyDocument, strayOwnerRecords, ownerKey, ownerText, parseDocument, serializeDocument, toHolder, toStoredOwner, fromStoredOwner } from '../../lib/document.js';
 
 const entry = { t: 'box_update', o: { h: 'h', b: 'b', ns: 'pid:[1]', p: 1, s: 2, u: 'root' }, f: 3, n: 'nonce', a: 4 };
 
@@ -141,5 +141,12 @@ describe('document (pure)', () => {
     assert.deepEqual(fromStoredOwner(toStoredOwner(owner)), owner);
     const h = toHolder('box_update', { ...entry, e: 10 });
     assert.deepEqual(h, { name: 'box_update', type: 'box_update', owner: fromStoredOwner(entry.o), token: 3, acquiredAt: new Date(4), expiresAt: new Date(10) });
+  });
+
+  it('strayOwnerRecords counts the owner records no entry refers to', () => {
+    assert.equal(strayOwnerRecords('{"v":2,"o":{},"l":{}}'), 0);
+    assert.equal(strayOwnerRecords('{"v":2,"o":{"aaaaaaaaaaaaaaaa":{},"bbbbbbbbbbbbbbbb":{}},"l":{"x":{"o":"aaaaaaaaaaaaaaaa"}}}'), 1);
+    assert.equal(strayOwnerRecords('{"v":1,"l":{}}'), 0);
+    assert.equal(strayOwnerRecords('not json'), 0);
   });
 });

@@ -180,4 +180,71 @@ describe('gate (pure)', () => {
       assert.throws(() => new Gate({ limit, closedError: () => new Error(), runBatch: async () => [] }), RangeError);
     }
   });
+
+  describe('expiry of queued calls', () => {
+    /** An expiry the test fires by hand; counts arming and disarming. */
+    function manual() {
+      const state = { armed: 0, disarmed: 0, fire: undefined as undefined | ((e: Error) => void) };
+      const expiry = (expire: (e: Error) => void) => {
+        state.armed++;
+        state.fire = expire;
+        return () => void state.disarmed++;
+      };
+      return { state, expiry };
+    }
+
+    it('a queued item whose expiry fires leaves the queue with its error and never runs; the others are unaffected', async () => {
+      const { gate, batches, pending } = harness(1);
+      const first = gate.submit(1);
+      await tick();
+      const { state, expiry } = manual();
+      const second = gate.submit(2, expiry);
+      const third = gate.submit(3);
+      assert.equal(state.armed, 1, 'armed while queued');
+      state.fire!(new Error('bound'));
+      await assert.rejects(second, /bound/);
+      assert.equal(gate.queued, 1);
+      pending[0]!.resolve();
+      assert.equal(await first, 10);
+      await tick();
+      pending[1]!.resolve();
+      assert.equal(await third, 30);
+      assert.deepEqual(batches, [[1], [3]]);
+    });
+
+    it('is not armed for a call that runs at once, and is disarmed once a slot takes the call', async () => {
+      const { gate, pending } = harness(1);
+      const a = manual();
+      const first = gate.submit(1, a.expiry);
+      assert.equal(a.state.armed, 0);
+      await tick();
+      const b = manual();
+      const second = gate.run(async () => 7, b.expiry);
+      assert.equal(b.state.armed, 1);
+      pending[0]!.resolve();
+      await first;
+      assert.equal(await second, 7);
+      assert.equal(b.state.disarmed, 1);
+      b.state.fire!(new Error('too late')); // a late fire finds nothing to remove
+      assert.equal(gate.queued, 0);
+    });
+
+    it('whenIdle() resolves once nothing runs and nothing is queued', async () => {
+      const { gate, pending } = harness(1);
+      await gate.whenIdle();
+      const one = gate.submit(1);
+      await tick();
+      const two = gate.submit(2);
+      let idle = false;
+      const waiting = gate.whenIdle().then(() => (idle = true));
+      pending[0]!.resolve();
+      await one;
+      await tick();
+      assert.equal(idle, false, 'the second is still to run');
+      pending[1]!.resolve();
+      await two;
+      await waiting;
+      assert.equal(idle, true);
+    });
+  });
 });

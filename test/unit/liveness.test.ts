@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { judge } from '../../lib/liveness.js';
-import { parseStat, type LocalView, type Owner, type ProcInfo } from '../../lib/owner.js';
+import { parseStat, probePid, type LocalView, type Owner, type ProbeSys, type ProcInfo } from '../../lib/owner.js';
 
 const here = (procs: Record<number, ProcInfo>): LocalView => ({
   host: 'box1',
   bootId: 'boot-a',
+  machineId: 'machine-1',
   pidNs: 'pid:[4026531836]',
   probe: (pid) => procs[pid],
 });
@@ -35,8 +36,20 @@ describe('liveness (pure)', () => {
     assert.equal(judge(owner, undefined, 0, here({ 42: { startTime: 1000, zombie: true } })), 'dead');
   });
 
-  it('another boot of the same host is dead, even if the pid exists now', () => {
-    assert.equal(judge({ ...owner, bootId: 'boot-old' }, undefined, 0, here({ 42: { startTime: 1000, zombie: false } })), 'dead');
+  it('another boot of the same machine (same machine id) is dead, even if the pid exists now', () => {
+    assert.equal(judge({ ...owner, bootId: 'boot-old', machineId: 'machine-1' }, undefined, 0, here({ 42: { startTime: 1000, zombie: false } })), 'dead');
+  });
+
+  it('another boot id under the same hostname, without a machine id to prove it is this machine, is unknown', () => {
+    // Two machines may share a hostname (clones, containers): a hostname proves nothing.
+    assert.equal(judge({ ...owner, bootId: 'boot-old' }, undefined, 0, here({})), 'unknown');
+    assert.equal(judge({ ...owner, bootId: 'boot-old', machineId: 'machine-2' }, undefined, 0, here({})), 'unknown');
+  });
+
+  it('the same boot under another hostname (a rename, a UTS namespace) is judged by its pid: dead when gone, alive when running', () => {
+    const renamed = { ...owner, host: 'renamed' };
+    assert.equal(judge(renamed, undefined, 0, here({})), 'dead');
+    assert.equal(judge(renamed, undefined, 0, here({ 42: { startTime: 1000, zombie: false } })), 'alive');
   });
 
   it('another host is unknown, whatever the local pid table says', () => {
@@ -59,6 +72,32 @@ describe('liveness (pure)', () => {
 
   it('an owner recorded without a boot id (no /proc) is unknown', () => {
     assert.equal(judge({ ...owner, bootId: '' }, undefined, 0, here({})), 'unknown');
+  });
+
+  describe('probePid under hidepid /proc (the kernel decides existence, /proc only adds the start time)', () => {
+    const fail = (code: string) => () => {
+      throw Object.assign(new Error(code), { code });
+    };
+    const stat = (start: number) => `42 (node) S ${Array.from({ length: 18 }, () => '0').join(' ')} ${start} 0`;
+    const sys = (kill: ProbeSys['kill'], readStat: ProbeSys['readStat']): ProbeSys => ({ kill, readStat });
+
+    it('kill ESRCH: no process, whatever /proc says', () => {
+      assert.equal(probePid(42, sys(fail('ESRCH'), () => stat(1000))), undefined);
+    });
+    it('kill EPERM (another user) and /proc/<pid> absent (hidepid=2: ENOENT): alive, start time unknown', () => {
+      const info = probePid(42, sys(fail('EPERM'), fail('ENOENT')));
+      assert.deepEqual(info, { startTime: undefined, zombie: false });
+      assert.equal(judge(owner, undefined, 0, { ...here({}), probe: () => info }), 'alive', 'a reused pid cannot be told apart: kept, never reaped wrongly');
+    });
+    it('kill EPERM and /proc/<pid>/stat unreadable (hidepid=1: EACCES): alive, start time unknown', () => {
+      assert.deepEqual(probePid(42, sys(fail('EPERM'), fail('EACCES'))), { startTime: undefined, zombie: false });
+    });
+    it('kill EPERM and /proc readable: the start time still proves a reused pid', () => {
+      const info = probePid(42, sys(fail('EPERM'), () => stat(2000)));
+      assert.equal(info?.startTime, 2000);
+      assert.equal(info?.zombie, false);
+      assert.equal(judge(owner, undefined, 0, { ...here({}), probe: () => info }), 'dead');
+    });
   });
 
   describe('parseStat', () => {

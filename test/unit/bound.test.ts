@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { Bound, watchAbort } from '../../lib/bound.js';
+
+describe('bound (monotonic deadline and signal)', () => {
+  it('fires at its deadline by performance.now(), never before', async () => {
+    const bound = new Bound(30);
+    const fired = await new Promise<{ how: string; at: number }>((resolve) => bound.onFire((how) => resolve({ how, at: performance.now() })));
+    assert.equal(fired.how, 'deadline');
+    assert.ok(fired.at >= bound.until, `fired ${bound.until - fired.at} ms early`);
+    assert.equal(bound.fired(), 'deadline');
+    assert.equal(bound.left(), 0);
+  });
+
+  it('fires on abort at once, and a cancelled watch never fires', async () => {
+    const abort = new AbortController();
+    const bound = new Bound(60_000, abort.signal);
+    const seen: string[] = [];
+    const cancel = bound.onFire((how) => seen.push(`a:${how}`));
+    bound.onFire((how) => seen.push(`b:${how}`))();
+    abort.abort();
+    cancel(); // after it fired: harmless
+    assert.deepEqual(seen, ['a:aborted']);
+    assert.equal(bound.fired(), 'aborted');
+    assert.equal(bound.abortError().code, 'EABORTED');
+  });
+
+  it('an already aborted signal fires on the next microtask', async () => {
+    const bound = new Bound(60_000, AbortSignal.abort());
+    const how = await new Promise((resolve) => bound.onFire(resolve));
+    assert.equal(how, 'aborted');
+  });
+
+  it('sleep() stops at the deadline, and rejects with EABORTED on abort', async () => {
+    const started = performance.now();
+    await new Bound(20).sleep(10_000);
+    assert.ok(performance.now() - started < 1_000);
+    const abort = new AbortController();
+    const sleeping = new Bound(60_000, abort.signal).sleep(60_000);
+    abort.abort();
+    await assert.rejects(sleeping, { code: 'EABORTED' });
+  });
+
+  it('many watchers of one signal share one listener (no MaxListenersExceededWarning)', () => {
+    const abort = new AbortController();
+    let added = 0;
+    const original = abort.signal.addEventListener.bind(abort.signal);
+    abort.signal.addEventListener = ((...args: Parameters<typeof original>) => {
+      added++;
+      return original(...args);
+    }) as typeof original;
+    let calls = 0;
+    const stops = Array.from({ length: 50 }, () => watchAbort(abort.signal, () => calls++));
+    stops[0]!();
+    abort.abort();
+    assert.equal(added, 1);
+    assert.equal(calls, 49);
+  });
+});
