@@ -151,7 +151,7 @@ export async function startPrivateServer(
     const admin = await mysql.createConnection({ uri: url() });
     for (const db of options.databases ?? []) await admin.query(`CREATE DATABASE \`${db}\``);
     await admin.end();
-    if (options.timeZones?.length) loadTimeZones(server, options.timeZones);
+    if (options.timeZones?.length) loadTimeZones(server, options.timeZones, kind);
   } catch (err) {
     await server.remove();
     throw err;
@@ -163,13 +163,23 @@ const TZINFO_TO_SQL = ['/usr/bin/mariadb-tzinfo-to-sql', '/usr/bin/mysql_tzinfo_
 const CLIENT = ['/usr/bin/mariadb', '/usr/bin/mysql'].find((p) => existsSync(p));
 
 /** Named time zones (with their daylight-saving rules) for this server only: never for the shared one. */
-function loadTimeZones(server: PrivateServer, zones: string[]): void {
+function loadTimeZones(server: PrivateServer, zones: string[], kind: string): void {
   if (!TZINFO_TO_SQL || !CLIENT) throw new Error('time zone tables need mariadb-tzinfo-to-sql and the mariadb client');
   let text = '';
   for (const zone of zones) {
     const sql = spawnSync(TZINFO_TO_SQL, [path.join('/usr/share/zoneinfo', zone), zone], { encoding: 'utf8', timeout: 60_000 });
     if (sql.status !== 0) throw new Error(`mariadb-tzinfo-to-sql ${zone} failed (${sql.status}): ${sql.stderr}`);
     text += sql.stdout;
+  }
+  // MariaDB's tool wraps the INSERTs in statements only MariaDB knows (Galera
+  // checks through information_schema.SYSTEM_VARIABLES, EXECUTE IMMEDIATE,
+  // SET STATEMENT); the INSERTs fit MySQL's time zone tables as they are.
+  if (kind.startsWith('mysql')) {
+    text = text
+      .replace(/\/\*M!.*?\*\//gs, '') // MariaDB-only blocks, some of them several lines long
+      .split('\n')
+      .filter((line) => !/wsrep|^execute immediate|^SET STATEMENT/i.test(line))
+      .join('\n');
   }
   const load = spawnSync(CLIENT, ['--protocol=TCP', '-h127.0.0.1', `-P${server.port}`, '-uroot', 'mysql'], { input: text, encoding: 'utf8', timeout: 60_000 });
   if (load.status !== 0) throw new Error(`loading the time zone tables failed (${load.status}): ${load.stderr}`);

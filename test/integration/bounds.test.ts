@@ -6,6 +6,7 @@
 //
 // LOCKTABLE_PRINT_BOUNDS=1 prints the measured worst cases at the end.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import mysql from 'mysql2/promise';
 import { createLockTable, migrate, type LockError, type LockTable } from '../../lib/index.js';
 import { until } from '../helpers/db.js';
@@ -40,6 +41,23 @@ async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?:
 function assertWithin(r: { ms: number; error?: LockError }, code: string, bound: number, margin: number, what: string): void {
   assert.equal(r.error?.code, code, `${what}: ${r.error ? `${r.error.code} ${r.error.message}` : 'resolved'}`);
   assert.ok(r.ms <= bound + margin, `${what}: settled after ${Math.round(r.ms)} ms, bound ${bound} ms + ${margin} ms`);
+}
+
+/**
+ * SIGSTOP, and wait until every thread of the server is stopped: the signal
+ * stops a multi-threaded server thread by thread, and a statement answered in
+ * between would make a "hung" server answer (seen on MySQL 9.7).
+ */
+async function hang(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const state = (tid: string) => {
+    try {
+      return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'))?.[1];
+    } catch {
+      return 'T'; // a thread that is gone answers nothing
+    }
+  };
+  await until('every thread of the server to be stopped', () => readdirSync(`/proc/${pid}/task`).every((tid) => state(tid) === 'T'), 5_000);
 }
 
 describe('every promised bound holds (a private server)', function () {
@@ -118,7 +136,7 @@ describe('every promised bound holds (a private server)', function () {
     it('acquire, release, list and wait give up after their own bounds, and a cut write is settled later', async () => {
       const t = table(server.url(DB), { retry: { deadlineMs: 1_000 } });
       const lease = await t.acquire('mail_restart');
-      process.kill(server.pid!, 'SIGSTOP');
+      await hang(server.pid!);
       const took: number[] = [];
       for (const [what, call] of [
         ['acquire', () => t.acquire('box_update')],
@@ -212,7 +230,7 @@ describe('every promised bound holds (a private server)', function () {
     it('each gives up after its own bound, not after the sum of those ahead of it', async () => {
       const t = table(server.url(DB), { retry: { deadlineMs: 800 } });
       await t.list();
-      process.kill(server.pid!, 'SIGSTOP');
+      await hang(server.pid!);
       const lists = await Promise.all(Array.from({ length: 20 }, () => timed(t.list())));
       for (const r of lists) assertWithin(r, 'EDATABASE', 800, MARGIN_MS, 'queued list');
       record('retry.deadlineMs 800', '20 queued calls', 800, lists.map((r) => r.ms));

@@ -59,9 +59,9 @@ describe('server and driver facts', () => {
     try {
       const read = async (zone: string) => {
         await conn.query('SET time_zone = ?', [zone]);
-        const [rows] = await conn.query(`SELECT ${DB_NOW_MS} AS start, ${SYSDATE_MS} AS row, ${SYSDATE_SAFE} AS safe, UNIX_TIMESTAMP() AS unix`);
+        const [rows] = await conn.query(`SELECT ${DB_NOW_MS} AS start, ${SYSDATE_MS} AS rowAt, ${SYSDATE_SAFE} AS safe, UNIX_TIMESTAMP() AS unix`);
         const r = (rows as Array<Record<string, unknown>>)[0]!;
-        return { start: Number(r.start), row: Number(r.row), safe: Number(r.safe), unix: Number(r.unix) };
+        return { start: Number(r.start), row: Number(r.rowAt), safe: Number(r.safe), unix: Number(r.unix) };
       };
       for (const zone of ['+00:00', '+05:30', '-11:00']) {
         const r = await read(zone);

@@ -8,7 +8,7 @@ import mysql from 'mysql2/promise';
 import { createLockTable, migrate, type LockTable } from '../../lib/index.js';
 import { DB_NOW_MS } from '../../lib/store.js';
 import { until } from '../helpers/db.js';
-import { startPrivateServer, type PrivateServer } from '../helpers/private-server.js';
+import { serverKind, startPrivateServer, type PrivateServer } from '../helpers/private-server.js';
 
 const DB = 'lt_time';
 /** 2026-10-25 01:30 UTC: 02:30 CET, the second time Berlin's clocks show 02:30 that night. */
@@ -61,13 +61,18 @@ describe('database time across time zones and daylight saving (private servers)'
     });
     after(async () => server?.remove());
 
-    it('server facts: in the repeated hour UNIX_TIMESTAMP(NOW(3)) is an hour early; DB_NOW_MS is exact in any session zone', async () => {
+    it('server facts: in the repeated hour UNIX_TIMESTAMP(NOW(3)) is an hour early on MariaDB 10.11 and MySQL 9.7 (exact on MariaDB 11.8); DB_NOW_MS is exact in any session zone', async () => {
       const berlin = pool(server.url(DB), `SET time_zone = 'Europe/Berlin', timestamp = ${REPEATED_HOUR}`);
       const utc = pool(server.url(DB), `SET time_zone = '+00:00', timestamp = ${REPEATED_HOUR}`);
       const [rows] = await berlin.query('SELECT CAST(NOW(0) AS CHAR) AS local, UNIX_TIMESTAMP(NOW(3)) * 1000 AS unix');
       const r = (rows as Array<{ local: string; unix: unknown }>)[0]!;
       assert.equal(r.local, '2026-10-25 02:30:00');
-      assert.equal(Number(r.unix), (REPEATED_HOUR - 3600) * 1000, 'the second 02:30 is mapped onto the first');
+      if (serverKind() === 'mariadb-11.8') {
+        // MariaDB 11 keeps the session's own timestamp through NOW() and UNIX_TIMESTAMP() (pinned per server).
+        assert.equal(Number(r.unix), REPEATED_HOUR * 1000, 'MariaDB 11.8 maps the second 02:30 exactly');
+      } else {
+        assert.equal(Number(r.unix), (REPEATED_HOUR - 3600) * 1000, 'the second 02:30 is mapped onto the first');
+      }
       assert.equal(await dbNowMs(berlin), REPEATED_HOUR * 1000);
       assert.equal(await dbNowMs(utc), REPEATED_HOUR * 1000);
     });
