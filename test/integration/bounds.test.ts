@@ -213,8 +213,13 @@ describe('every promised bound holds (a private server)', function () {
         const took: number[] = [];
         for (let i = 0; i < 3; i++) {
           const r = await timed(t.acquire(`app_task_race${i}`));
-          // A compare-and-swap may win a gap between the rivals' updates; every loss must end by the bound.
-          if (r.error) assertWithin(r, 'ECONTENDED', 500, MARGIN_MS, 'acquire');
+          // A compare-and-swap may win a gap between the rivals' updates; every loss must end by the bound:
+          // ECONTENDED, or (a statement still queued on the row lock when the bound fired, under load)
+          // EDATABASE with outcomeUnknown, whatever it may hold then released in the background.
+          if (r.error) {
+            const unknown = r.error.code === 'EDATABASE' && (r.error as LockError & { outcomeUnknown?: boolean }).outcomeUnknown === true;
+            assertWithin(r, unknown ? 'EDATABASE' : 'ECONTENDED', 500, MARGIN_MS, 'acquire');
+          }
           took.push(r.ms);
           assert.ok(r.ms <= 500 + MARGIN_MS, `acquire ${i}: ${Math.round(r.ms)} ms`);
         }
