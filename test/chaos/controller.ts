@@ -31,7 +31,7 @@ export interface ChaosOptions {
   /**
    * Every third worker (the 3rd, 6th, …) works under using() with this lease
    * length, holding up to holdMaxMs (longer than a renewal period): only its
-   * renewals keep its lease. Default { ttlMs: 4000, holdMaxMs: 3000 }; ttlMs 0: none.
+   * renewals keep its lease. Default { ttlMs: 12000, holdMaxMs: 6000 } (a lease that outlives a server restart, MySQL's crash recovery included: the chaos run tests renewal, not outages longer than a lease); ttlMs 0: none.
    */
   renewing?: { ttlMs: number; holdMaxMs: number };
   log?: (line: string) => void;
@@ -116,7 +116,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   };
 
   // Every third worker works under using() with a short lease that only its renewals keep alive.
-  const renewing = options.renewing ?? { ttlMs: 4_000, holdMaxMs: 3_000 };
+  const renewing = options.renewing ?? { ttlMs: 12_000, holdMaxMs: 6_000 };
   const workerMode = (index: number) => (index % 3 === 2 && renewing.ttlMs > 0 ? { ...renewing } : { holdMaxMs: options.holdMaxMs ?? 15 });
 
   const spawnWorker = () => {
