@@ -8,7 +8,7 @@
 // test process exits.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { sparePort } from '../../lib/demo/private-mariadb.js';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
@@ -59,17 +59,8 @@ process.once('exit', () => {
   }
 });
 
-/** A port nobody listens on right now (the kernel's pick). */
-export async function sparePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A port nobody listens on right now: the demo's own (one implementation for both). */
+export { sparePort };
 
 /** Bootstraps a data directory and starts a server (of serverKind()) on a spare loopback port; root has an empty password. */
 export async function startPrivateServer(
