@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm run test:matrix [-- SERVER...]
 # Runs the whole test suite (`npm test`: unit and integration tests, the fault
-# tests on a private server of the same kind, the short chaos run) once per
+# tests on a private server of the same kind, the short chaos runs) once per
 # server:
 #   mariadb-10.11  the machine's own MariaDB binaries
 #   mysql-9.7      Oracle MySQL 9.7 (Debian sid's mysql-server-core)
@@ -48,7 +48,9 @@ for server in "${servers[@]}"; do
   version="$(grep -m1 -oE 'locktable tests: server [^;]+' "$log" | sed 's/locktable tests: server //')"
   counts="$(grep -E '^ +[0-9]+ (passing|failing|pending)' "$log" | sed -E 's/ \([^)]*\)//; s/^ +//' | paste -sd, - | sed 's/,/, /g')"
   chaos="$(grep -m1 -E 'overlaps: [0-9]+; token regressions' "$log" | sed -E 's/^ +//; s/; unclosed.*//')"
-  summary+=("$server ($version): ${counts:-no result} [exit $code] in $(( ($(date +%s) - started) / 60 ))m$(( ($(date +%s) - started) % 60 ))s; chaos ${chaos:-not run}")
+  kinds="$(grep -m1 -E 'overlaps with an exclusive section: [0-9]+' "$log" | sed -E 's/^ +//; s/; unclosed.*//')"
+  bound="$(grep -m1 -E '^ +waits: [0-9]+, longest' "$log" | grep -oE 'over the bound: [0-9]+; overtaken in line: [0-9]+')"
+  summary+=("$server ($version): ${counts:-no result} [exit $code] in $(( ($(date +%s) - started) / 60 ))m$(( ($(date +%s) - started) % 60 ))s; chaos ${chaos:-not run}; kinds ${kinds:-not run}${bound:+; $bound}")
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true

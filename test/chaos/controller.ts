@@ -3,6 +3,11 @@
 // new one started), the workers' connections KILLed, the server restarted
 // (cleanly or by SIGKILL). Then every worker is asked to stop, the lock row is
 // read with plain SQL, and the checker judges the evidence.
+//
+// The kinds variant (`kinds`): exclusive, shared and semaphore holders on the
+// same names, one or two names a call, every call waiting in line; the only
+// fault is the SIGKILL of a worker (a server outage would stretch every wait,
+// and this variant also holds each wait to the bound of docs/lock-kinds.md).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -15,6 +20,7 @@ import { GaleraCluster } from '../helpers/galera.js';
 import { startPrivateServer, type PrivateServer } from '../helpers/private-server.js';
 import { prng } from '../helpers/prng.js';
 import { check, type LogRecord, type Verdict } from './checker.js';
+import type { KindsConfig } from './worker.js';
 
 const WORKER = path.join(__dirname, 'worker.js');
 const DB = 'chaos';
@@ -42,10 +48,21 @@ export interface ChaosOptions {
    * writer node, so that the workers fail over and back.
    */
   galera?: boolean;
+  /**
+   * The kinds variant: names alternate between shared ones (taken exclusive
+   * or shared) and semaphores of `limit` (default 2; taken exclusive or as a
+   * semaphore), default 4 names; workers hold up to holdMaxMs (default 30);
+   * faults are worker SIGKILLs only, every faultEveryMs (default [300, 1200]);
+   * no using() workers. Every wait is judged against the bound of
+   * docs/lock-kinds.md (wait.pollMaxMs: the default, 50 ms).
+   */
+  kinds?: boolean | { limit?: number };
 }
 
 export interface ChaosSummary extends Verdict {
   seed: number;
+  /** The kinds variant's names and limit, when it ran. */
+  kinds?: KindsConfig;
   durationMs: number;
   workersStarted: number;
   /** Sections of the using() workers held past a renewal period (only a renewal kept them), and how many of those ended by a lost lease. */
@@ -69,8 +86,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const random = prng(seed);
   const say = options.log ?? (() => {});
   const nWorkers = options.workers ?? 6;
-  const names = Array.from({ length: options.names ?? 3 }, (_, i) => `app_task_chaos${i}`);
-  const [faultMin, faultMax] = options.faultEveryMs ?? [150, 900];
+  const names = Array.from({ length: options.names ?? (options.kinds ? 4 : 3) }, (_, i) => `app_task_chaos${i}`);
+  const kinds: KindsConfig | undefined = options.kinds
+    ? {
+        shared: names.filter((_, i) => i % 2 === 0),
+        semaphore: names.filter((_, i) => i % 2 === 1),
+        limit: (typeof options.kinds === 'object' ? options.kinds.limit : undefined) ?? 2,
+      }
+    : undefined;
+  if (kinds && !kinds.semaphore.length) throw new Error('the kinds variant needs at least two names (one shared, one semaphore)');
+  const [faultMin, faultMax] = options.faultEveryMs ?? (kinds ? [300, 1_200] : [150, 900]);
   const logs = mkdtempSync(path.join(os.tmpdir(), 'locktable-chaos-'));
   let server: PrivateServer | undefined;
   let cluster: GaleraCluster | undefined;
@@ -117,7 +142,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
 
   // Every third worker works under using() with a short lease that only its renewals keep alive.
   const renewing = options.renewing ?? { ttlMs: 12_000, holdMaxMs: 6_000 };
-  const workerMode = (index: number) => (index % 3 === 2 && renewing.ttlMs > 0 ? { ...renewing } : { holdMaxMs: options.holdMaxMs ?? 15 });
+  const workerMode = (index: number) =>
+    kinds ? { holdMaxMs: options.holdMaxMs ?? 30, kinds } : index % 3 === 2 && renewing.ttlMs > 0 ? { ...renewing } : { holdMaxMs: options.holdMaxMs ?? 15 };
 
   const spawnWorker = () => {
     const index = started++;
@@ -151,12 +177,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     await migrate(cluster ? cluster.url(1, DB) : (url as string));
     for (let i = 0; i < nWorkers; i++) spawnWorker();
     const where = cluster ? `Galera nodes on ports ${[1, 2, 3].map((n) => cluster!.ports(n).port).join(', ')}` : `server on port ${server!.port}`;
-    say(`chaos: seed ${seed}, ${nWorkers} workers on ${names.length} names, ${Math.round(options.durationMs / 1000)} s, ${where}, logs in ${logs}`);
+    const what = kinds ? ` (kinds: shared ${kinds.shared.join(', ')}; semaphores of ${kinds.limit} ${kinds.semaphore.join(', ')}; SIGKILLs only)` : '';
+    say(`chaos: seed ${seed}, ${nWorkers} workers on ${names.length} names${what}, ${Math.round(options.durationMs / 1000)} s, ${where}, logs in ${logs}`);
     const end = Date.now() + options.durationMs;
     while (Date.now() < end) {
       await new Promise((r) => setTimeout(r, random.int(faultMin, faultMax)));
       const roll = random.next();
-      if (roll < 0.4) {
+      if (kinds || roll < 0.4) {
         const victims = [...workers].filter((w) => w.child.exitCode === null && w.child.signalCode === null);
         if (!victims.length) continue;
         const w = random.pick(victims);
@@ -226,7 +253,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     const causal = cluster ? 'SET STATEMENT wsrep_sync_wait=1 FOR ' : '';
     const rows = (await adminQuery(`${causal}SELECT CAST(dataJson AS CHAR) AS raw FROM \`${DB}\`.locks WHERE id = 'platform'`)) as Array<{ raw: string }>;
     const doc = parseDocument('platform', rows[0]!.raw); // owners resolved, whatever the stored format
-    const finalHeld = new Map(Object.entries(doc.l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]));
+    const finalHeld: Array<[string, { pid: number; token: number }]> = Object.entries(doc.l).map(([name, e]) => [name, { pid: e.o.p, token: e.f }]);
+    for (const [name, group] of Object.entries(doc.s ?? {})) for (const h of group.h) finalHeld.push([name, { pid: h.o.p, token: h.f }]);
     const finalWaiting = waiters(doc).map((w) => ({ pid: w.intent.o.p, names: w.names }));
     const records: LogRecord[] = [];
     for (const file of readdirSync(logs)) {
@@ -235,10 +263,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         if (line) records.push(...parseLine(line));
       }
     }
-    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting });
+    const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting, ...(kinds ? { waitBound: { workers: nWorkers, pollMaxMs: 50 } } : {}) });
     const longExits = records.filter((r) => r.k === 'exit' && ((r as { heldMs?: number }).heldMs ?? 0) > renewing.ttlMs / 3) as Array<{ lost?: boolean }>;
     const renewed = { sections: longExits.length, lost: longExits.filter((r) => r.lost).length };
-    return { seed, durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
+    return { seed, ...(kinds ? { kinds } : {}), durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
   } finally {
     for (const w of workers) w.child.kill('SIGKILL');
     await Promise.all([...workers].map((w) => w.exited));
@@ -261,6 +289,20 @@ function parseLine(line: string): LogRecord[] {
 /** One screenful: what ran, what was injected, what the checker found. */
 export function describe(s: ChaosSummary): string {
   const count = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  if (s.kinds) {
+    const w = s.waits;
+    const b = w.bound;
+    const longest = w.longest ? `${Math.round(w.longest.ms)} ms (${w.longest.mode}${w.longest.limit ? ` limit ${w.longest.limit}` : ''} ${w.longest.names.join('+')}, ${w.longest.ended})` : 'none';
+    return [
+      `kinds: seed ${s.seed}, ${Math.round(s.durationMs / 1000)} s, ${s.workersStarted} workers started; shared ${s.kinds.shared.join(', ')}; semaphores of ${s.kinds.limit} ${s.kinds.semaphore.join(', ')}`,
+      `critical sections: ${s.sections} (exclusive ${s.byMode.exclusive}, shared ${s.byMode.shared}, semaphore ${s.byMode.semaphore}; of calls on two names: ${s.multiName}); cycles completed: ${s.cycles}`,
+      `most holders at once on one name: shared ${s.maxHolders.shared}, semaphore ${s.maxHolders.semaphore} (limit ${s.kinds.limit}); worker SIGKILLs: ${s.faults.sigkill}`,
+      `overlaps with an exclusive section: ${s.overlaps.length}; semaphore over its limit: ${s.overLimit.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
+      `waits: ${w.count}, longest ${longest}; bound ${b ? `${Math.round(b.boundMs)} ms = (${b.workers} - 1) x (hold ${Math.round(b.holdMs)} + poll ${b.pollMaxMs} + statements ${Math.round(b.statementsMs)}) + statements` : 'not judged'}; over the bound: ${w.overBound.length}; overtaken in line: ${w.overtakes.length}`,
+      `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
+      `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
+    ].join('\n');
+  }
   return [
     `seed ${s.seed}, ${Math.round(s.durationMs / 1000)} s, ${s.workersStarted} workers started`,
     `cycles completed: ${s.cycles} (critical sections: ${s.sections}; under using() held past a renewal: ${s.renewed.sections}, of which lost: ${s.renewed.lost})`,
@@ -273,7 +315,9 @@ export function describe(s: ChaosSummary): string {
   ].join('\n');
 }
 
-/** Whether the run proves what it must: exclusion held, nothing leaked or lost. */
+/** Whether the run proves what it must: exclusion and limits held, nothing leaked or lost; in the kinds variant, every wait fair and within its bound, no call failed. */
 export function passed(s: ChaosSummary): boolean {
-  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.leakedWaiters.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
+  const base = !s.overlaps.length && !s.overLimit.length && !s.tokenRegressions.length && !s.leaked.length && !s.leakedWaiters.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
+  if (!s.kinds) return base;
+  return base && !s.waits.overBound.length && !s.waits.overtakes.length && !Object.keys(s.acquireErrors).length && !Object.keys(s.releaseErrors).length;
 }

@@ -8,11 +8,28 @@
 // length, holding longer than a renewal period, so that only renewals keep
 // its lease; when the signal aborts (the lease lost) it ends its section at
 // once, as a task should.
+//
+// A worker with `kinds` (the kinds variant) takes each of its names in one of
+// three modes, chosen per call: exclusive (any name), shared (`mode:
+// 'shared'`, the `shared` names) or as a semaphore (`limit`, the `semaphore`
+// names: every user of a name must agree on its limit), one or two names at
+// once, waiting in line (fair waiting, no barging). Its records also say what
+// each call asked for (`want`), when it got in line (`queued`, from the
+// locktable:queued channel) and the mode of each section.
+import diagnostics from 'node:diagnostics_channel';
 import { openSync, writeSync } from 'node:fs';
-import { createLockTable, type LockError } from '../../lib/index.js';
+import { createLockTable, LockChannels, type DequeuedEvent, type LockError } from '../../lib/index.js';
 import { prng } from '../helpers/prng.js';
 
-const config = JSON.parse(process.argv[2]!) as { url: string | string[]; names: string[]; log: string; seed: number; holdMaxMs: number; ttlMs?: number };
+export interface KindsConfig {
+  /** Names taken exclusive or shared (no limit). */
+  shared: string[];
+  /** Names taken exclusive or as a semaphore of `limit`. */
+  semaphore: string[];
+  limit: number;
+}
+
+const config = JSON.parse(process.argv[2]!) as { url: string | string[]; names: string[]; log: string; seed: number; holdMaxMs: number; ttlMs?: number; kinds?: KindsConfig };
 const fd = openSync(config.log, 'a'); // O_APPEND: each record lands whole at the end, and survives a SIGKILL once written
 const random = prng(config.seed);
 const now = () => process.hrtime.bigint().toString();
@@ -58,8 +75,47 @@ async function usingCycle(names: string[], ttlMs: number): Promise<void> {
   }
 }
 
+/** One call of the kinds variant: wait in some mode → section → release. */
+async function kindsCycle(kinds: KindsConfig): Promise<void> {
+  const roll = random.next();
+  const kind = roll < 0.4 ? ({ mode: 'exclusive' } as const) : roll < 0.7 ? ({ mode: 'shared' } as const) : ({ mode: 'shared', limit: kinds.limit } as const);
+  const pool = kind.mode === 'exclusive' ? config.names : 'limit' in kind ? kinds.semaphore : kinds.shared;
+  const first = random.pick(pool);
+  const names = random.chance(0.25) ? [...new Set([first, random.pick(pool)])] : [first];
+  const options = kind.mode === 'exclusive' ? {} : 'limit' in kind ? { limit: kind.limit } : { mode: 'shared' as const };
+  record({ k: 'want', names, ...kind });
+  let lease;
+  try {
+    lease = await locks.wait(names as never, { timeoutMs: 30_000, signal: stop.signal, ...options });
+  } catch (err) {
+    // EABORTED too: it ends the wait (the checker does not count it as an error).
+    record({ k: 'acquire-error', code: (err as LockError).code ?? 'UNKNOWN', message: (err as Error).message });
+    return;
+  }
+  for (const name of names) record({ k: 'enter', name, token: lease.token, ...kind });
+  await new Promise((r) => setTimeout(r, random.int(0, config.holdMaxMs)));
+  for (const name of names) record({ k: 'exit', name, token: lease.token });
+  try {
+    await locks.release(lease);
+    record({ k: 'released', token: lease.token });
+  } catch (err) {
+    const e = err as LockError & { reason?: string };
+    record({ k: 'release-error', token: lease.token, code: e.code ?? 'UNKNOWN', reason: e.reason, message: e.message });
+  }
+}
+
 async function main(): Promise<void> {
+  if (config.kinds) {
+    diagnostics.subscribe(LockChannels.queued, () => record({ k: 'queued' }));
+    diagnostics.subscribe(LockChannels.dequeued, (e) => record({ k: 'dequeued', reason: (e as DequeuedEvent).reason }));
+    // Connected before its first call: a wait does not include opening the pool.
+    await locks.list();
+  }
   while (!stop.signal.aborted) {
+    if (config.kinds) {
+      await kindsCycle(config.kinds);
+      continue;
+    }
     const first = random.pick(config.names);
     const names = random.chance(0.2) ? [...new Set([first, random.pick(config.names)])] : [first];
     if (config.ttlMs !== undefined) {
