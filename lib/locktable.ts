@@ -1,63 +1,38 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
-import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
+import { CLOCK_TOLERANCE_MS, type BatchContext, type Outcome } from './batch.js';
 import { Bound, watchAbort } from './bound.js';
 import { DbClock } from './clock.js';
-import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
-import { BOUND_CODES, boundedDb, connectionsSettled, openDb, quoteTable, type Conn, type Db } from './db.js';
+import { entryOf, fromStoredOwner, groupOf, lineOf, toHolder, toStoredOwner, toWaiting, type Entry, type Intent, type StoredOwner } from './document.js';
 import {
-  emptyDocument,
-  entryOf,
-  groupOf,
-  fromStoredOwner,
-  lineOf,
-  ownerKey,
-  parseDocument,
-  strayOwnerRecords,
-  serializeDocument,
-  toHolder,
-  toStoredOwner,
-  toWaiting,
-  type Entry,
-  type Intent,
-  type StoredOwner,
-  type LockDocument,
-} from './document.js';
-import {
+  AbortError,
   ClosedError,
-  ContendedError,
   DatabaseError,
+  DeadlockError,
+  describeHolder,
   InvalidOptionError,
   LockedError,
   NotHeldError,
   TimeoutError,
-  AbortError,
-  DeadlockError,
-  describeHolder,
   type Holder,
   type Waiting,
-  LockError,
 } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
-import { isAmbiguous, isTransient, toLockError, toUnresolvedError } from './faults.js';
-import { Gate, type Expiry } from './gate.js';
+import { toLockError, toUnresolvedError } from './faults.js';
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
-import { confirmRelease, heldUnder, settleLost } from './settle.js';
+import { heldUnder, settleLost } from './settle.js';
 import { judge, judgeEntry, type Liveness } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
-import { assertName, LockTypes, MAX_NAME_LENGTH, normalizeNames, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
+import { assertName, LockTypes, MAX_NAME_LENGTH, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
-import { backoff } from './retry.js';
-import { createSpace, dropOwnerRecord, fastWrite, readNow, readSpace, readSpaceLocked, readVersion, writeIfVersion, type Snapshot } from './store.js';
+import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { shouldWake, watchCandidate, type Watched } from './watch.js';
-
-/** ER_BAD_FIELD_ERROR: a column the statement names does not exist. */
-const BAD_FIELD = 1054;
+import { isGiveUp, openStatements, Writer } from './writer.js';
 
 const log = {
   acquire: createDebug('locktable:acquire'),
@@ -200,16 +175,6 @@ export interface LockTableOptions<C = typeof LockTypes> {
   wait?: { pollMinMs?: number; pollMaxMs?: number; intentTtlMs?: number };
 }
 
-type Step<R> = { write?: LockDocument; result: R };
-
-/** How #mutate settles a write whose reply was lost (the connection broke after it was sent). */
-interface Settle<R> {
-  /** Told at once, with the version the lost write was to replace. */
-  lost?(expected: number): void;
-  /** On the next read that succeeds: the operation's result if the lost write was applied, undefined if not. */
-  confirm?(doc: LockDocument, snap: Snapshot): R | undefined;
-}
-
 interface Waiter extends Watched {
   wake(): void;
 }
@@ -237,14 +202,6 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly space: string;
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
-  /**
-   * Where statements go: one pool, or a node list (lib/cluster.ts); causal on
-   * Galera. `raw` is the handle underneath (with its mysql2 pool, when there is
-   * one), which #conn bounds per call. `end` when we opened it.
-   */
-  readonly #db: { pool: Causal; raw: Db; end?: () => Promise<void>; nodes?: NodeList; mysql2?: Db['mysql2'] };
-  /** The lock table's name, validated and quoted for SQL. */
-  readonly #table: string;
   readonly #typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   readonly #strictCatalogue: object | undefined;
@@ -271,22 +228,13 @@ export class LockTable<N extends string = PlatformLockName> {
   });
   /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
   readonly #clock = new DbClock();
-  /** At most maxInFlight statements at once; acquires and releases queued behind them go as one statement. */
-  readonly #gate: Gate<Member, Outcome>;
   readonly #batch: BatchContext;
-  /** Whether a one-statement acquire wrote this table's owner record: close() then drops it if no lock refers to it. */
-  #wroteOwnerRecord = false;
+  /** Every statement: the gate, the one write path, the one-statement path, the bounds (lib/writer.ts). */
+  readonly #writer: Writer;
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
-    this.#table = quoteTable(this.#options.table);
-    const cluster = openNodes(this.#options.db, this.#options.poolSize, Math.min(STATEMENT_TIMEOUT_MS, Math.max(1, this.#options.retry.deadlineMs)));
-    if (cluster) {
-      this.#db = { pool: new Causal(cluster.nodes), raw: { pool: cluster.nodes }, nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) };
-    } else {
-      const db = openDb(this.#options.db, this.#options.poolSize);
-      this.#db = { pool: new Causal(db.pool), raw: db, ...(db.mysql2 ? { mysql2: db.mysql2 } : {}), ...(db.end ? { end: db.end } : {}) };
-    }
+    const { table, db } = openStatements(this.#options);
     this.space = this.#options.space;
     this.#events = new EventSink(this.space);
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
@@ -294,11 +242,14 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#typeOf = (name) => types.typeOf(name);
     this.#strictCatalogue = this.#options.strictNames ? types : undefined;
     this.#batch = { owner: toStoredOwner(this.owner) };
-    this.#gate = new Gate<Member, Outcome>({
-      limit: this.#options.maxInFlight,
-      runBatch: async (members) => (await this.#writeFast(members)).map((value) => ({ ok: true as const, value })),
-      canJoin,
-      closedError: () => new ClosedError(),
+    this.#writer = new Writer({
+      options: this.#options,
+      space: this.space,
+      table,
+      db,
+      clock: this.#clock,
+      batch: this.#batch,
+      ports: { isClosed: () => this.#closed, retried: (event) => this.#event('retried', event) },
     });
   }
 
@@ -312,7 +263,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#bound(undefined, call.options.signal)));
+    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
     throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
   }
@@ -321,7 +272,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#bound(undefined, call.options.signal)));
+    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
     return 'lease' in outcome ? outcome.lease : null;
   }
 
@@ -439,16 +390,16 @@ export class LockTable<N extends string = PlatformLockName> {
     if (held.keeper) await held.keeper.stop();
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
     // One bound for the whole call: the one statement, and the read-decide-write after it.
-    const bound = this.#bound();
+    const bound = this.#writer.bound();
     try {
       // One statement first (with whatever else is queued); if it is refused
       // (an entry gone or not ours), read and decide, which says why.
       if (this.#options.fastPath) {
         // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
-        const fast = await this.#withinBound(this.#gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#expiry(bound, 'release')), bound, 'release');
+        const fast = await this.#writer.withinBound(this.#writer.gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#writer.expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
       }
-      outcome ??= await this.#releaseFromRead('release', held.names, held.nonce, bound);
+      outcome ??= await this.#writer.releaseFromRead('release', held.names, held.nonce, bound);
     } catch (err) {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
@@ -622,7 +573,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async #renew(held: Held, ttlMs: number | undefined, deadlineMs: number): Promise<number | undefined> {
     if (ttlMs === undefined) {
       // No expiry: only check that it is still ours.
-      const r = await this.#gate.run(() => this.#mutate('keepAlive', (doc) => ({ result: T.release(doc, held.names, held.nonce) }), {}, deadlineMs));
+      const r = await this.#writer.gate.run(() => this.#writer.mutate('keepAlive', (doc) => ({ result: T.release(doc, held.names, held.nonce) }), {}, deadlineMs));
       if (r.missing.length) throw notHeld(r.missing);
       return undefined;
     }
@@ -634,8 +585,8 @@ export class LockTable<N extends string = PlatformLockName> {
   async #extend(held: Held, ttlMs: number | undefined, op: 'extend' | 'keepAlive', deadlineMs?: number): Promise<number | undefined> {
     // Before any read of this renewal: the database's `now` it counts from is later.
     const sent = performance.now();
-    const outcome = await this.#gate.run(() =>
-      this.#mutate(
+    const outcome = await this.#writer.gate.run(() =>
+      this.#writer.mutate(
         op,
         (doc, snap) => {
           const expiresAt = ttlMs === undefined ? undefined : snap.now + ttlMs;
@@ -717,8 +668,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** A snapshot of every held lock, with each owner's liveness as judged from here. Advisory: it may change at once. */
   async list(): Promise<LockInfo[]> {
-    const bound = this.#bound();
-    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } }), {}, bound), this.#expiry(bound, 'list'));
+    const bound = this.#writer.bound();
+    const { doc, snap } = await this.#writer.gate.run(() => this.#writer.mutate('list', (doc, snap) => ({ result: { doc, snap } }), {}, bound), this.#writer.expiry(bound, 'list'));
     const here = localView();
     const infos = Object.entries(doc.l).map(([name, e]) => lockInfo(name, e, snap.now, here));
     for (const [name, group] of Object.entries(doc.s ?? {})) {
@@ -738,7 +689,7 @@ export class LockTable<N extends string = PlatformLockName> {
    * judged from here. Intents already expired are left out. Advisory.
    */
   async listWaiters(): Promise<WaiterInfo[]> {
-    const { doc, snap } = await this.#gate.run(() => this.#mutate('list', (doc, snap) => ({ result: { doc, snap } })));
+    const { doc, snap } = await this.#writer.gate.run(() => this.#writer.mutate('list', (doc, snap) => ({ result: { doc, snap } })));
     const here = localView();
     const names = new Map(T.waiters(doc).map((w) => [w.id, w.names]));
     const out: WaiterInfo[] = [];
@@ -769,9 +720,9 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError('releaseName: options are { force?: boolean }');
     }
     const here = localView();
-    const bound = this.#bound();
-    const outcome = await this.#gate.run(() =>
-      this.#mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
+    const bound = this.#writer.bound();
+    const outcome = await this.#writer.gate.run(() =>
+      this.#writer.mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
         const entry = entryOf(doc, name);
         if (!entry) return { result: null };
         const info = lockInfo(name, entry, snap.now, here);
@@ -779,7 +730,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const why = info.liveness === 'dead' ? 'reaped' : 'forced';
         return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
       }, {}, bound),
-      this.#expiry(bound, 'releaseName'),
+      this.#writer.expiry(bound, 'releaseName'),
     );
     if (outcome === null) return null;
     if ('refused' in outcome) {
@@ -813,23 +764,11 @@ export class LockTable<N extends string = PlatformLockName> {
   async repair(expectedRaw: string): Promise<{ replaced: string }> {
     if (typeof expectedRaw !== 'string') throw new InvalidOptionError('repair: pass the raw text of the ECORRUPT error you inspected');
     try {
-      const bound = this.#bound();
-      return await this.#gate.run(() => this.#repair(expectedRaw, bound), this.#expiry(bound, 'repair'));
+      const bound = this.#writer.bound();
+      return await this.#writer.gate.run(() => this.#writer.repair(expectedRaw, bound), this.#writer.expiry(bound, 'repair'));
     } catch (err) {
       throw toLockError(err, 'repair');
     }
-  }
-
-  async #repair(expectedRaw: string, bound: Bound): Promise<{ replaced: string }> {
-    const db = this.#conn(bound);
-    const snap = await this.#read(db);
-    if (snap.raw !== expectedRaw) {
-      throw new InvalidOptionError('repair: the stored document is not the text you inspected; read the new ECORRUPT error and try again');
-    }
-    if (!(await writeIfVersion(db, this.#table, this.space, snap.version, serializeDocument(emptyDocument())))) {
-      throw new InvalidOptionError('repair: the document changed while repairing; inspect it again');
-    }
-    return { replaced: snap.raw };
   }
 
   /**
@@ -851,30 +790,20 @@ export class LockTable<N extends string = PlatformLockName> {
     await Promise.all([...this.#held.values()].map((h) => h.keeper?.stopRenewing()));
     // What is in flight finishes first (each within its bound): a statement a
     // caller gave up on (an abort) may still land and leave a leftover.
-    await this.#gate.whenIdle();
+    await this.#writer.gate.whenIdle();
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
     if (this.#intentTimer) clearTimeout(this.#intentTimer);
-    this.#gate.close();
+    this.#writer.gate.close();
     this.#wakeWaiters();
-    if (this.#wroteOwnerRecord) {
-      // Best effort: a record left behind costs ~150 bytes until the next full write drops it.
-      const key = ownerKey(this.#batch.owner);
-      await dropOwnerRecord(this.#conn(new Bound(Math.min(1_000, this.#options.retry.deadlineMs))), this.#table, this.space, ownerPath(key), key).catch((err: Error) =>
-        log.release('could not drop the owner record: %s', err.message),
-      );
-    }
-    if (this.#db.end) {
-      if (this.#db.mysql2) await connectionsSettled(this.#db.mysql2);
-      await this.#db.end();
-    }
+    await this.#writer.end();
   }
 
   // ---------------------------------------------------------------------------
 
   /** `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. `bound`: when it gives up. */
-  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#bound()): Promise<{ lease: Lease } | Blocked> {
+  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#writer.bound()): Promise<{ lease: Lease } | Blocked> {
     let nonce = newNonce();
     // Writes of this acquisition whose reply was lost: nonce → the version each
     // was to replace. Any of them may have been applied, or may still be (a
@@ -911,8 +840,8 @@ export class LockTable<N extends string = PlatformLockName> {
         // A statement that lands after the caller gave up at its bound holds the
         // names for no one: released in the background.
         const late = () => this.#leftovers.add({ names, nonce });
-        fast = await this.#withinBound(
-          this.#gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types }, this.#expiry(bound, 'acquire')),
+        fast = await this.#writer.withinBound(
+          this.#writer.gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types }, this.#writer.expiry(bound, 'acquire')),
           bound,
           'acquire',
           (o) => o.kind === 'acquired' && late(),
@@ -937,7 +866,7 @@ export class LockTable<N extends string = PlatformLockName> {
     type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
     let outcome: Blocked | Won | { conflicts: T.Conflict[] };
     try {
-      outcome = await this.#gate.run(() => this.#mutate<Blocked | Won | { conflicts: T.Conflict[] }>(
+      outcome = await this.#writer.gate.run(() => this.#writer.mutate<Blocked | Won | { conflicts: T.Conflict[] }>(
         'acquire',
         (doc, snap) => {
           const settled = settleLost(doc, snap, names, lost);
@@ -983,7 +912,7 @@ export class LockTable<N extends string = PlatformLockName> {
           },
         },
         bound,
-      ), this.#expiry(bound, 'acquire'));
+      ), this.#writer.expiry(bound, 'acquire'));
     } catch (err) {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
@@ -999,156 +928,13 @@ export class LockTable<N extends string = PlatformLockName> {
     return { lease };
   }
 
-  /** Release through read-decide-write: removes what is still held under `nonce`, says why the rest is gone. */
-  #releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound): Promise<T.ReleaseOutcome> {
-    return this.#gate.run(() =>
-      this.#mutate(
-        what,
-        (doc) => {
-          const r = T.release(doc, names, nonce);
-          return r.released.length ? { write: r.doc, result: r } : { result: r };
-        },
-        { confirm: (doc) => confirmRelease(doc, names, nonce) },
-        bound,
-      ),
-      this.#expiry(bound, what),
-    );
-  }
-
   /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
   async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#releaseFromRead('background release', names, nonce, this.#bound(deadlineMs));
+    const outcome = await this.#writer.releaseFromRead('background release', names, nonce, this.#writer.bound(deadlineMs));
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#wakeWaiters();
     }
-  }
-
-  /**
-   * The gate's batch runner: the queued acquires and releases as one
-   * conditional statement. Each member gets its outcome, or `refused` when the
-   * statement did not apply for it (it then reads and decides on its own).
-   */
-  async #writeFast(members: Member[]): Promise<Outcome[]> {
-    const refused = (): Outcome[] => members.map(() => ({ kind: 'refused' }));
-    const { baseMs, capMs } = this.#options.retry;
-    // The statement of a batch is bounded by retry.deadlineMs; each member's
-    // caller gives up on its own bound (#withinBound) whatever the statement does.
-    const bound = this.#bound();
-    // Before the first read there is no estimate of the database's time, and
-    // the host's clock is never one: read it first (once per table).
-    if (!this.#clock.known) {
-      try {
-        await this.#clock.track(() => readNow(this.#conn(bound)));
-      } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, 'read');
-        return refused(); // nothing was written: each member decides from a read, within its own bound
-      }
-    }
-    // On Galera: whether this attempt waits for its node to apply what the cluster committed.
-    let causalWrite = false;
-    for (let attempt = 0; ; attempt++) {
-      const fast = planFast(members, this.#batch, this.#clock.now()!);
-      if (!fast) return refused();
-      this.#assertOpen();
-      const sentTo = this.#db.nodes?.current;
-      let version: number | undefined;
-      try {
-        version = await fastWrite(this.#conn(bound, causalWrite), this.#table, this.space, fast.plan);
-      } catch (err) {
-        if ((err as { errno?: number }).errno === BAD_FIELD) {
-          // No dataCrcNow (migration 003 pending, or a table that is not ours):
-          // refused before it ran, nothing written. The read decides, as for any refusal.
-          log.retry('one-statement write refused by the schema (%s): deciding from a read', (err as Error).message);
-          return refused();
-        }
-        if (!isTransient(err)) throw toLockError(err, operationOf(members));
-        log.retry('one-statement write failed: %s', (err as Error).message);
-        // It may have applied (cut at the bound included): settle it before anything else.
-        if (isAmbiguous(err)) return this.#settleFast(members, fast, bound, sentTo);
-        // Rolled back or never run (a deadlock, or on Galera a lost
-        // certification; a node not ready; no connection within the bound):
-        // the same statement again, on the next node if this one failed.
-        // Dropping to compare-and-swap instead would compete on a version that
-        // a busy row moves on every write.
-        if (bound.fired()) return refused();
-        this.#event('retried', { space: this.space, op: operationOf(members), attempt: attempt + 1, reason: String((err as { code?: unknown }).code ?? (err as Error).message) });
-        await bound.sleep(backoff(attempt, baseMs, capMs));
-        if (bound.fired()) return refused();
-        continue;
-      }
-      if (version === undefined) {
-        // Refused on a Galera node's state, which may lag: once more on the cluster's.
-        if (!causalWrite && !bound.fired() && (await this.#db.pool.galera())) {
-          causalWrite = true;
-          continue;
-        }
-        log.retry('one-statement write refused (%d members): deciding from a read', members.length);
-        return refused();
-      }
-      if (fast.plan.owner) this.#wroteOwnerRecord = true;
-      return applied(members, fast, version);
-    }
-  }
-
-  /**
-   * A one-statement write whose reply was lost may have applied, or may still
-   * apply while it waits for the row's lock. It can only as long as the row is
-   * evaluated within the clock tolerance of its time (SYSDATE, see store.ts).
-   * So once the server's clock is past that, a locking read — queued behind
-   * the statement if it is still waiting — shows for good whether it did; its
-   * own nonces say so (lib/batch.ts settleFast). Until the deadline.
-   *
-   * On a cluster the statement may have gone to a node that statements no
-   * longer go to (`sentTo`): there it may still be certified and commit after
-   * the time check. A locking read on that node settles it as above; when that
-   * node does not answer, the write counts as not applied only once that node
-   * has left the primary component (it can then never commit), and as applied
-   * as soon as a causal read shows it.
-   */
-  async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, bound: Bound, sentTo?: number): Promise<Outcome[]> {
-    const { baseMs, capMs } = this.#options.retry;
-    const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
-    const db = this.#conn(bound);
-    const nodes = this.#db.nodes;
-    const there =
-      nodes && sentTo !== undefined
-        ? new Causal(boundedDb({ pool: { query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] } }, bound))
-        : undefined;
-    let failure: unknown = Object.assign(new Error('no time left to settle the write'), { code: 'ETIMEDOUT' });
-    for (let attempt = 0; !bound.fired(); attempt++) {
-      this.#assertOpen();
-      let faulted = false;
-      try {
-        const moved = nodes !== undefined && sentTo !== undefined && nodes.current !== sentTo;
-        if (moved) {
-          const onSent = await readSpaceLocked(there!, this.#table, this.space).catch((err) => {
-            if (!isTransient(err)) throw err;
-            return undefined;
-          });
-          if (onSent && onSent.now > closesAt) return settleFast(parseDocument(this.space, onSent.raw), onSent, members, fast);
-        }
-        const snap = await readSpaceLocked(db, this.#table, this.space);
-        if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
-        if (moved) {
-          const outcomes = settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          const visible = outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined);
-          if (visible || (snap.now > closesAt && (await nodes.isMember(sentTo)) === false)) return outcomes;
-          log.retry('settling a write sent to %s: not visible, and that node may still commit it', nodes.nodes[sentTo]!.label);
-          failure = new Error(`the node it was sent to (${nodes.nodes[sentTo]!.label}) is still in the cluster`);
-        } else {
-          if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          await bound.sleep(closesAt - snap.now + 1);
-          continue;
-        }
-      } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, operationOf(members));
-        failure = err;
-        faulted = true;
-      }
-      await bound.sleep(backoff(attempt, baseMs, capMs) + (faulted ? 0 : 50));
-    }
-    throw toUnresolvedError(failure, operationOf(members));
   }
 
   /** Removes the locks `match` selects, and the waiters in line it selects (by their owner and expiry) in the same write. */
@@ -1158,106 +944,13 @@ export class LockTable<N extends string = PlatformLockName> {
     before?: (snap: Snapshot) => void,
     dropStrays = false,
   ): Promise<Holder[]> {
-    const bound = this.#bound();
-    const { removed, dropped } = await this.#gate.run(() =>
-      this.#mutate(why, (doc, snap) => {
-        before?.(snap);
-        const r = T.removeWhere(doc, match, why, snap.now);
-        const next = T.dropWaiters(r.doc, (intent, name) => match(name, intent));
-        const result = { removed: r.removed, dropped: next !== r.doc };
-        // A full write keeps only the owner records its entries refer to.
-        const strays = dropStrays && strayOwnerRecords(snap.raw) > 0;
-        return r.removed.length || result.dropped || strays ? { write: next, result } : { result };
-      }, {}, bound),
-      this.#expiry(bound, why),
-    );
+    const { removed, dropped } = await this.#writer.removeWhere(why, match, before, dropStrays);
     if (dropped) this.#wakeWaiters();
     if (removed.length) {
       this.#wakeWaiters();
       this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
     }
     return removed.map((x) => toHolder(x.name, x.entry));
-  }
-
-  /**
-   * The one write path: read (version, document, database time) → pure step →
-   * compare-and-swap. A lost race or a transient fault is retried with jittered
-   * backoff until the bound (retry.deadlineMs, or the caller's timeout or
-   * signal): every statement, and every wait for a connection, ends with it.
-   * When a write's reply was lost, `confirm` decides from the re-read document
-   * whether it was applied.
-   */
-  async #mutate<R>(
-    what: string,
-    step: (doc: LockDocument, snap: Snapshot) => Step<R>,
-    settle: Settle<R> = {},
-    within: Bound | number = this.#options.retry.deadlineMs,
-  ): Promise<R> {
-    const bound = typeof within === 'number' ? this.#bound(within) : within;
-    const { baseMs, capMs } = this.#options.retry;
-    const db = this.#conn(bound);
-    // A write was sent and its reply lost: until a read settles it, it may have been applied.
-    let uncertain = false;
-    // The last fault the database itself gave: what a give-up reports, rather
-    // than the bound cutting off the attempt after it (lib/db.ts BOUND_CODES).
-    let fault: unknown;
-    for (let attempt = 0; ; attempt++) {
-      this.#assertOpen();
-      // Out of time before the first attempt (a one-statement try used it up): nothing was tried here.
-      if (attempt === 0 && bound.fired()) throw this.#boundError(bound, what);
-      let failure: unknown;
-      try {
-        const snap = await this.#read(db);
-        const doc = parseDocument(this.space, snap.raw);
-        if (uncertain && settle.confirm) {
-          const confirmed = settle.confirm(doc, snap);
-          if (confirmed !== undefined) return confirmed;
-        }
-        uncertain = false;
-        const next = step(doc, snap);
-        if (!next.write) return next.result;
-        try {
-          if (await writeIfVersion(db, this.#table, this.space, snap.version, serializeDocument(next.write))) return next.result;
-          failure = undefined; // lost the race
-        } catch (err) {
-          if (isAmbiguous(err)) {
-            uncertain = true;
-            settle.lost?.(snap.version);
-          }
-          throw err;
-        }
-      } catch (err) {
-        if (!isTransient(err)) throw toLockError(err, what);
-        failure = err;
-        if (!isBoundCut(err) || fault === undefined) fault = err;
-      }
-      const giveUp = () => {
-        if (bound.fired() === 'aborted') return bound.abortError();
-        if (uncertain) return toUnresolvedError(isBoundCut(failure) ? fault : failure, what);
-        if (failure) return toLockError(isBoundCut(failure) ? fault : failure, what);
-        return new ContendedError(attempt + 1);
-      };
-      if (bound.fired()) throw giveUp();
-      log.retry('%s attempt %d: %s', what, attempt + 1, failure ? (failure as Error).message : 'lost the race');
-      this.#event('retried', { space: this.space, op: what, attempt: attempt + 1, reason: failure ? String((failure as { code?: unknown }).code ?? (failure as Error).message) : 'lost the race' });
-      await bound.sleep(backoff(attempt, baseMs, capMs));
-      if (bound.fired()) throw giveUp();
-    }
-  }
-
-  async #read(db: Conn): Promise<Snapshot> {
-    this.#assertOpen();
-    let snap = await this.#clock.track(() =>
-      readSpace(db, this.#table, this.space).catch((err) => {
-        throw isTransient(err) ? err : toLockError(err, 'read');
-      }),
-    );
-    if (!snap) {
-      await createSpace(db, this.#table, this.space, serializeDocument(emptyDocument()));
-      snap = await this.#clock.track(() => readSpace(db, this.#table, this.space));
-      if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' could not be created`);
-    }
-    return snap;
   }
 
   // wait() support: one poller per table, however many waiters. It reads the
@@ -1310,8 +1003,7 @@ export class LockTable<N extends string = PlatformLockName> {
         try {
           const since = this.#polledVersion;
           const holds = watchCandidate(this.#waiters);
-          const bound = this.#bound();
-          seen = await this.#gate.run(() => this.#clock.track(() => readVersion(this.#conn(bound), this.#table, this.space, since, holds)), this.#expiry(bound, 'poll'));
+          seen = await this.#writer.readVersion(since, holds);
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#closed) break;
@@ -1337,78 +1029,6 @@ export class LockTable<N extends string = PlatformLockName> {
     } finally {
       this.#polling = false;
     }
-  }
-
-  // Bounds: every call gives up after its own bound (lib/bound.ts).
-
-  /** A bound of `ms` (default retry.deadlineMs) from now, and `signal`. */
-  #bound(ms: number = this.#options.retry.deadlineMs, signal?: AbortSignal): Bound {
-    return new Bound(ms, signal);
-  }
-
-  /**
-   * The database handle for one call, every statement within `bound`
-   * (boundedDb: on a mysql2 pool each statement takes its own connection; on
-   * a node list, which bounds each statement itself and fails over, the
-   * statement is raced against the caller's bound). Causal on Galera as
-   * #db.pool is, sharing its one @@wsrep_on probe (sent through this bounded
-   * handle); `writes`: conditional writes causal too.
-   */
-  #conn(bound: Bound, writes = false): Causal {
-    return new Causal(boundedDb(this.#db.raw, bound), writes, this.#db.pool);
-  }
-
-  /** The error of a call that gave up at its bound while it waited (queued, or for a statement of others). */
-  #boundError(bound: Bound, what: string): LockError {
-    if (bound.fired() === 'aborted') return bound.abortError();
-    return new DatabaseError(
-      `${what}: gave up after ${bound.ms} ms: the database did not let it through in time (queued behind this table's ${this.#options.maxInFlight} statements in flight, no free connection in the pool, or a server that does not answer)`,
-      undefined,
-    );
-  }
-
-  /** For the gate: a queued call leaves the queue when its bound fires. */
-  #expiry(bound: Bound, what: string): Expiry {
-    return (expire) => bound.onFire(() => expire(this.#boundError(bound, what)));
-  }
-
-  /**
-   * `work` (already queued or running), but given up when `bound` fires first.
-   * Whatever it does later is passed to `late` / `lateError`: it can no longer
-   * reach the caller.
-   */
-  #withinBound<V>(work: Promise<V>, bound: Bound, what: string, late?: (value: V) => void, lateError?: (err: unknown) => void): Promise<V> {
-    return new Promise<V>((resolve, reject) => {
-      let over = false;
-      const cancel = bound.onFire(() => {
-        over = true;
-        // The work left the gate's queue (else the gate's expiry would have
-        // failed it first): its statement may have been sent, and may apply.
-        reject(
-          bound.fired() === 'aborted'
-            ? bound.abortError()
-            : new DatabaseError(
-                `${what}: gave up after ${bound.ms} ms with its statement in flight, so whether it took effect is unknown (an acquisition that did is released in the background)`,
-                undefined,
-                { outcomeUnknown: true },
-              ),
-        );
-      });
-      work.then(
-        (value) => {
-          if (over) return late?.(value);
-          over = true;
-          cancel();
-          resolve(value);
-        },
-        (err) => {
-          if (over) return lateError?.(err);
-          over = true;
-          cancel();
-          reject(err);
-        },
-      );
-    });
   }
 
   // Fair waiting: a wait() in line keeps its intent alive (one write renews
@@ -1437,8 +1057,8 @@ export class LockTable<N extends string = PlatformLockName> {
 
   /** Removes the intents `match` selects; a wake-up for waiters of this table behind them. */
   async #dropIntents(match: (intent: Intent) => boolean): Promise<void> {
-    const dropped = await this.#gate.run(() =>
-      this.#mutate(
+    const dropped = await this.#writer.gate.run(() =>
+      this.#writer.mutate(
         'dequeue',
         (doc) => {
           const next = T.dropWaiters(doc, match);
@@ -1463,8 +1083,8 @@ export class LockTable<N extends string = PlatformLockName> {
     if (!ids.size || this.#closed) return;
     try {
       const ttl = this.#options.wait.intentTtlMs;
-      const missing = await this.#gate.run(() =>
-        this.#mutate('renew', (doc, snap) => {
+      const missing = await this.#writer.gate.run(() =>
+        this.#writer.mutate('renew', (doc, snap) => {
           const r = T.renewWaiters(doc, ids, snap.now + ttl);
           return r.doc === doc ? { result: r.missing } : { write: r.doc, result: r.missing };
         }),
@@ -1585,10 +1205,6 @@ export class LockTable<N extends string = PlatformLockName> {
     if (call.options.ttlMs === undefined && this.#options.ttlMs !== undefined) call.options = { ...call.options, ttlMs: this.#options.ttlMs };
     return call;
   }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new ClosedError();
-  }
 }
 
 type DequeuedReason = LockEvents['dequeued']['reason'];
@@ -1636,23 +1252,6 @@ function checkedType(name: string, typeOf: () => unknown, strictCatalogue: objec
   }
   return t;
 }
-
-/** What a one-statement write was doing, for its errors: the operations its members called. */
-function operationOf(members: readonly Member[]): string {
-  return [...new Set(members.map((m) => m.kind))].join(' and ');
-}
-
-/** A statement cut off by its call's bound (lib/db.ts withConnection), not a fault of the database's own. */
-function isBoundCut(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return code === BOUND_CODES.NO_CONNECTION || code === BOUND_CODES.CUT;
-}
-
-/** The database did not let an operation through before its deadline (as opposed to a refusal). */
-function isGiveUp(err: unknown): boolean {
-  return err instanceof LockError && (err.code === 'EDATABASE' || err.code === 'ECONTENDED');
-}
-
 
 function isPid(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_PID;
