@@ -1,22 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { CLOCK_TOLERANCE_MS, type BatchContext, type Outcome } from './batch.js';
-import { Bound, watchAbort } from './bound.js';
+import { Bound } from './bound.js';
 import { DbClock } from './clock.js';
-import { entryOf, fromStoredOwner, groupOf, lineOf, toHolder, toStoredOwner, toWaiting, type Entry, type Intent, type StoredOwner } from './document.js';
-import {
-  AbortError,
-  ClosedError,
-  DatabaseError,
-  DeadlockError,
-  describeHolder,
-  InvalidOptionError,
-  LockedError,
-  NotHeldError,
-  TimeoutError,
-  type Holder,
-  type Waiting,
-} from './errors.js';
+import { entryOf, fromStoredOwner, groupOf, lineOf, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
+import { ClosedError, DatabaseError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder, type Waiting } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { toLockError, toUnresolvedError } from './faults.js';
 import { Keeper } from './keepalive.js';
@@ -31,13 +19,12 @@ import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
-import { shouldWake, watchCandidate, type Watched } from './watch.js';
+import { waitingOf, Waiters, type Blocked } from './waiting.js';
 import { isGiveUp, openStatements, Writer } from './writer.js';
 
 const log = {
   acquire: createDebug('locktable:acquire'),
   release: createDebug('locktable:release'),
-  wait: createDebug('locktable:wait'),
   reap: createDebug('locktable:reap'),
   retry: createDebug('locktable:retry'),
 };
@@ -175,24 +162,6 @@ export interface LockTableOptions<C = typeof LockTypes> {
   wait?: { pollMinMs?: number; pollMaxMs?: number; intentTtlMs?: number };
 }
 
-interface Waiter extends Watched {
-  wake(): void;
-}
-
-/** A wait() of this table in line (fair waiting): its id and names, for renewal and close(). */
-interface Queued {
-  names: readonly string[];
-  /** Whether its intent is in the document, as far as this table knows. */
-  inLine: boolean;
-  /** performance.now() when it got in line. */
-  since: number;
-}
-
-type Blocked = { blockers: T.Blocker[]; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
-
-/** How long an aborted or timed-out wait waits to leave the line before it returns (the rest goes on in the background), ms. */
-const LEAVE_GRACE_MS = 50;
-
 /**
  * Named locks of one space, shared by every process that uses the same row.
  * Every operation is a few short statements on any pooled connection: nothing
@@ -209,17 +178,9 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #heldBy = new WeakMap<Lease, Held>();
   /** Acquisitions not yet released, by nonce: a lease rebuilt from JSON finds its own. */
   readonly #held = new Map<string, Held>();
-  readonly #waiters = new Set<Waiter>();
-  /** This table's wait() calls in line, by waiter id. */
-  readonly #queued = new Map<string, Queued>();
-  #intentTimer: NodeJS.Timeout | undefined;
-  #polling = false;
-  /** The version the last poll saw; -1 makes the next poll check the blockers. */
-  #polledVersion = -1;
   #closed = false;
   /** close() has begun: waits end with ECLOSED instead of trying again. */
   #closing = false;
-  readonly #activeWaits = new Set<Promise<void>>();
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
@@ -231,6 +192,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #batch: BatchContext;
   /** Every statement: the gate, the one write path, the one-statement path, the bounds (lib/writer.ts). */
   readonly #writer: Writer;
+  /** wait()'s waiters, their poller and their place in line (lib/waiting.ts). */
+  readonly #waiters: Waiters;
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
@@ -250,6 +213,23 @@ export class LockTable<N extends string = PlatformLockName> {
       clock: this.#clock,
       batch: this.#batch,
       ports: { isClosed: () => this.#closed, retried: (event) => this.#event('retried', event) },
+    });
+    this.#waiters = new Waiters({
+      space: this.space,
+      owner: this.owner,
+      options: this.#options,
+      acquire: (names, options, contended, waiter, bound) => this.#acquire(names, options, contended, waiter, bound),
+      observe: (names, startedAt, outcome, contended) => this.#observeAcquire('wait', names, startedAt, outcome, contended),
+      ownBlockers: (blockers) => {
+        const inside = working.getStore();
+        return inside ? blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
+      },
+      readVersion: (since, holds) => this.#writer.readVersion(since, holds),
+      now: () => this.#clock.now(),
+      mutate: (what, step, within) => this.#writer.gate.run(() => this.#writer.mutate(what, step, {}, within)),
+      event: (kind, event) => this.#event(kind, event),
+      isClosed: () => this.#closed,
+      isClosing: () => this.#closing,
     });
   }
 
@@ -293,86 +273,7 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   async wait(names: N | readonly N[], options?: WaitOptions): Promise<Lease> {
     const call = this.#resolveCall(names, options);
-    const run = this.#wait(call);
-    // close() lets every wait end (and leave the line) before it closes the pool.
-    const settled = run.then(
-      () => {},
-      () => {},
-    );
-    this.#activeWaits.add(settled);
-    void settled.then(() => this.#activeWaits.delete(settled));
-    return run;
-  }
-
-  async #wait(call: { names: string[]; options: WaitOptions }): Promise<Lease> {
-    const { signal, timeoutMs } = call.options;
-    const startedAt = performance.now();
-    const elapsed = () => performance.now() - startedAt;
-    const id = call.options.barge ? undefined : newNonce();
-    const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => toHolder(b.name, b.entry)), o.ahead.map(waitingOf));
-    let reason: DequeuedReason = 'failed';
-    // The last attempt that found the names taken: what a timeout reports.
-    let last: Blocked | undefined;
-    if (id !== undefined) this.#queued.set(id, { names: call.names, inLine: false, since: startedAt });
-    try {
-      for (let contended = false; ; contended = true) {
-        if (signal?.aborted) throw new AbortError(signal.reason);
-        if (this.#closing) throw new ClosedError();
-        // After a wake-up, decide from a read: every waiter of the name woke at
-        // once, a read does not queue on the row lock, and only those that find
-        // it free go on to write.
-        // Each attempt is bounded by retry.deadlineMs, and by what is left of timeoutMs and the signal.
-        const rest = timeoutMs === undefined ? Infinity : Math.max(0, timeoutMs - elapsed());
-        // Woken by its timer a fraction of a ms early: out of time, not worth another attempt.
-        if (last && rest < 1) throw timeout(last);
-        let attempt;
-        try {
-          attempt = await this.#acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#options.retry.deadlineMs, rest), signal));
-        } catch (err) {
-          // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
-          if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) {
-            throw new TimeoutError(timeoutMs, last?.blockers.map((b) => toHolder(b.name, b.entry)) ?? [], last?.ahead.map(waitingOf) ?? [], err);
-          }
-          throw err;
-        }
-        const outcome = this.#observeAcquire('wait', call.names, startedAt, attempt, contended);
-        if ('lease' in outcome) {
-          log.wait('%s acquired after %d ms', call.names.join(','), Math.round(elapsed()));
-          reason = 'acquired';
-          return outcome.lease;
-        }
-        last = outcome;
-        if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
-        const inside = working.getStore();
-        const own = inside ? outcome.blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
-        if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
-        const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
-        if (left !== undefined && left <= 0) throw timeout(outcome);
-        const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal, outcome.ahead);
-        if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw timeout(outcome);
-      }
-    } catch (err) {
-      reason = err instanceof TimeoutError ? 'timeout' : err instanceof AbortError ? 'aborted' : err instanceof ClosedError ? 'closed' : 'failed';
-      throw err;
-    } finally {
-      // Leaving the line is a write. A wait that ends leaves the line before
-      // it settles, so that what the caller does next (an acquire) no longer
-      // finds its intent; but an abort or a timeout does not wait for it past
-      // LEAVE_GRACE_MS (the database may be what ran out the time): then it
-      // goes on in the background, and the intent expires on its own if it
-      // cannot be dropped.
-      if (id !== undefined) {
-        const leaving = this.#leaveLine(id, reason);
-        if (reason === 'aborted' || reason === 'timeout') {
-          // close() waits for it with the waits themselves.
-          const tracked: Promise<void> = leaving.finally(() => this.#activeWaits.delete(tracked));
-          this.#activeWaits.add(tracked);
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([tracked, new Promise<void>((r) => (timer = setTimeout(r, LEAVE_GRACE_MS)))]);
-          clearTimeout(timer);
-        } else await leaving;
-      }
-    }
+    return this.#waiters.wait(call);
   }
 
   /**
@@ -411,7 +312,7 @@ export class LockTable<N extends string = PlatformLockName> {
     if (outcome.released.length) {
       if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
       this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt) });
-      this.#wakeWaiters();
+      this.#waiters.wake();
     }
     if (outcome.missing.length) {
       const names = outcome.missing.map((m) => m.name);
@@ -740,7 +641,7 @@ export class LockTable<N extends string = PlatformLockName> {
     }
     log.reap('releaseName %s (%s, owner %s)', name, outcome.why, outcome.removed.liveness);
     this.#reaped('releaseName', [{ name, entry: outcome.entry, why: outcome.why }]);
-    this.#wakeWaiters();
+    this.#waiters.wake();
     return outcome.removed;
   }
 
@@ -780,10 +681,10 @@ export class LockTable<N extends string = PlatformLockName> {
   async close(): Promise<void> {
     if (this.#closed || this.#closing) return;
     this.#closing = true;
-    this.#wakeWaiters();
+    this.#waiters.wake();
     // Pending waits end with ECLOSED and leave the line (this process stays
     // alive, so no one else would drop their intents before they expire).
-    await Promise.allSettled([...this.#activeWaits]);
+    await this.#waiters.settled();
     // Renewals stop (their leases stay held until they expire or are released
     // elsewhere); work may still run under them, so their signals still abort
     // when they run out.
@@ -794,9 +695,9 @@ export class LockTable<N extends string = PlatformLockName> {
     // One last try at what is still to be released, while the pool is open.
     await this.#leftovers.flush();
     this.#closed = true;
-    if (this.#intentTimer) clearTimeout(this.#intentTimer);
+    this.#waiters.stop();
     this.#writer.gate.close();
-    this.#wakeWaiters();
+    this.#waiters.wake();
     await this.#writer.end();
   }
 
@@ -933,7 +834,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const outcome = await this.#writer.releaseFromRead('background release', names, nonce, this.#writer.bound(deadlineMs));
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
-      this.#wakeWaiters();
+      this.#waiters.wake();
     }
   }
 
@@ -945,157 +846,12 @@ export class LockTable<N extends string = PlatformLockName> {
     dropStrays = false,
   ): Promise<Holder[]> {
     const { removed, dropped } = await this.#writer.removeWhere(why, match, before, dropStrays);
-    if (dropped) this.#wakeWaiters();
+    if (dropped) this.#waiters.wake();
     if (removed.length) {
-      this.#wakeWaiters();
+      this.#waiters.wake();
       this.#reaped(why === 'wiped' ? 'releaseAll' : why === 'owner' ? 'releaseByOwner' : 'reapDead', removed);
     }
     return removed.map((x) => toHolder(x.name, x.entry));
-  }
-
-  // wait() support: one poller per table, however many waiters. It reads the
-  // version, and when that moved whether the waiters' blockers are still there
-  // (lib/watch.ts); a waiter wakes when one of its blockers is gone, when a
-  // blocker is judged dead from here, or when a blocker's lease has expired by
-  // the database clock.
-  #sleepUntilChange(
-    version: number,
-    blockers: Waiter['blockers'],
-    timeoutMs: number | undefined,
-    signal?: AbortSignal,
-    ahead: Waiter['ahead'] = [],
-  ): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      let unwatch: (() => void) | undefined;
-      const done = (value: boolean | Error) => {
-        this.#waiters.delete(waiter);
-        if (timer) clearTimeout(timer);
-        unwatch?.();
-        if (value instanceof Error) reject(value);
-        else resolve(value);
-      };
-      const onAbort = () => done(new AbortError(signal!.reason));
-      const waiter: Waiter = { version, blockers, ahead, wake: () => done(this.#closed || this.#closing ? new ClosedError() : true) };
-      if (this.#closing) return waiter.wake();
-      // Aborted while the last attempt was in flight: the 'abort' event has already fired.
-      if (signal?.aborted) return onAbort();
-      if (timeoutMs !== undefined) timer = setTimeout(() => done(false), timeoutMs);
-      if (signal?.aborted) return onAbort();
-      if (signal) unwatch = watchAbort(signal, onAbort);
-      this.#waiters.add(waiter);
-      // It saw its blockers at another version than the last poll: the next poll must check them.
-      if (version !== this.#polledVersion) this.#polledVersion = -1;
-      void this.#poll();
-    });
-  }
-
-  async #poll(): Promise<void> {
-    if (this.#polling) return;
-    this.#polling = true;
-    const { pollMinMs, pollMaxMs } = this.#options.wait;
-    const here = localView();
-    let interval = pollMinMs;
-    try {
-      while (this.#waiters.size && !this.#closed) {
-        await new Promise((r) => setTimeout(r, interval));
-        let seen: { version: number; same: boolean | null } | undefined;
-        try {
-          const since = this.#polledVersion;
-          const holds = watchCandidate(this.#waiters);
-          seen = await this.#writer.readVersion(since, holds);
-          if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
-        } catch (err) {
-          if (this.#closed) break;
-          log.wait('poll failed, will retry: %s', (err as Error).message);
-          interval = Math.min(pollMaxMs, interval * 2);
-          continue;
-        }
-        // Known after the poll's read; without it (no row) expiry is not judged here.
-        const now = this.#clock.now() ?? Number.NEGATIVE_INFINITY;
-        let woke = 0;
-        for (const w of [...this.#waiters]) {
-          const holderGone =
-            w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
-            (w.ahead ?? []).some((a) => judge(fromStoredOwner(a.intent.o), a.intent.e, now, here) === 'dead');
-          // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
-          if (!seen || shouldWake(w, seen, holderGone)) {
-            w.wake();
-            woke++;
-          }
-        }
-        interval = woke ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
-      }
-    } finally {
-      this.#polling = false;
-    }
-  }
-
-  // Fair waiting: a wait() in line keeps its intent alive (one write renews
-  // every waiter of this table, every third of the intent's lifetime), and
-  // leaves the line when it ends.
-  #inLine(id: string, names: readonly string[], positions: Record<string, number>): void {
-    const q = this.#queued.get(id);
-    if (!q) return;
-    if (q.inLine) this.#event('dequeued', { space: this.space, names, waiter: id, reason: 'dropped', waitedMs: performance.now() - q.since });
-    q.inLine = true;
-    q.since = performance.now();
-    this.#event('queued', { space: this.space, names, waiter: id, owner: this.owner, positions });
-    this.#scheduleRenewal();
-  }
-
-  async #leaveLine(id: string, reason: DequeuedReason): Promise<void> {
-    const q = this.#queued.get(id);
-    this.#queued.delete(id);
-    if (!q?.inLine) return;
-    // Acquiring took it out of line in the same write.
-    if (reason !== 'acquired' && !this.#closed) {
-      await this.#dropIntents((i) => i.n === id).catch((err: Error) => log.wait('could not leave the line (the intent expires on its own): %s', err.message));
-    }
-    this.#event('dequeued', { space: this.space, names: q.names, waiter: id, reason, waitedMs: performance.now() - q.since });
-  }
-
-  /** Removes the intents `match` selects; a wake-up for waiters of this table behind them. */
-  async #dropIntents(match: (intent: Intent) => boolean): Promise<void> {
-    const dropped = await this.#writer.gate.run(() =>
-      this.#writer.mutate(
-        'dequeue',
-        (doc) => {
-          const next = T.dropWaiters(doc, match);
-          return next === doc ? { result: false } : { write: next, result: true };
-        },
-        {},
-        Math.min(2_000, this.#options.retry.deadlineMs),
-      ),
-    );
-    if (dropped) this.#wakeWaiters();
-  }
-
-  #scheduleRenewal(): void {
-    if (this.#intentTimer || this.#closed) return;
-    this.#intentTimer = setTimeout(() => void this.#renewIntents(), Math.max(1, Math.floor(this.#options.wait.intentTtlMs / 3)));
-    this.#intentTimer.unref();
-  }
-
-  async #renewIntents(): Promise<void> {
-    this.#intentTimer = undefined;
-    const ids = new Set([...this.#queued].filter(([, q]) => q.inLine).map(([id]) => id));
-    if (!ids.size || this.#closed) return;
-    try {
-      const ttl = this.#options.wait.intentTtlMs;
-      const missing = await this.#writer.gate.run(() =>
-        this.#writer.mutate('renew', (doc, snap) => {
-          const r = T.renewWaiters(doc, ids, snap.now + ttl);
-          return r.doc === doc ? { result: r.missing } : { write: r.doc, result: r.missing };
-        }),
-      );
-      // Dropped meanwhile (expired while this process could not renew, or
-      // judged dead): the next attempt gets back in line, at the back.
-      if (missing.length) this.#wakeWaiters();
-    } catch (err) {
-      log.wait('renewing intents failed, will retry: %s', (err as Error).message);
-    }
-    this.#scheduleRenewal();
   }
 
   // Observability: every event goes through #event, so that counters,
@@ -1124,10 +880,6 @@ export class LockTable<N extends string = PlatformLockName> {
 
   #reaped(op: LockEvents['reaped']['op'], removed: T.Removed[]): void {
     this.#event('reaped', { space: this.space, op, locks: removed.map((x) => ({ ...toHolder(x.name, x.entry), reason: x.why })), by: this.owner });
-  }
-
-  #wakeWaiters(): void {
-    for (const w of [...this.#waiters]) w.wake();
   }
 
   /** Freezes a lease this table made and ties it to its acquisition; `await using` releases it where the runtime has Symbol.asyncDispose. */
@@ -1205,12 +957,6 @@ export class LockTable<N extends string = PlatformLockName> {
     if (call.options.ttlMs === undefined && this.#options.ttlMs !== undefined) call.options = { ...call.options, ttlMs: this.#options.ttlMs };
     return call;
   }
-}
-
-type DequeuedReason = LockEvents['dequeued']['reason'];
-
-function waitingOf(a: T.Ahead): Waiting {
-  return toWaiting(a.name, a.intent, a.position);
 }
 
 /** An entry as list() and releaseName() show it: the holder, its liveness judged from here, and its age (database time). */
