@@ -7,6 +7,7 @@ import { entryOf, fromStoredOwner, groupOf, lineOf, toHolder, toStoredOwner, typ
 import { ClosedError, DatabaseError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { toLockError, toUnresolvedError } from './faults.js';
+import { HeldLeases, keepAliveOf, periodOf, type Held } from './held.js';
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
@@ -33,41 +34,12 @@ const log = {
 export type { Lease } from './lease.js';
 export type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, WaiterInfo } from './types.js';
 
-/** Everything of one acquisition that every lease object of it shares. */
-interface Held {
-  readonly nonce: string;
-  readonly names: readonly string[];
-  readonly token: number;
-  readonly owner: Owner;
-  /** Database ms. */
-  readonly acquiredAt: number;
-  /** The lease's length as last set, for renewals; undefined: it does not expire. */
-  ttlMs: number | undefined;
-  /** Database ms, as last known here. */
-  expiresAt: number | undefined;
-  /**
-   * When it certainly runs out unless renewed, in local monotonic ms
-   * (performance.now()): from a moment before the database read the time it
-   * counted the lease from, so never later than the database's expiry.
-   */
-  localExpiresAt: number | undefined;
-  released: boolean;
-  /** The renewal period keepAlive() was given, ms; undefined: a third of ttlMs. */
-  periodMs?: number | undefined;
-  /** Why it was lost, once a renewal, an extend or the expiry said so. */
-  lost?: NotHeldError;
-  keeper?: Keeper;
-}
-
 /**
  * The nonces of the leases whose using() work is running in this async
  * context: a wait() made from inside that work on one of their names could
  * only end when the work does, which waits for it.
  */
 const working = new AsyncLocalStorage<ReadonlySet<string>>();
-
-/** Default check period of a lease kept alive that does not expire, ms. */
-const CHECK_MS = 5_000;
 
 /**
  * Named locks of one space, shared by every process that uses the same row.
@@ -81,10 +53,6 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   readonly #strictCatalogue: object | undefined;
-  /** Every lease object this table made or validated → its acquisition: release() and extend() need not re-check them. */
-  readonly #heldBy = new WeakMap<Lease, Held>();
-  /** Acquisitions not yet released, by nonce: a lease rebuilt from JSON finds its own. */
-  readonly #held = new Map<string, Held>();
   #closed = false;
   /** close() has begun: waits end with ECLOSED instead of trying again. */
   #closing = false;
@@ -97,6 +65,8 @@ export class LockTable<N extends string = PlatformLockName> {
   /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
   readonly #clock = new DbClock();
   readonly #batch: BatchContext;
+  /** The acquisitions not yet released, and every lease object of them (lib/held.ts). */
+  readonly #leases: HeldLeases;
   /** Every statement: the gate, the one write path, the one-statement path, the bounds (lib/writer.ts). */
   readonly #writer: Writer;
   /** wait()'s waiters, their poller and their place in line (lib/waiting.ts). */
@@ -112,6 +82,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#typeOf = (name) => types.typeOf(name);
     this.#strictCatalogue = this.#options.strictNames ? types : undefined;
     this.#batch = { owner: toStoredOwner(this.owner) };
+    this.#leases = new HeldLeases(this.space, this.#clock, (lease) => this.release(lease));
     this.#writer = new Writer({
       options: this.#options,
       space: this.space,
@@ -129,7 +100,7 @@ export class LockTable<N extends string = PlatformLockName> {
       observe: (names, startedAt, outcome, contended) => this.#observeAcquire('wait', names, startedAt, outcome, contended),
       ownBlockers: (blockers) => {
         const inside = working.getStore();
-        return inside ? blockers.filter((b) => inside.has(b.entry.n) && this.#held.get(b.entry.n)?.released === false) : [];
+        return inside ? blockers.filter((b) => inside.has(b.entry.n) && this.#leases.get(b.entry.n)?.released === false) : [];
       },
       readVersion: (since, holds) => this.#writer.readVersion(since, holds),
       now: () => this.#clock.now(),
@@ -192,7 +163,7 @@ export class LockTable<N extends string = PlatformLockName> {
    * the same. Releasing twice is a no-op. EINVALIDOPTION for what is not a lease.
    */
   async release(lease: Lease): Promise<void> {
-    const held = this.#heldOf(lease);
+    const held = this.#leases.heldOf(lease);
     if (held.released) return;
     // Only when there is one: an await here would let statements queued after this release go before it.
     if (held.keeper) await held.keeper.stop();
@@ -212,10 +183,10 @@ export class LockTable<N extends string = PlatformLockName> {
       // The database did not let us release in time: the lock would stay held
       // by this live process, which no one reaps. Keep trying in the background;
       // a later release(lease) is then a no-op.
-      if (isGiveUp(err)) this.#leftovers.add({ names: held.names, nonce: held.nonce, done: () => this.#settled(held) });
+      if (isGiveUp(err)) this.#leftovers.add({ names: held.names, nonce: held.nonce, done: () => this.#leases.settled(held) });
       throw err;
     }
-    this.#settled(held);
+    this.#leases.settled(held);
     if (outcome.released.length) {
       if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
       this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt) });
@@ -302,7 +273,7 @@ export class LockTable<N extends string = PlatformLockName> {
    * try { await backup(appId, { signal }); } finally { await locks.release(lease); }
    */
   keepAlive(lease: Lease, options: KeepAliveOptions = {}): KeepAlive {
-    const held = this.#heldOf(lease);
+    const held = this.#leases.heldOf(lease);
     if (!options || typeof options !== 'object') throw new InvalidOptionError('keepAlive: options are { ttlMs?, periodMs? }');
     const { ttlMs, periodMs, ...unknown } = options;
     if (Object.keys(unknown).length) throw new InvalidOptionError(`keepAlive: unknown option ${Object.keys(unknown)[0]}`);
@@ -355,7 +326,7 @@ export class LockTable<N extends string = PlatformLockName> {
    */
   lease(json: unknown): Lease {
     const lease = parseLease(json);
-    return this.#issue(lease, this.#heldOf(lease));
+    return this.#leases.issue(lease, this.#leases.heldOf(lease));
   }
 
   /**
@@ -363,7 +334,7 @@ export class LockTable<N extends string = PlatformLockName> {
    * holds, or `null` to make it last until released. Returns the renewed lease.
    */
   async extend(lease: Lease, ttlMs: number | null): Promise<Lease> {
-    const held = this.#heldOf(lease);
+    const held = this.#leases.heldOf(lease);
     // Bounded like acquire()'s: an expiry past 2^53 would be written as an inexact number the document refuses.
     if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
       throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
@@ -372,9 +343,9 @@ export class LockTable<N extends string = PlatformLockName> {
     if (held.lost) throw held.lost;
     const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
     held.keeper?.renewed(held.localExpiresAt, periodOf(held));
-    const { expiresAt: _old, ...rest } = this.#leaseOf(held, lease);
+    const { expiresAt: _old, ...rest } = this.#leases.leaseOf(held, lease);
     const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
-    return this.#issue(renewed, held);
+    return this.#leases.issue(renewed, held);
   }
 
   /** One renewal of a kept-alive lease: resolves with its new expiry in local monotonic ms. */
@@ -595,7 +566,7 @@ export class LockTable<N extends string = PlatformLockName> {
     // Renewals stop (their leases stay held until they expire or are released
     // elsewhere); work may still run under them, so their signals still abort
     // when they run out.
-    await Promise.all([...this.#held.values()].map((h) => h.keeper?.stopRenewing()));
+    await Promise.all([...this.#leases.values()].map((h) => h.keeper?.stopRenewing()));
     // What is in flight finishes first (each within its bound): a statement a
     // caller gave up on (an abort) may still land and leave a leftover.
     await this.#writer.gate.whenIdle();
@@ -632,7 +603,7 @@ export class LockTable<N extends string = PlatformLockName> {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
-      const h = this.#newHeld(lease, options.ttlMs);
+      const h = this.#leases.newHeld(lease, options.ttlMs);
       if (options.ttlMs !== undefined) h.localExpiresAt = sent + options.ttlMs - (fast ? CLOCK_TOLERANCE_MS : 0);
       return lease;
     };
@@ -789,75 +760,6 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#event('reaped', { space: this.space, op, locks: removed.map((x) => ({ ...toHolder(x.name, x.entry), reason: x.why })), by: this.owner });
   }
 
-  /** Freezes a lease this table made and ties it to its acquisition; `await using` releases it where the runtime has Symbol.asyncDispose. */
-  #issue(lease: Lease, held: Held): Lease {
-    const dispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
-    if (dispose) Object.defineProperty(lease, dispose, { value: () => this.release(lease) });
-    Object.freeze(lease);
-    this.#heldBy.set(lease, held);
-    return lease;
-  }
-
-  /** A new acquisition, from its first lease. */
-  #newHeld(lease: Lease, ttlMs: number | undefined): Held {
-    const held: Held = {
-      nonce: lease.nonce,
-      names: lease.names,
-      token: lease.token,
-      owner: lease.owner,
-      acquiredAt: lease.acquiredAt.getTime(),
-      ttlMs,
-      expiresAt: lease.expiresAt?.getTime(),
-      localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
-      released: false,
-    };
-    this.#held.set(held.nonce, held);
-    this.#issue(lease, held);
-    return held;
-  }
-
-  /**
-   * The acquisition of any lease object: one this table made, or a plain one
-   * (rebuilt from JSON, made by another process) validated here and tied to
-   * the acquisition of its nonce. EINVALIDOPTION for anything else.
-   */
-  #heldOf(lease: Lease): Held {
-    const known = lease && typeof lease === 'object' ? this.#heldBy.get(lease) : undefined;
-    if (known) return known;
-    const parsed = parseLease(lease);
-    if (parsed.space !== this.space) {
-      throw new InvalidOptionError(`the lease belongs to space '${parsed.space}', not '${this.space}'`);
-    }
-    let held = this.#held.get(parsed.nonce);
-    if (held && (held.names.length !== parsed.names.length || held.names.some((n, i) => n !== parsed.names[i]))) {
-      // Some of an acquisition's names (a lease narrowed by hand): released on their own, it leaves the acquisition as it is.
-      return { ...held, names: parsed.names, keeper: undefined, released: false };
-    }
-    // A lease from elsewhere does not say how long its renewals should make it: keepAlive() asks.
-    if (!held) held = this.#newHeld(parsed, undefined);
-    else this.#issue(parsed, held);
-    if (typeof lease === 'object' && lease !== null) this.#heldBy.set(lease, held);
-    return held;
-  }
-
-  /** A lease object of `held`, from `lease` (which may be a plain one). */
-  #leaseOf(held: Held, lease: Lease): Lease {
-    if (this.#heldBy.get(lease) === held && lease.acquiredAt instanceof Date) return lease;
-    return parseLease(lease);
-  }
-
-  /** Released (or given up on for good): no longer this table's. */
-  #settled(held: Held): void {
-    held.released = true;
-    this.#held.delete(held.nonce);
-  }
-
-  /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
-  #localTime(dbMs: number | undefined): number | undefined {
-    // Before this table's first read the host's wall clock is the guess: it only schedules a renewal here, no time is stored from it.
-    return dbMs === undefined ? undefined : performance.now() + (dbMs - (this.#clock.now() ?? Date.now()));
-  }
-
   /** resolveCall(), with the table's default lease length. */
   #resolveCall(names: unknown, options: unknown): { names: string[]; options: WaitOptions } {
     const call = resolveCall(names, options);
@@ -920,24 +822,9 @@ export function ownedByTree(o: StoredOwner, pid: number, startTime: number | und
   return same(o.p, o.s) || (o.a?.some(([p, s]) => same(p, s)) ?? false);
 }
 
-/** How often a kept lease is renewed: the period keepAlive() was given while shorter than the lease, else a third of it (checks every 5 s without expiry). */
-function periodOf(held: Held): number {
-  const ttl = held.ttlMs;
-  if (held.periodMs !== undefined && (ttl === undefined || held.periodMs < ttl)) return held.periodMs;
-  return ttl === undefined ? CHECK_MS : Math.max(1, Math.floor(ttl / 3));
-}
-
 function notHeld(missing: T.ReleaseOutcome['missing']): NotHeldError {
   const heldBy = missing.flatMap((m) => (m.heldBy ? [toHolder(m.name, m.heldBy)] : []));
   return new NotHeldError(missing.map((m) => m.name), missing[0]!.reason, heldBy);
-}
-
-/** The public face of a Keeper: its signal, and stop(); `await using` stops it where the runtime has Symbol.asyncDispose. */
-function keepAliveOf(keeper: Keeper): KeepAlive {
-  const handle: KeepAlive = { signal: keeper.signal, stop: () => keeper.stop() };
-  const dispose = (Symbol as { asyncDispose?: symbol }).asyncDispose;
-  if (dispose) Object.defineProperty(handle, dispose, { value: () => keeper.stop() });
-  return Object.freeze(handle);
 }
 
 /**
