@@ -1,22 +1,19 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
-import { CLOCK_TOLERANCE_MS, type BatchContext, type Outcome } from './batch.js';
-import { Bound } from './bound.js';
+import { Acquirer } from './acquiring.js';
 import { DbClock } from './clock.js';
-import { entryOf, fromStoredOwner, groupOf, lineOf, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
-import { ClosedError, DatabaseError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder } from './errors.js';
+import { entryOf, fromStoredOwner, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
+import { ClosedError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
-import { toLockError, toUnresolvedError } from './faults.js';
+import { toLockError } from './faults.js';
 import { HeldLeases, keepAliveOf, periodOf, type Held } from './held.js';
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
-import { heldUnder, settleLost } from './settle.js';
 import { judge, judgeEntry } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
-import { assertName, LockTypes, MAX_NAME_LENGTH, notInCatalogue, type LockNameOf, type PlatformLockName } from './names.js';
+import { assertName, LockTypes, type LockNameOf, type PlatformLockName } from './names.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
-import { nonce as newNonce } from './nonce.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
@@ -25,7 +22,6 @@ import { waitingOf, Waiters, type Blocked } from './waiting.js';
 import { isGiveUp, openStatements, Writer } from './writer.js';
 
 const log = {
-  acquire: createDebug('locktable:acquire'),
   release: createDebug('locktable:release'),
   reap: createDebug('locktable:reap'),
   retry: createDebug('locktable:retry'),
@@ -50,9 +46,6 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly space: string;
   readonly owner: Owner;
   readonly #options: ResolvedOptions;
-  readonly #typeOf: (name: string) => string | undefined;
-  /** The catalogue, when strictNames refuses names outside it. */
-  readonly #strictCatalogue: object | undefined;
   #closed = false;
   /** close() has begun: waits end with ECLOSED instead of trying again. */
   #closing = false;
@@ -64,13 +57,14 @@ export class LockTable<N extends string = PlatformLockName> {
   });
   /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
   readonly #clock = new DbClock();
-  readonly #batch: BatchContext;
   /** The acquisitions not yet released, and every lease object of them (lib/held.ts). */
   readonly #leases: HeldLeases;
   /** Every statement: the gate, the one write path, the one-statement path, the bounds (lib/writer.ts). */
   readonly #writer: Writer;
   /** wait()'s waiters, their poller and their place in line (lib/waiting.ts). */
   readonly #waiters: Waiters;
+  /** Each attempt at an acquisition (lib/acquiring.ts). */
+  readonly #acquirer: Acquirer;
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
@@ -79,9 +73,7 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#events = new EventSink(this.space);
     this.owner = currentOwner({ taskId: this.#options.owner.taskId });
     const types = (this.#options.types ?? LockTypes) as { typeOf(name: string): string | undefined };
-    this.#typeOf = (name) => types.typeOf(name);
-    this.#strictCatalogue = this.#options.strictNames ? types : undefined;
-    this.#batch = { owner: toStoredOwner(this.owner) };
+    const batch = { owner: toStoredOwner(this.owner) };
     this.#leases = new HeldLeases(this.space, this.#clock, (lease) => this.release(lease));
     this.#writer = new Writer({
       options: this.#options,
@@ -89,14 +81,26 @@ export class LockTable<N extends string = PlatformLockName> {
       table,
       db,
       clock: this.#clock,
-      batch: this.#batch,
+      batch,
       ports: { isClosed: () => this.#closed, retried: (event) => this.#event('retried', event) },
+    });
+    this.#acquirer = new Acquirer({
+      options: this.#options,
+      space: this.space,
+      owner: this.owner,
+      batch,
+      typeOf: (name) => types.typeOf(name),
+      strictCatalogue: this.#options.strictNames ? types : undefined,
+      writer: this.#writer,
+      leases: this.#leases,
+      leftovers: this.#leftovers,
+      reaped: (removed) => this.#reaped('acquire', removed),
     });
     this.#waiters = new Waiters({
       space: this.space,
       owner: this.owner,
       options: this.#options,
-      acquire: (names, options, contended, waiter, bound) => this.#acquire(names, options, contended, waiter, bound),
+      acquire: (names, options, contended, waiter, bound) => this.#acquirer.attempt(names, options, contended, waiter, bound),
       observe: (names, startedAt, outcome, contended) => this.#observeAcquire('wait', names, startedAt, outcome, contended),
       ownBlockers: (blockers) => {
         const inside = working.getStore();
@@ -121,7 +125,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async acquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
+    const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquirer.attempt(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
     throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
   }
@@ -130,7 +134,7 @@ export class LockTable<N extends string = PlatformLockName> {
   async tryAcquire(names: N | readonly N[], options?: AcquireOptions): Promise<Lease | null> {
     const call = this.#resolveCall(names, options);
     const started = performance.now();
-    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquire(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
+    const outcome = this.#observeAcquire('tryAcquire', call.names, started, await this.#acquirer.attempt(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
     return 'lease' in outcome ? outcome.lease : null;
   }
 
@@ -581,132 +585,6 @@ export class LockTable<N extends string = PlatformLockName> {
 
   // ---------------------------------------------------------------------------
 
-  /** `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. `bound`: when it gives up. */
-  async #acquire(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#writer.bound()): Promise<{ lease: Lease } | Blocked> {
-    let nonce = newNonce();
-    // Writes of this acquisition whose reply was lost: nonce → the version each
-    // was to replace. Any of them may have been applied, or may still be (a
-    // statement cut off from its client can finish on the server after the
-    // client has re-read), so every read looks for them, not just the next one.
-    const lost = new Map<string, number>();
-    const owner = this.#batch.owner;
-    const here = localView();
-    // The catalogue is the host's code: what it returns is checked here, before
-    // any SQL, since a type the document schema refuses would make the row
-    // unreadable (ECORRUPT) for every process once written.
-    const types = new Map(names.map((n) => [n, checkedType(n, () => this.#typeOf(n), this.#strictCatalogue)]));
-    const typeOf = (n: string) => types.get(n)!;
-    // Before any statement of this attempt: the acquisition time the database records is later
-    // (a one-statement write's estimate of it by at most CLOCK_TOLERANCE_MS earlier).
-    const sent = performance.now();
-    const leaseFrom = (held: string, entries: Record<string, Entry>, fast = false): Lease => {
-      const e = entries[names[0]!]!;
-      const lease: Lease = { space: this.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.owner, acquiredAt: new Date(e.a) };
-      if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
-      const h = this.#leases.newHeld(lease, options.ttlMs);
-      if (options.ttlMs !== undefined) h.localExpiresAt = sent + options.ttlMs - (fast ? CLOCK_TOLERANCE_MS : 0);
-      return lease;
-    };
-    // One statement first, with whatever else is queued (lib/batch.ts). If it
-    // is refused — a name held, or anything else the read-decide-write path
-    // must judge — nothing was written, and that path decides below.
-    // Shared and semaphore acquisitions always read and decide: the one statement serves plain exclusive ones only.
-    const shared = options.mode === 'shared' || options.limit !== undefined;
-    const mode = shared ? ('shared' as const) : undefined;
-    if (this.#options.fastPath && !readFirst && !shared) {
-      let fast: Outcome;
-      try {
-        // A statement that lands after the caller gave up at its bound holds the
-        // names for no one: released in the background.
-        const late = () => this.#leftovers.add({ names, nonce });
-        fast = await this.#writer.withinBound(
-          this.#writer.gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types }, this.#writer.expiry(bound, 'acquire')),
-          bound,
-          'acquire',
-          (o) => o.kind === 'acquired' && late(),
-          (err) => err instanceof DatabaseError && err.outcomeUnknown && late(),
-        );
-      } catch (err) {
-        // A statement that could not be settled may hold the names: released in the background.
-        if (err instanceof DatabaseError && err.outcomeUnknown) this.#leftovers.add({ names, nonce });
-        throw err;
-      }
-      if (fast.kind === 'acquired') {
-        const lease = leaseFrom(nonce, fast.entries, true);
-        if (log.acquire.enabled) log.acquire('%s token %d', names.join(','), lease.token);
-        return { lease };
-      }
-      if (fast.kind === 'refused' && fast.remnantAt !== undefined) {
-        // It did apply, but ran out or lost a name since: acquire anew, and what is left of it is ours to replace.
-        lost.set(nonce, fast.remnantAt);
-        nonce = newNonce();
-      }
-    }
-    type Won = { nonce: string; entries: Record<string, Entry>; removed?: T.Removed[] };
-    let outcome: Blocked | Won | { conflicts: T.Conflict[] };
-    try {
-      outcome = await this.#writer.gate.run(() => this.#writer.mutate<Blocked | Won | { conflicts: T.Conflict[] }>(
-        'acquire',
-        (doc, snap) => {
-          const settled = settleLost(doc, snap, names, lost);
-          if (settled) return { result: { nonce: settled, entries: Object.fromEntries(names.map((n) => [n, heldUnder(doc, n, settled)!])) } };
-          const dead = new Set(
-            names.filter((n) => {
-              const held = entryOf(doc, n);
-              if (held === undefined) return false;
-              // A remnant of our own lost write (the rest of it removed since): ours to replace.
-              if (lost.has(held.n)) return true;
-              return judgeEntry(held, snap.now, here) === 'dead';
-            }),
-          );
-          // Waiters in line whose owner is provably dead leave it in this write.
-          const deadWaiters = new Set<string>();
-          for (const n of names) {
-            for (const i of lineOf(doc, n)) if (i.n !== waiter && judge(fromStoredOwner(i.o), i.e, snap.now, here) === 'dead') deadWaiters.add(i.n);
-          }
-          // Shared holders judged dead (or remnants of our own lost writes) are taken over too.
-          const deadShares = new Set<string>();
-          for (const n of names) {
-            const group = groupOf(doc, n);
-            for (const h of group?.h ?? []) if (lost.has(h.n) || judgeEntry(h, snap.now, here) === 'dead') deadShares.add(h.n);
-          }
-          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, deadShares, waiter, barge: options.barge, deadWaiters, mode, limit: options.limit };
-          const r = T.acquire(doc, input);
-          if (!r.ok) {
-            if (r.conflicts) return { result: { conflicts: r.conflicts } };
-            const blocked = { blockers: r.blockers, ahead: r.ahead, version: snap.version };
-            if (waiter === undefined || options.barge) return { result: blocked };
-            const q = T.enqueue(doc, { names, waiter, owner, now: snap.now, ttlMs: this.#options.wait.intentTtlMs, deadWaiters, mode, limit: options.limit });
-            if (!q.changed) return { result: blocked };
-            const positions = Object.fromEntries(names.map((n) => [n, T.waitersAhead(q.doc, n, waiter, snap.now).length + 1]));
-            return { write: q.doc, result: { ...blocked, version: snap.version + 1, ...(q.added ? { positions } : {}) } };
-          }
-          if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
-          return { write: r.doc, result: { nonce, entries: r.entries, removed: r.removed } };
-        },
-        {
-          lost: (expected) => {
-            lost.set(nonce, expected);
-            nonce = newNonce(); // the next attempt must not be mistaken for this one
-          },
-        },
-        bound,
-      ), this.#writer.expiry(bound, 'acquire'));
-    } catch (err) {
-      if (!lost.size) throw err;
-      // A lost write may hold the names, and no caller has a lease for it:
-      // release it in the background, whatever the caller does next.
-      for (const lostNonce of lost.keys()) this.#leftovers.add({ names, nonce: lostNonce });
-      throw err instanceof DatabaseError && !err.outcomeUnknown ? toUnresolvedError(err.cause, 'acquire') : err;
-    }
-    if ('conflicts' in outcome) throw limitConflict(outcome.conflicts);
-    if ('blockers' in outcome) return outcome;
-    const lease = leaseFrom(outcome.nonce, outcome.entries);
-    if (outcome.removed?.length) this.#reaped('acquire', outcome.removed);
-    log.acquire('%s token %d', names.join(','), lease.token);
-    return { lease };
-  }
-
   /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
   async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
     const outcome = await this.#writer.releaseFromRead('background release', names, nonce, this.#writer.bound(deadlineMs));
@@ -769,13 +647,6 @@ export class LockTable<N extends string = PlatformLockName> {
 }
 
 /** An entry as list() and releaseName() show it: the holder, its liveness judged from here, and its age (database time). */
-/** EINVALIDOPTION for a shared or semaphore call whose limit differs from the one its name's group stores. */
-function limitConflict(conflicts: readonly T.Conflict[]): InvalidOptionError {
-  const what = (c: number | undefined) => (c === undefined ? 'shared (no limit)' : `a semaphore of limit ${c}`);
-  const parts = conflicts.map((c) => `'${c.name}' is held as ${what(c.stored)}, this call asks for ${what(c.asked)}`);
-  return new InvalidOptionError(`option limit: ${parts.join('; ')}. Every holder of a name must ask for the same limit while it is held: use the stored one, or wait until its holders have released it`);
-}
-
 function lockInfo(name: string, entry: Entry, now: number, here: LocalView): LockInfo {
   return { ...toHolder(name, entry), liveness: judgeEntry(entry, now, here), ageMs: Math.max(0, now - entry.a) };
 }
@@ -789,23 +660,6 @@ function lockInfo(name: string, entry: Entry, now: number, here: LocalView): Loc
  */
 export function createLockTable<C = typeof LockTypes>(options: LockTableOptions<C>): LockTable<C extends typeof LockTypes ? PlatformLockName : LockNameOf<C>> {
   return new LockTable(options as LockTableOptions<unknown>);
-}
-
-function checkedType(name: string, typeOf: () => unknown, strictCatalogue: object | undefined): string {
-  let t: unknown;
-  try {
-    t = typeOf();
-  } catch (err) {
-    throw Object.assign(new InvalidOptionError(`types.typeOf('${name}') threw: ${(err as Error)?.message ?? String(err)}`), { cause: err });
-  }
-  if (t === undefined) {
-    if (strictCatalogue) throw notInCatalogue(name, strictCatalogue);
-    return name;
-  }
-  if (typeof t !== 'string' || t.length === 0 || t.length > MAX_NAME_LENGTH) {
-    throw new InvalidOptionError(`types.typeOf('${name}') returned ${typeof t === 'string' ? `a string of ${t.length} characters` : typeof t}: a type is a string of 1-${MAX_NAME_LENGTH} characters`);
-  }
-  return t;
 }
 
 function isPid(value: unknown): value is number {
