@@ -162,9 +162,12 @@ export class Waiters {
       // LEAVE_GRACE_MS (the database may be what ran out the time): then it
       // goes on in the background, and the intent expires on its own if it
       // cannot be dropped.
+      // A wait that does not know it is in line (its get-in-line write may
+      // have applied unseen) does not wait for that either.
       if (id !== undefined) {
+        const known = this.#queued.get(id)?.inLine === true;
         const leaving = this.#leaveLine(id, reason);
-        if (reason === 'aborted' || reason === 'timeout') {
+        if (reason === 'aborted' || reason === 'timeout' || !known) {
           // close() waits for it with the waits themselves.
           const tracked: Promise<void> = leaving.finally(() => this.#activeWaits.delete(tracked));
           this.#activeWaits.add(tracked);
@@ -270,12 +273,16 @@ export class Waiters {
   async #leaveLine(id: string, reason: DequeuedReason): Promise<void> {
     const q = this.#queued.get(id);
     this.#queued.delete(id);
-    if (!q?.inLine) return;
-    // Acquiring took it out of line in the same write.
+    if (!q) return;
+    // Acquiring took it out of line in the same write. Otherwise it may be in
+    // line without knowing it (inLine unset): the write that put it there
+    // applied but its reply never came (the wait ended while it was in
+    // flight, or a retry found the intent already there). Dropping reads, and
+    // writes only when an intent of it is there.
     if (reason !== 'acquired' && !this.#ports.isClosed()) {
       await this.#dropIntents((i) => i.n === id).catch((err: Error) => log('could not leave the line (the intent expires on its own): %s', err.message));
     }
-    this.#ports.event('dequeued', { space: this.#ports.space, names: q.names, waiter: id, reason, waitedMs: performance.now() - q.since });
+    if (q.inLine) this.#ports.event('dequeued', { space: this.#ports.space, names: q.names, waiter: id, reason, waitedMs: performance.now() - q.since });
   }
 
   /** Removes the intents `match` selects; a wake-up for waiters of this table behind them. */

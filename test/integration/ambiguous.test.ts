@@ -97,6 +97,34 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
     await locks.release(lease);
   });
 
+  it('a wait() that gives up after the write that put it in line applied unseen leaves the line all the same', async () => {
+    // Found by the chaos run's kinds variant: a worker stopped while its
+    // wait() was getting in line left its intent there, its owner alive, for
+    // wait.intentTtlMs (nothing renews it). The wait learns it is in line only
+    // from that write's reply; here the reply is lost and the retry finds the
+    // intent already there.
+    const waiter = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'proxied-waiter' }, wait: { intentTtlMs: 60_000 } });
+    try {
+      const held = await other.acquire('app_task_unseen');
+      const inLine = (sql: string) => CAS.test(sql) && (sql.includes('\\"q\\":{') || sql.includes('"q":{'));
+      const cut = proxy.cutAt(inLine, 'drop-reply');
+      const abort = new AbortController();
+      const waiting = waiter.wait('app_task_unseen', { signal: abort.signal });
+      await cut;
+      assert.equal((await other.listWaiters()).length, 1, 'the write applied: it is in line');
+      abort.abort();
+      await assert.rejects(waiting, { code: 'EABORTED' });
+      await other.release(held);
+      // Well before the intent would lapse (60 s).
+      await until('the aborted waiter to leave the line', async () => (await other.listWaiters()).length === 0, 15_000);
+      const lease = await other.tryAcquire('app_task_unseen');
+      assert.ok(lease, 'the name is free: its holder released and its only waiter gave up');
+      await other.release(lease);
+    } finally {
+      await waiter.close();
+    }
+  });
+
   it('a release applied by the server but whose reply was lost reports success, and the name is free', async () => {
     const lease = await locks.acquire('box_update');
     const cut = proxy.cutAt(CAS, 'drop-reply');
