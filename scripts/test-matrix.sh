@@ -49,7 +49,7 @@ for server in "${servers[@]}"; do
   counts="$(grep -E '^ +[0-9]+ (passing|failing|pending)' "$log" | sed -E 's/ \([^)]*\)//; s/^ +//' | paste -sd, - | sed 's/,/, /g')"
   chaos="$(grep -m1 -E 'overlaps: [0-9]+; token regressions' "$log" | sed -E 's/^ +//; s/; unclosed.*//')"
   kinds="$(grep -m1 -E 'overlaps with an exclusive section: [0-9]+' "$log" | sed -E 's/^ +//; s/; unclosed.*//')"
-  bound="$(grep -m1 -E '^ +waits: [0-9]+, longest' "$log" | grep -oE 'over the bound: [0-9]+; overtaken in line: [0-9]+')"
+  bound="$(grep -m1 -E '^ +waits: [0-9]+, median' "$log" | grep -oE 'over the bound: [0-9]+; overtaken in line: [0-9]+')"
   summary+=("$server ($version): ${counts:-no result} [exit $code] in $(( ($(date +%s) - started) / 60 ))m$(( ($(date +%s) - started) % 60 ))s; chaos ${chaos:-not run}; kinds ${kinds:-not run}${bound:+; $bound}")
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

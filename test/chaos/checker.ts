@@ -130,6 +130,9 @@ export interface Verdict {
   releaseErrors: Record<string, number>;
   waits: {
     count: number;
+    /** Median and 99th percentile (nearest rank) of the waits, ms; 0 when there was none. */
+    p50Ms: number;
+    p99Ms: number;
     /** The longest, or undefined when there was none. */
     longest?: Wait;
     bound?: WaitBound;
@@ -367,7 +370,9 @@ function judgeWaits(waits: Wait[], sections: Section[], releaseMs: number, param
 
   let longest: Wait | undefined;
   for (const w of waits) if (!longest || w.ms > longest.ms) longest = w;
-  const result: Verdict['waits'] = { count: waits.length, overBound: [], overtakes };
+  const sorted = waits.map((w) => w.ms).sort((a, b) => a - b);
+  const rank = (q: number) => (sorted.length ? sorted[Math.max(1, Math.ceil(q * sorted.length)) - 1]! : 0);
+  const result: Verdict['waits'] = { count: waits.length, p50Ms: rank(0.5), p99Ms: rank(0.99), overBound: [], overtakes };
   if (longest) result.longest = longest;
   if (params) {
     let holdMs = 0;

@@ -298,7 +298,7 @@ export function describe(s: ChaosSummary): string {
       `critical sections: ${s.sections} (exclusive ${s.byMode.exclusive}, shared ${s.byMode.shared}, semaphore ${s.byMode.semaphore}; of calls on two names: ${s.multiName}); cycles completed: ${s.cycles}`,
       `most holders at once on one name: shared ${s.maxHolders.shared}, semaphore ${s.maxHolders.semaphore} (limit ${s.kinds.limit}); worker SIGKILLs: ${s.faults.sigkill}`,
       `overlaps with an exclusive section: ${s.overlaps.length}; semaphore over its limit: ${s.overLimit.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
-      `waits: ${w.count}, longest ${longest}; bound ${b ? `${Math.round(b.boundMs)} ms = (${b.workers} - 1) x (hold ${Math.round(b.holdMs)} + poll ${b.pollMaxMs} + statements ${Math.round(b.statementsMs)}) + statements` : 'not judged'}; over the bound: ${w.overBound.length}; overtaken in line: ${w.overtakes.length}`,
+      `waits: ${w.count}, median ${Math.round(w.p50Ms)} ms, p99 ${Math.round(w.p99Ms)} ms, longest ${longest}; bound ${b ? `${Math.round(b.boundMs)} ms = (${b.workers} - 1) x (hold ${Math.round(b.holdMs)} + poll ${b.pollMaxMs} + statements ${Math.round(b.statementsMs)}) + statements` : 'not judged'}; over the bound: ${w.overBound.length}; overtaken in line: ${w.overtakes.length}`,
       `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
       `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
     ].join('\n');
