@@ -9,7 +9,7 @@
 // fault is the SIGKILL of a worker (a server outage would stretch every wait,
 // and this variant also holds each wait to the bound of docs/lock-kinds.md).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
@@ -54,9 +54,11 @@ export interface ChaosOptions {
    * semaphore), default 4 names; workers hold up to holdMaxMs (default 30);
    * faults are worker SIGKILLs only, every faultEveryMs (default [300, 1200]);
    * no using() workers. Every wait is judged against the bound of
-   * docs/lock-kinds.md (wait.pollMaxMs: the default, 50 ms).
+   * docs/lock-kinds.md (wait.pollMaxMs: the default, 50 ms). At the end each
+   * worker finishes its call; `abortAtStop`: the stop aborts its wait
+   * (KindsConfig in worker.ts).
    */
-  kinds?: boolean | { limit?: number };
+  kinds?: boolean | { limit?: number; abortAtStop?: boolean };
 }
 
 export interface ChaosSummary extends Verdict {
@@ -72,6 +74,8 @@ export interface ChaosSummary extends Verdict {
   hung: number;
   /** Workers that exited by themselves with an error. */
   crashed: number;
+  /** Where the logs were kept: a failed run keeps them (worker logs, their stderr, the final document). */
+  logsKept?: string;
 }
 
 interface Running {
@@ -92,11 +96,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         shared: names.filter((_, i) => i % 2 === 0),
         semaphore: names.filter((_, i) => i % 2 === 1),
         limit: (typeof options.kinds === 'object' ? options.kinds.limit : undefined) ?? 2,
+        ...(typeof options.kinds === 'object' && options.kinds.abortAtStop ? { abortAtStop: true } : {}),
       }
     : undefined;
   if (kinds && !kinds.semaphore.length) throw new Error('the kinds variant needs at least two names (one shared, one semaphore)');
   const [faultMin, faultMax] = options.faultEveryMs ?? (kinds ? [300, 1_200] : [150, 900]);
   const logs = mkdtempSync(path.join(os.tmpdir(), 'locktable-chaos-'));
+  let keepLogs = false;
   let server: PrivateServer | undefined;
   let cluster: GaleraCluster | undefined;
   let url: string | string[];
@@ -152,13 +158,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       [WORKER, JSON.stringify({ url, names, log: path.join(logs, `worker-${index}.log`), seed: seed + index, ...workerMode(index) })],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
+    // Its stderr (DEBUG=locktable:* output, a crash) next to its log, for a failed run's post-mortem.
+    const errFile = path.join(logs, `worker-${index}.pid-${child.pid}.stderr`);
     const w: Running = {
       child,
       pid: child.pid!,
       stderr: '',
       exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
     };
-    child.stderr!.on('data', (d) => (w.stderr += d));
+    child.stderr!.on('data', (d: Buffer) => {
+      w.stderr = (w.stderr + d.toString()).slice(-10_000);
+      appendFileSync(errFile, d);
+    });
     workers.add(w);
     void w.exited.then(({ code, signal }) => {
       workers.delete(w);
@@ -257,7 +268,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     for (const [name, group] of Object.entries(doc.s ?? {})) for (const h of group.h) finalHeld.push([name, { pid: h.o.p, token: h.f }]);
     const finalWaiting = waiters(doc).map((w) => ({ pid: w.intent.o.p, names: w.names }));
     const records: LogRecord[] = [];
-    for (const file of readdirSync(logs)) {
+    for (const file of readdirSync(logs).filter((f) => f.endsWith('.log'))) {
       for (const line of readFileSync(path.join(logs, file), 'utf8').split('\n')) {
         // A SIGKILL can cut the last line short: it is simply not a record.
         if (line) records.push(...parseLine(line));
@@ -266,7 +277,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting, ...(kinds ? { waitBound: { workers: nWorkers, pollMaxMs: 50 } } : {}) });
     const longExits = records.filter((r) => r.k === 'exit' && ((r as { heldMs?: number }).heldMs ?? 0) > renewing.ttlMs / 3) as Array<{ lost?: boolean }>;
     const renewed = { sections: longExits.length, lost: longExits.filter((r) => r.lost).length };
-    return { seed, ...(kinds ? { kinds } : {}), durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
+    const summary: ChaosSummary = { seed, ...(kinds ? { kinds } : {}), durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
+    if (!passed(summary)) {
+      keepLogs = true;
+      summary.logsKept = logs;
+      writeFileSync(path.join(logs, 'final-document.json'), rows[0]!.raw);
+      say(`chaos: the run failed; the workers' logs and stderr, and the final document, are kept in ${logs}`);
+    }
+    return summary;
   } finally {
     for (const w of workers) w.child.kill('SIGKILL');
     await Promise.all([...workers].map((w) => w.exited));
@@ -274,7 +292,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     await nodeRestart?.catch(() => {});
     await server?.remove();
     await cluster?.remove();
-    rmSync(logs, { recursive: true, force: true });
+    if (!keepLogs) rmSync(logs, { recursive: true, force: true });
   }
 }
 
@@ -301,6 +319,7 @@ export function describe(s: ChaosSummary): string {
       `waits: ${w.count}, median ${Math.round(w.p50Ms)} ms, p99 ${Math.round(w.p99Ms)} ms, longest ${longest}; bound ${b ? `${Math.round(b.boundMs)} ms = (${b.workers} - 1) x (hold ${Math.round(b.holdMs)} + poll ${b.pollMaxMs} + statements ${Math.round(b.statementsMs)}) + statements` : 'not judged'}; over the bound: ${w.overBound.length}; overtaken in line: ${w.overtakes.length}`,
       `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
       `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
+      ...(s.logsKept ? [`logs kept in ${s.logsKept}`] : []),
     ].join('\n');
   }
   return [
@@ -312,6 +331,7 @@ export function describe(s: ChaosSummary): string {
     `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
     `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
     `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
+    ...(s.logsKept ? [`logs kept in ${s.logsKept}`] : []),
   ].join('\n');
 }
 
