@@ -3,7 +3,7 @@ import createDebug from 'debug';
 import { applied, canJoin, CLOCK_TOLERANCE_MS, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { Bound, watchAbort } from './bound.js';
 import { DbClock } from './clock.js';
-import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
+import { Causal, NodeList, openNodes } from './cluster.js';
 import { BOUND_CODES, boundedDb, connectionsSettled, openDb, quoteTable, type Conn, type Db } from './db.js';
 import {
   emptyDocument,
@@ -208,6 +208,8 @@ interface Settle<R> {
   lost?(expected: number): void;
   /** On the next read that succeeds: the operation's result if the lost write was applied, undefined if not. */
   confirm?(doc: LockDocument, snap: Snapshot): R | undefined;
+  /** A write of this operation was sent before (a one-statement write not yet settled) and may still land: the first read goes through `confirm` too. */
+  pending?: boolean;
 }
 
 interface Waiter extends Watched {
@@ -266,7 +268,7 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
-    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined),
+    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined, item.maybe),
     log: log.retry,
   });
   /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
@@ -280,7 +282,7 @@ export class LockTable<N extends string = PlatformLockName> {
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
     this.#table = quoteTable(this.#options.table);
-    const cluster = openNodes(this.#options.db, this.#options.poolSize, Math.min(STATEMENT_TIMEOUT_MS, Math.max(1, this.#options.retry.deadlineMs)));
+    const cluster = openNodes(this.#options.db, this.#options.poolSize, this.#options.retry.deadlineMs);
     if (cluster) {
       this.#db = { pool: new Causal(cluster.nodes), raw: { pool: cluster.nodes }, nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) };
     } else {
@@ -447,6 +449,8 @@ export class LockTable<N extends string = PlatformLockName> {
         // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
         const fast = await this.#withinBound(this.#gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
+        // Its statement may still land (sent to a node statements no longer go to): the read confirms first.
+        else if (fast.kind === 'refused' && fast.remnantAt !== undefined) outcome = await this.#releaseFromRead('release', held.names, held.nonce, bound, true);
       }
       outcome ??= await this.#releaseFromRead('release', held.names, held.nonce, bound);
     } catch (err) {
@@ -916,11 +920,11 @@ export class LockTable<N extends string = PlatformLockName> {
           bound,
           'acquire',
           (o) => o.kind === 'acquired' && late(),
-          (err) => err instanceof DatabaseError && err.outcomeUnknown && late(),
+          (err) => err instanceof DatabaseError && err.outcomeUnknown && this.#leftovers.add({ names, nonce, maybe: true }),
         );
       } catch (err) {
         // A statement that could not be settled may hold the names: released in the background.
-        if (err instanceof DatabaseError && err.outcomeUnknown) this.#leftovers.add({ names, nonce });
+        if (err instanceof DatabaseError && err.outcomeUnknown) this.#leftovers.add({ names, nonce, maybe: true });
         throw err;
       }
       if (fast.kind === 'acquired') {
@@ -988,7 +992,7 @@ export class LockTable<N extends string = PlatformLockName> {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
       // release it in the background, whatever the caller does next.
-      for (const lostNonce of lost.keys()) this.#leftovers.add({ names, nonce: lostNonce });
+      for (const lostNonce of lost.keys()) this.#leftovers.add({ names, nonce: lostNonce, maybe: true });
       throw err instanceof DatabaseError && !err.outcomeUnknown ? toUnresolvedError(err.cause, 'acquire') : err;
     }
     if ('conflicts' in outcome) throw limitConflict(outcome.conflicts);
@@ -999,8 +1003,12 @@ export class LockTable<N extends string = PlatformLockName> {
     return { lease };
   }
 
-  /** Release through read-decide-write: removes what is still held under `nonce`, says why the rest is gone. */
-  #releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound): Promise<T.ReleaseOutcome> {
+  /**
+   * Release through read-decide-write: removes what is still held under
+   * `nonce`, says why the rest is gone. `pending`: a release statement of it
+   * may still land, so entries gone without a tombstone count as released.
+   */
+  #releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound, pending = false): Promise<T.ReleaseOutcome> {
     return this.#gate.run(() =>
       this.#mutate(
         what,
@@ -1008,16 +1016,43 @@ export class LockTable<N extends string = PlatformLockName> {
           const r = T.release(doc, names, nonce);
           return r.released.length ? { write: r.doc, result: r } : { result: r };
         },
-        { confirm: (doc) => confirmRelease(doc, names, nonce) },
+        { confirm: (doc) => confirmRelease(doc, names, nonce), pending },
         bound,
       ),
       this.#expiry(bound, what),
     );
   }
 
-  /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
-  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#releaseFromRead('background release', names, nonce, this.#bound(deadlineMs));
+  /**
+   * Releases whatever is still held under `nonce` (background clean-up of
+   * leftovers.ts). `maybe`: a write under that nonce may still land (its
+   * outcome is unknown), so finding nothing held settles it only once a write
+   * of the row has committed after that read: after it the lost write can no
+   * longer apply (a compare-and-swap finds another version, a one-statement
+   * write is past its time, and on Galera certification refuses it). When no
+   * one else writes, this release makes that write itself, the document unchanged.
+   */
+  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number, maybe = false): Promise<void> {
+    const bound = this.#bound(deadlineMs);
+    let clear: number | undefined;
+    const outcome = maybe
+      ? await this.#gate.run(
+          () =>
+            this.#mutate(
+              'background release',
+              (doc, snap) => {
+                const r = T.release(doc, names, nonce);
+                if (r.released.length) return { write: r.doc, result: r };
+                if (clear !== undefined && snap.version > clear) return { result: r };
+                clear = snap.version;
+                return { write: doc, result: r };
+              },
+              {},
+              bound,
+            ),
+          this.#expiry(bound, 'background release'),
+        )
+      : await this.#releaseFromRead('background release', names, nonce, bound);
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#wakeWaiters();
@@ -1101,52 +1136,42 @@ export class LockTable<N extends string = PlatformLockName> {
    *
    * On a cluster the statement may have gone to a node that statements no
    * longer go to (`sentTo`): there it may still be certified and commit after
-   * the time check. A locking read on that node settles it as above; when that
-   * node does not answer, the write counts as not applied only once that node
-   * has left the primary component (it can then never commit), and as applied
-   * as soon as a causal read shows it.
+   * the time check, and that node may not answer for a long while. The caller
+   * does not wait for it: a causal read on the current node shows the write if
+   * the cluster committed it. If not, it can commit only until another write
+   * of the row commits (Galera certifies a write against every write committed
+   * since its node executed it, and every write of a space touches its one
+   * row). So each member goes on from a read with its nonce kept "maybe
+   * applied" (`remnantAt`: the version it can no longer apply after once a
+   * later write commits): an acquire takes its names anew or finds the lost
+   * write, a release removes what is still there.
    */
   async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, bound: Bound, sentTo?: number): Promise<Outcome[]> {
     const { baseMs, capMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
     const db = this.#conn(bound);
     const nodes = this.#db.nodes;
-    const there =
-      nodes && sentTo !== undefined
-        ? new Causal(boundedDb({ pool: { query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] } }, bound))
-        : undefined;
     let failure: unknown = Object.assign(new Error('no time left to settle the write'), { code: 'ETIMEDOUT' });
     for (let attempt = 0; !bound.fired(); attempt++) {
       this.#assertOpen();
-      let faulted = false;
       try {
         const moved = nodes !== undefined && sentTo !== undefined && nodes.current !== sentTo;
-        if (moved) {
-          const onSent = await readSpaceLocked(there!, this.#table, this.space).catch((err) => {
-            if (!isTransient(err)) throw err;
-            return undefined;
-          });
-          if (onSent && onSent.now > closesAt) return settleFast(parseDocument(this.space, onSent.raw), onSent, members, fast);
-        }
         const snap = await readSpaceLocked(db, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (moved) {
           const outcomes = settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          const visible = outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined);
-          if (visible || (snap.now > closesAt && (await nodes.isMember(sentTo)) === false)) return outcomes;
-          log.retry('settling a write sent to %s: not visible, and that node may still commit it', nodes.nodes[sentTo]!.label);
-          failure = new Error(`the node it was sent to (${nodes.nodes[sentTo]!.label}) is still in the cluster`);
-        } else {
-          if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          await bound.sleep(closesAt - snap.now + 1);
-          continue;
+          if (outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined)) return outcomes;
+          log.retry('settling a write sent to %s: not visible on %s; going on from a read, its nonce kept', nodes.nodes[sentTo]!.label, nodes.nodes[nodes.current]!.label);
+          return members.map((_, i) => (fast.included[i] ? { kind: 'refused', remnantAt: snap.version } : { kind: 'refused' }));
         }
+        if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+        await bound.sleep(closesAt - snap.now + 1);
+        continue;
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
-        faulted = true;
       }
-      await bound.sleep(backoff(attempt, baseMs, capMs) + (faulted ? 0 : 50));
+      await bound.sleep(backoff(attempt, baseMs, capMs));
     }
     throw toUnresolvedError(failure, operationOf(members));
   }
@@ -1197,7 +1222,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const { baseMs, capMs } = this.#options.retry;
     const db = this.#conn(bound);
     // A write was sent and its reply lost: until a read settles it, it may have been applied.
-    let uncertain = false;
+    let uncertain = settle.pending === true;
     // The last fault the database itself gave: what a give-up reports, rather
     // than the bound cutting off the attempt after it (lib/db.ts BOUND_CODES).
     let fault: unknown;

@@ -161,4 +161,21 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
       await hasty.close();
     }
   });
+
+  it('an acquire of unknown outcome that took nothing is settled in the background by one write of the row, after which the lost write can no longer land', async () => {
+    const hasty = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'hasty' }, retry: { deadlineMs: 300 } });
+    try {
+      const before = await stored();
+      // Cut before it reaches the server: nothing is applied, but the client cannot know.
+      const cut = proxy.cutAt(CAS, 'drop-statement', { thenDown: true });
+      await assert.rejects(hasty.acquire('full_backup_task_y'), (err: LockError & { outcomeUnknown?: boolean }) => err.outcomeUnknown === true);
+      await cut;
+      proxy.setDown(false);
+      // Nothing held under its nonce is not enough while the lost write could still come: the row is written once, unchanged.
+      await until('the background release to write the row', async () => (await stored()).version > before.version);
+      assert.deepEqual((await stored()).l, before.l, 'a write of the document unchanged');
+    } finally {
+      await hasty.close();
+    }
+  });
 });
