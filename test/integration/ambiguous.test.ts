@@ -82,6 +82,20 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
     assert.deepEqual((await stored()).l, {});
   });
 
+  it('a release whose lost compare-and-swap lands only after the client re-read (and wrote again) is done, not reported lost', async () => {
+    const cas = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'cas' }, fastPath: false, retry: { deadlineMs: 10_000 } });
+    try {
+      const lease = await cas.acquire('app_task_relate');
+      // The re-read still finds the entry; the lost write lands just before the client's second one, which then loses the race.
+      const cut = proxy.cutAt(CAS, 'late');
+      await cas.release(lease);
+      await cut;
+      assert.deepEqual((await stored()).l, {});
+    } finally {
+      await cas.close();
+    }
+  });
+
   it('a wait() whose winning write lost its reply acquires once, and does not wait on itself', async () => {
     const held = await other.acquire('box_update_task');
     const waiting = locks.wait(['box_update_task'], { timeoutMs: 8_000 });
