@@ -52,7 +52,7 @@ export interface ChaosSummary extends Verdict {
   renewed: { sections: number; lost: number };
   faults: { sigkill: number; connectionKills: number; connectionKillRounds: number; restartGraceful: number; restartCrash: number; nodeKills: number; nodeRestarts: number };
   /** On a cluster: how often a worker's table moved to another node, and back to an earlier one (from the workers' logs). */
-  failovers: { away: number; back: number };
+  failovers: { away: number; back: number; why: Record<string, number> };
   /** The longest time, ms, in which no worker entered a critical section (all names together). */
   maxStallMs: number;
   /**
@@ -274,7 +274,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     }
     const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting });
     const kinds = (k: string) => records.filter((r) => (r as { k: string }).k === k).length;
-    const failovers = { away: kinds('failover'), back: kinds('back') };
+    const why: Record<string, number> = {};
+    for (const r of records as Array<{ k: string; why?: string }>) if (r.k === 'failover') why[r.why ?? '?'] = (why[r.why ?? '?'] ?? 0) + 1;
+    const failovers = { away: kinds('failover'), back: kinds('back'), why };
     const enters = records.filter((r) => r.k === 'enter').map((r) => BigInt(r.t)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     let maxStall = 0n;
     for (let i = 1; i < enters.length; i++) if (enters[i]! - enters[i - 1]! > maxStall) maxStall = enters[i]! - enters[i - 1]!;
@@ -309,7 +311,7 @@ export function describe(s: ChaosSummary): string {
     `cycles completed: ${s.cycles} (critical sections: ${s.sections}; under using() held past a renewal: ${s.renewed.sections}, of which lost: ${s.renewed.lost})`,
     `faults: worker SIGKILL ${s.faults.sigkill}; connections KILLed ${s.faults.connectionKills} (in ${s.faults.connectionKillRounds} rounds); ` +
       `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash}); ` +
-      `Galera node kills ${s.faults.nodeKills}, restarts ${s.faults.nodeRestarts}; workers' tables failed over ${s.failovers.away} times (back to an earlier node ${s.failovers.back})`,
+      `Galera node kills ${s.faults.nodeKills}, restarts ${s.faults.nodeRestarts}; workers' tables failed over ${s.failovers.away} times (${count(s.failovers.why)}; back to an earlier node ${s.failovers.back})`,
     `longest time with no critical section entered: ${s.maxStallMs} ms`,
     `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
     `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,

@@ -28,9 +28,9 @@ if (Array.isArray(config.url)) {
   createDebug.log = (...args: unknown[]) => {
     const line = format(...args);
     if (line.includes('locktable:cluster')) {
-      const away = /node (\S+) failed .*statements go to (\S+)/.exec(line);
+      const away = /node (\S+) failed \((.*)\): statements go to (\S+)/.exec(line);
       const back = /node (\S+) is back/.exec(line);
-      if (away) record({ k: 'failover', from: away[1], to: away[2] });
+      if (away) record({ k: 'failover', from: away[1], why: away[2], to: away[3] });
       else if (back) record({ k: 'back', to: back[1] });
     }
     if (process.env.DEBUG) write(...args);
