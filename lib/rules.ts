@@ -120,7 +120,8 @@ export const MAX_RULES = 64;
  * Validates a catalogue's `conflicts` (`{ pattern: [pattern, …] }`) and
  * compiles it. EINVALIDOPTION for a shape that is not that, or a pattern that
  * matches no name the catalogue can produce (a typo, most likely: the message
- * suggests the closest); EINVALIDNAME for a pattern that is not a lock name,
+ * suggests the closest; checked when the catalogue lists its singletons or
+ * prefixes); EINVALIDNAME for a pattern that is not a lock name,
  * a type or a prefix followed by one `*`.
  */
 export function compileConflicts(conflicts: unknown, catalogue: RuleCatalogue): ConflictRules {
@@ -152,6 +153,8 @@ function checkPattern(pattern: unknown, catalogue: RuleCatalogue): asserts patte
   if (part.length > 128 || !PART_RE.test(part) || part === '__proto__') {
     throw new InvalidNameError(pattern, 'a conflict pattern is a lock name, a type, or a prefix followed by one *: use only A-Z a-z 0-9 _ . - (and * only at the end)');
   }
+  // A catalogue built by hand with only typeOf cannot list its names: then the syntax is all there is to check.
+  if (!Array.isArray(catalogue.singletons) && (catalogue.prefixes === null || typeof catalogue.prefixes !== 'object')) return;
   const singletons = (catalogue.singletons ?? []).filter((s) => typeof s === 'string');
   const prefixes = Object.values(catalogue.prefixes ?? {}).filter((p) => typeof p === 'string');
   const types = prefixes.map((p) => p.replace(/_$/, ''));

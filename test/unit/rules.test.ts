@@ -86,6 +86,8 @@ describe('conflict rules (pure)', () => {
     const r = compileConflicts({ lock_a: ['lock_b'] }, { typeOf: (n) => (n.startsWith('lock_') ? n : undefined) });
     assert.equal(r.between('lock_b', 'lock_a'), 'lock_a <-> lock_b');
     assert.equal(compileConflicts(undefined, { typeOf: () => undefined }).size, 0);
+    assert.equal(compileConflicts({ a_1: ['b_*'] }, { typeOf: () => undefined }).between('a_1', 'b_7'), 'a_1 <-> b_*', 'a catalogue that cannot list its names: syntax only');
+    assert.throws(() => compileConflicts({ a_1: ['b*c'] }, { typeOf: () => undefined }), { code: 'EINVALIDNAME' });
     assert.equal(compileConflicts(r, { typeOf: () => undefined }), r, 'compiled rules pass through');
   });
 });
