@@ -36,6 +36,10 @@ export interface Held {
   /** Why it was lost, once a renewal, an extend or the expiry said so. */
   lost?: NotHeldError;
   keeper?: Keeper;
+  /** 'shared' for a shared lock or semaphore (from its lease): its release goes straight to the read and write, the one statement only releases exclusive entries. */
+  readonly mode?: 'shared';
+  /** A semaphore's limit, from its lease. */
+  readonly limit?: number;
 }
 
 /** The acquisitions of one table not yet released, and every lease object of them. */
@@ -87,6 +91,8 @@ export class HeldLeases {
       expiresAt: lease.expiresAt?.getTime(),
       localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
       released: false,
+      ...(lease.mode ? { mode: lease.mode } : {}),
+      ...(lease.limit !== undefined ? { limit: lease.limit } : {}),
     };
     this.#held.set(held.nonce, held);
     this.issue(lease, held);
