@@ -2,37 +2,19 @@
 // groups, `s`), each with its own lease, across processes; fair waiting keeps
 // a waiting exclusive ahead of a stream of shared holders.
 import assert from 'node:assert/strict';
-import { createLockTable, type LockError, type LockTable } from '../../lib/index.js';
+import type { LockError, LockTable } from '../../lib/index.js';
 import { parseDocument } from '../../lib/document.js';
-import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
-import { Worker } from '../helpers/workers.js';
+import { rawRow, until, type TestDb } from '../helpers/db.js';
+import { suiteWithWorkers } from '../helpers/workers.js';
 
 describe('shared locks and semaphores', function () {
   this.timeout(120_000);
+  const suite = suiteWithWorkers('shared');
+  const start = suite.start;
   let db: TestDb;
   let locks: LockTable;
   let other: LockTable;
-  const workers: Worker[] = [];
-
-  before(async () => {
-    db = await createTestDb('shared');
-    locks = createLockTable({ db: db.pool });
-    other = createLockTable({ db: db.pool, owner: { taskId: 'other' } });
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.kill()));
-    await locks.releaseAll();
-  });
-  after(async () => {
-    await Promise.all([locks.close(), other.close()]);
-    await db.drop();
-  });
-
-  const start = async (taskId: string) => {
-    const w = await Worker.start({ url: db.url, taskId });
-    workers.push(w);
-    return w;
-  };
+  before(() => ({ db, locks, other } = suite));
   const stored = async () => parseDocument('platform', (await rawRow(db.pool))!.raw);
 
   it('shared holders coexist, each with its own nonce and token; exclusive is refused until the last releases', async () => {
