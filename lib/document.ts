@@ -358,12 +358,16 @@ export function fromStoredOwner(s: StoredOwner): Owner {
   return o;
 }
 
-export function toHolder(name: string, e: Entry): Holder {
+/** A holder as errors, events and list() show it; `rule` when a conflict rule puts it in the way (see Holder). */
+export function toHolder(name: string, e: Entry, rule?: string): Holder {
   const h: Holder = { name, type: e.t, owner: fromStoredOwner(e.o), token: e.f, acquiredAt: new Date(e.a) };
   if (e.e !== undefined) h.expiresAt = new Date(e.e);
+  if (rule !== undefined) h.rule = rule;
   return h;
 }
 
-export function toWaiting(name: string, intent: Intent, position: number): Waiting {
-  return { name, position, id: intent.n, owner: fromStoredOwner(intent.o), since: new Date(intent.a), expiresAt: new Date(intent.e) };
+export function toWaiting(name: string, intent: Intent, position: number, rule?: string): Waiting {
+  const w: Waiting = { name, position, id: intent.n, owner: fromStoredOwner(intent.o), since: new Date(intent.a), expiresAt: new Date(intent.e) };
+  if (rule !== undefined) w.rule = rule;
+  return w;
 }

@@ -23,6 +23,12 @@ export interface Holder {
   token: number;
   acquiredAt: Date;
   expiresAt?: Date;
+  /**
+   * In an ELOCKED or ETIMEDOUT error (and a contended event): present when
+   * this holder is in the way by a conflict rule of the catalogue, holding
+   * another name than those asked for; the rule, e.g. `box_update <-> app_task_*`.
+   */
+  rule?: string;
 }
 
 /** A waiter in line for a name (fair waiting). Times are database time. */
@@ -37,6 +43,8 @@ export interface Waiting {
   since: Date;
   /** The intent lapses then unless its waiter renews it (it does while it waits). */
   expiresAt: Date;
+  /** Present when it is in the way by a conflict rule (it waits for another name than those asked for): the rule. */
+  rule?: string;
 }
 
 /** Why a lease is no longer held. */
@@ -95,7 +103,7 @@ function describeLine(waiters: Waiting[]): string {
 export function describeWaiting(w: Waiting): string {
   const o = w.owner;
   const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
-  return `${w.name} #${w.position} ${task}pid ${o.pid} on ${o.host} since ${w.since.toISOString()}`;
+  return `${w.name} #${w.position} ${task}pid ${o.pid} on ${o.host} since ${w.since.toISOString()}${w.rule ? ` (conflict rule ${w.rule})` : ''}`;
 }
 
 /** A release (or renewal) found the lease gone. */
@@ -288,7 +296,7 @@ export class ClosedError extends LockError {
 export function describeHolder(h: Holder): string {
   const o = h.owner;
   const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
-  return `${h.name} by ${task}pid ${o.pid} on ${o.host} since ${h.acquiredAt.toISOString()} (token ${h.token})`;
+  return `${h.name} by ${task}pid ${o.pid} on ${o.host} since ${h.acquiredAt.toISOString()} (token ${h.token}${h.rule ? `; conflict rule ${h.rule}` : ''})`;
 }
 
 function preview(value: unknown): string {

@@ -43,6 +43,10 @@ export interface Held {
   readonly whole?: Held;
   /** The end of the last renewal, extend() or narrowed release queued on this acquisition (see inTurn()). */
   turn?: Promise<void>;
+  /** 'shared' for a shared lock or semaphore (from its lease): its release goes straight to the read and write, the one statement only releases exclusive entries. */
+  readonly mode?: 'shared';
+  /** A semaphore's limit, from its lease. */
+  readonly limit?: number;
 }
 
 /** The acquisitions of one table not yet released, and every lease object of them. */
@@ -95,6 +99,8 @@ export class HeldLeases {
       expiresAt: lease.expiresAt?.getTime(),
       localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
       released: false,
+      ...(lease.mode ? { mode: lease.mode } : {}),
+      ...(lease.limit !== undefined ? { limit: lease.limit } : {}),
     };
     this.#held.set(held.nonce, held);
     this.issue(lease, held);

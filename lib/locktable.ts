@@ -3,7 +3,7 @@ import createDebug from 'debug';
 import { Acquirer } from './acquiring.js';
 import type { Bound } from './bound.js';
 import { DbClock } from './clock.js';
-import { entryOf, fromStoredOwner, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
+import { entryOf, fromStoredOwner, groupOf, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
 import { ClosedError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { toLockError } from './faults.js';
@@ -14,12 +14,13 @@ import { Leftovers } from './leftovers.js';
 import { judge, judgeEntry } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, type LockNameOf, type PlatformLockName } from './names.js';
+import { compileConflicts, type RuleCatalogue } from './rules.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
-import type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, WaiterInfo } from './types.js';
-import { waitingOf, Waiters, type Blocked } from './waiting.js';
+import type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, ReleasedName, UsingOptions, WaiterInfo } from './types.js';
+import { holderOf, waitingOf, Waiters, type Blocked } from './waiting.js';
 import { isGiveUp, openStatements, Writer } from './writer.js';
 
 const log = {
@@ -29,7 +30,7 @@ const log = {
 };
 
 export type { Lease } from './lease.js';
-export type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, WaiterInfo } from './types.js';
+export type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, ReleasedName, UsingOptions, WaiterInfo } from './types.js';
 
 /**
  * The nonces of the leases whose using() work is running in this async
@@ -104,6 +105,8 @@ export class LockTable<N extends string = PlatformLockName> {
       batch,
       typeOf: (name) => types.typeOf(name),
       strictCatalogue: this.#options.strictNames ? types : undefined,
+      // The catalogue's rules, compiled (a catalogue built by hand may give them as a plain record): EINVALIDOPTION/EINVALIDNAME here.
+      rules: compileConflicts((types as { conflicts?: unknown }).conflicts, types as RuleCatalogue),
       writer: this.#writer,
       leases: this.#leases,
       leftovers: this.#leftovers,
@@ -140,7 +143,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const started = performance.now();
     const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquirer.attempt(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
-    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
+    throw new LockedError(outcome.blockers.map((b) => holderOf(b)), undefined, outcome.ahead.map(waitingOf));
   }
 
   /** As acquire(), but resolves null when a name is held (or has waiters in line first). */
@@ -195,8 +198,9 @@ export class LockTable<N extends string = PlatformLockName> {
     const bound = this.#writer.bound();
     try {
       // One statement first (with whatever else is queued); if it is refused
-      // (an entry gone or not ours), read and decide, which says why.
-      if (this.#options.fastPath) {
+      // (an entry gone or not ours), read and decide, which says why. A shared
+      // holder is not in `l`: for it the one statement could only be refused.
+      if (this.#options.fastPath && held.mode !== 'shared') {
         // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
         const fast = await this.#writer.withinBound(this.#writer.gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#writer.expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
@@ -212,7 +216,9 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#leases.settled(held);
     if (outcome.released.length) {
       if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
-      this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt) });
+      const released: LockEvents['released'] = { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt), mode: held.mode ?? 'exclusive' };
+      if (held.limit !== undefined) released.limit = held.limit;
+      this.#event('released', released);
       this.#waiters.wake();
     }
     if (outcome.missing.length) {
@@ -550,38 +556,63 @@ export class LockTable<N extends string = PlatformLockName> {
    * when the name was not held. The holder's later release() reports
    * ENOTHELD 'forced' (or 'reaped' when its owner was dead).
    *
+   * A name held shared (a shared lock or semaphore) is released for all its
+   * holders at once: without `force` only when every one is provably dead
+   * (else ELOCKED naming those that are not, and nothing changes). It then
+   * resolves with the first holder removed, `holders` listing every one.
+   * (reapDead() removes the dead holders of a name and leaves the live ones.)
+   *
    * @example
    * await locks.releaseName('box_update');                  // only if its owner is dead
    * await locks.releaseName('box_update', { force: true }); // whoever holds it
    */
-  async releaseName(name: N | string, options: { force?: boolean } = {}): Promise<LockInfo | null> {
+  async releaseName(name: N | string, options: { force?: boolean } = {}): Promise<ReleasedName | null> {
     assertName(name);
     if (!options || typeof options !== 'object' || (options.force !== undefined && typeof options.force !== 'boolean')) {
       throw new InvalidOptionError('releaseName: options are { force?: boolean }');
     }
     const here = localView();
     const bound = this.#writer.bound();
+    type Found = { entry: Entry; info: LockInfo };
     const outcome = await this.#writer.gate.run(() =>
-      this.#writer.mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
+      this.#writer.mutate<null | { refused: LockInfo[]; shared: boolean } | { removed: Found[]; shared: boolean; gone: T.Removed[] }>('forced', (doc, snap) => {
         const entry = entryOf(doc, name);
-        if (!entry) return { result: null };
-        const info = lockInfo(name, entry, snap.now, here);
-        if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
-        const why = info.liveness === 'dead' ? 'reaped' : 'forced';
-        return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
+        const group = groupOf(doc, name);
+        const found: Found[] = entry
+          ? [{ entry, info: lockInfo(name, entry, snap.now, here) }]
+          : (group?.h ?? []).map((h) => {
+              const e: Entry = { ...h, t: group!.t };
+              const info: LockInfo = { ...lockInfo(name, e, snap.now, here), mode: 'shared' };
+              if (group!.c !== undefined) info.limit = group!.c;
+              return { entry: e, info };
+            });
+        if (!found.length) return { result: null };
+        const shared = !entry;
+        const standing = found.filter((f) => f.info.liveness !== 'dead');
+        if (standing.length && !options.force) return { result: { refused: standing.map((f) => f.info), shared } };
+        // Each holder with its own reason: reaped when its owner was dead, forced otherwise.
+        const dead = new Set(found.filter((f) => f.info.liveness === 'dead').map((f) => f.entry.n));
+        const reaped = T.removeWhere(doc, (n, e) => n === name && dead.has(e.n), 'reaped', snap.now);
+        const forced = T.removeWhere(reaped.doc, (n) => n === name, 'forced', snap.now);
+        return { write: forced.doc, result: { removed: found, shared, gone: [...reaped.removed, ...forced.removed] } };
       }, {}, bound),
       this.#writer.expiry(bound, 'releaseName'),
     );
     if (outcome === null) return null;
     if ('refused' in outcome) {
-      const h = outcome.refused;
-      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another machine or pid namespace)';
-      throw new LockedError([h], `${name} is held by ${describeHolder(h)}, whose owner ${why}: pass { force: true } to release it anyway`);
+      const hs = outcome.refused;
+      const whyOf = (h: LockInfo) => (h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another machine or pid namespace)');
+      const message = outcome.shared
+        ? `${name} is held shared; ${hs.length === 1 ? 'one holder is' : `${hs.length} holders are`} not provably dead: ${hs.map((h) => `${describeHolder(h)}, whose owner ${whyOf(h)}`).join('; ')}: pass { force: true } to release every holder anyway`
+        : `${name} is held by ${describeHolder(hs[0]!)}, whose owner ${whyOf(hs[0]!)}: pass { force: true } to release it anyway`;
+      throw new LockedError(hs, message);
     }
-    log.reap('releaseName %s (%s, owner %s)', name, outcome.why, outcome.removed.liveness);
-    this.#reaped('releaseName', [{ name, entry: outcome.entry, why: outcome.why }]);
+    log.reap('releaseName %s (%s)', name, outcome.gone.map((g) => g.why).join(','));
+    this.#reaped('releaseName', outcome.gone);
     this.#waiters.wake();
-    return outcome.removed;
+    const first: ReleasedName = { ...outcome.removed[0]!.info };
+    if (outcome.shared) first.holders = outcome.removed.map((f) => f.info);
+    return first;
   }
 
   /**
@@ -716,11 +747,12 @@ export class LockTable<N extends string = PlatformLockName> {
   ): O {
     if ('lease' in outcome) {
       const { lease } = outcome;
-      const event: LockEvents['acquired'] = { space: this.space, op, names: lease.names, token: lease.token, owner: lease.owner, waitedMs: performance.now() - started };
+      const event: LockEvents['acquired'] = { space: this.space, op, names: lease.names, token: lease.token, owner: lease.owner, waitedMs: performance.now() - started, mode: lease.mode ?? 'exclusive' };
       if (lease.expiresAt) event.expiresAt = lease.expiresAt;
+      if (lease.limit !== undefined) event.limit = lease.limit;
       this.#event('acquired', event);
     } else if (!contendedBefore) {
-      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)), waiters: outcome.ahead.map(waitingOf) });
+      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => holderOf(b)), waiters: outcome.ahead.map(waitingOf) });
     }
     return outcome;
   }

@@ -127,7 +127,7 @@ describe('fair waiting', function () {
   });
 
   it('an intent that expired (its waiter vanished without leaving) does not block; one still renewed does', async () => {
-    const held = await locks.acquire('box_update');
+    const held = await locks.acquire('mail_restart');
     // An intent of a waiter on another host, as another process would have written it.
     const stranger = { ...toStoredOwner(locks.owner), h: 'elsewhere', b: 'another-machine', p: 4242 };
     const row = (await rawRow(db.pool))!;
