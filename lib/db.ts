@@ -314,34 +314,25 @@ export function withConnection<T>(pool: mysql.Pool, bound: Bound, run: (conn: Po
     set.add(asked);
     const forget = () => void set.delete(asked);
     asked.then(forget, forget);
+    // The first of the statement's end, its failure, or no connection: the bound's arm is cancelled, the connection goes back.
+    const settle = (c: PooledConnection | undefined, done: () => void) => {
+      if (over) return;
+      over = true;
+      cancel();
+      // A connection the driver marked broken leaves the pool on its own error; release() of it is harmless.
+      c?.release();
+      done();
+    };
     asked.then(
       (c) => {
         if (over) return c.release();
         conn = c;
         run(c).then(
-          (value) => {
-            if (over) return;
-            over = true;
-            cancel();
-            c.release();
-            resolve(value);
-          },
-          (err) => {
-            if (over) return;
-            over = true;
-            cancel();
-            // A connection the driver marked broken leaves the pool on its own error; release() of it is harmless.
-            c.release();
-            reject(err);
-          },
+          (value) => settle(c, () => resolve(value)),
+          (err) => settle(c, () => reject(err)),
         );
       },
-      (err) => {
-        if (over) return;
-        over = true;
-        cancel();
-        reject(err);
-      },
+      (err) => settle(undefined, () => reject(err)),
     );
   });
 }
