@@ -33,6 +33,8 @@ interface Queued {
   inLine: boolean;
   /** performance.now() when it got in line. */
   since: number;
+  /** An attempt of it failed (cut by its bound or signal, say): a write of it that puts it in line may still land. */
+  unsettled?: boolean;
 }
 
 type DequeuedReason = LockEvents['dequeued']['reason'];
@@ -131,6 +133,7 @@ export class Waiters {
         try {
           attempt = await this.#ports.acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#ports.options.retry.deadlineMs, rest), signal));
         } catch (err) {
+          if (id !== undefined) this.#queued.get(id)!.unsettled = true;
           // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
           if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) {
             throw new TimeoutError(timeoutMs, last?.blockers.map((b) => holderOf(b)) ?? [], last?.ahead.map(waitingOf) ?? [], err);
@@ -276,22 +279,32 @@ export class Waiters {
     if (!q) return;
     // Acquiring took it out of line in the same write. Otherwise it may be in
     // line without knowing it (inLine unset): the write that put it there
-    // applied but its reply never came (the wait ended while it was in
-    // flight, or a retry found the intent already there). Dropping reads, and
-    // writes only when an intent of it is there.
+    // applied but its reply never came (a retry found the intent already
+    // there), or may still land (an attempt was cut with it in flight).
     if (reason !== 'acquired' && !this.#ports.isClosed()) {
-      await this.#dropIntents((i) => i.n === id).catch((err: Error) => log('could not leave the line (the intent expires on its own): %s', err.message));
+      await this.#dropIntents((i) => i.n === id, q.unsettled === true).catch((err: Error) => log('could not leave the line (the intent expires on its own): %s', err.message));
     }
     if (q.inLine) this.#ports.event('dequeued', { space: this.#ports.space, names: q.names, waiter: id, reason, waitedMs: performance.now() - q.since });
   }
 
-  /** Removes the intents `match` selects; a wake-up for waiters of this table behind them. */
-  async #dropIntents(match: (intent: Intent) => boolean): Promise<void> {
+  /**
+   * Removes the intents `match` selects; a wake-up for waiters of this table
+   * behind them. `maybe`: a write that adds one may still land, so finding
+   * none settles it only once a write of the row has committed after that
+   * read (the late compare-and-swap then finds another version); when no one
+   * else writes, this makes that write itself, the document unchanged.
+   */
+  async #dropIntents(match: (intent: Intent) => boolean, maybe = false): Promise<void> {
+    // The version of the last read that found none.
+    let clear: number | undefined;
     const dropped = await this.#ports.mutate(
       'dequeue',
-      (doc) => {
+      (doc, snap) => {
         const next = T.dropWaiters(doc, match);
-        return next === doc ? { result: false } : { write: next, result: true };
+        if (next !== doc) return { write: next, result: true };
+        if (!maybe || (clear !== undefined && snap.version > clear)) return { result: false };
+        clear = snap.version;
+        return { write: doc, result: false };
       },
       Math.min(2_000, this.#ports.options.retry.deadlineMs),
     );

@@ -54,11 +54,9 @@ export interface ChaosOptions {
    * semaphore), default 4 names; workers hold up to holdMaxMs (default 30);
    * faults are worker SIGKILLs only, every faultEveryMs (default [300, 1200]);
    * no using() workers. Every wait is judged against the bound of
-   * docs/lock-kinds.md (wait.pollMaxMs: the default, 50 ms). At the end each
-   * worker finishes its call; `abortAtStop`: the stop aborts its wait
-   * (KindsConfig in worker.ts).
+   * docs/lock-kinds.md (wait.pollMaxMs: the default, 50 ms).
    */
-  kinds?: boolean | { limit?: number; abortAtStop?: boolean };
+  kinds?: boolean | { limit?: number };
 }
 
 export interface ChaosSummary extends Verdict {
@@ -106,7 +104,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
         shared: names.filter((_, i) => i % 2 === 0),
         semaphore: names.filter((_, i) => i % 2 === 1),
         limit: (typeof options.kinds === 'object' ? options.kinds.limit : undefined) ?? 2,
-        ...(typeof options.kinds === 'object' && options.kinds.abortAtStop ? { abortAtStop: true } : {}),
       }
     : undefined;
   if (kinds && !kinds.semaphore.length) throw new Error('the kinds variant needs at least two names (one shared, one semaphore)');

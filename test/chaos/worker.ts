@@ -15,8 +15,7 @@
 // names: every user of a name must agree on its limit), one or two names at
 // once, waiting in line (fair waiting, no barging). Its records also say what
 // each call asked for (`want`), when it got in line (`queued`, from the
-// locktable:queued channel) and the mode of each section. SIGTERM lets it
-// finish its call (KindsConfig.abortAtStop).
+// locktable:queued channel) and the mode of each section.
 import diagnostics from 'node:diagnostics_channel';
 import { openSync, writeSync } from 'node:fs';
 import { format } from 'node:util';
@@ -30,14 +29,6 @@ export interface KindsConfig {
   /** Names taken exclusive or as a semaphore of `limit`. */
   semaphore: string[];
   limit: number;
-  /**
-   * SIGTERM aborts the wait in progress. Off by default: the worker finishes
-   * its call, then stops. An abort that cuts a write in flight can leave a
-   * lock or a place in line behind (test/integration/known-bugs.test.ts),
-   * which the checker counts as leaked; with this on, a run shows it now and
-   * then.
-   */
-  abortAtStop?: boolean;
 }
 
 const config = JSON.parse(process.argv[2]!) as { url: string | string[]; names: string[]; log: string; seed: number; holdMaxMs: number; ttlMs?: number; kinds?: KindsConfig };
@@ -114,7 +105,7 @@ async function kindsCycle(kinds: KindsConfig): Promise<void> {
   record({ k: 'want', names, ...kind });
   let lease;
   try {
-    lease = await locks.wait(names as never, { timeoutMs: 30_000, ...(kinds.abortAtStop ? { signal: stop.signal } : {}), ...options });
+    lease = await locks.wait(names as never, { timeoutMs: 30_000, signal: stop.signal, ...options });
   } catch (err) {
     // EABORTED too: it ends the wait (the checker does not count it as an error).
     record({ k: 'acquire-error', code: (err as LockError).code ?? 'UNKNOWN', message: (err as Error).message });

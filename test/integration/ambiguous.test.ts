@@ -3,7 +3,7 @@
 // own nonce. Never an acquisition twice, never another holder's lock removed,
 // never a lease reported held when it is not.
 import assert from 'node:assert/strict';
-import { createLockTable, type LockError, type LockTable } from '../../lib/index.js';
+import { createLockTable, type LockError, type LockTable, type WaitOptions } from '../../lib/index.js';
 import { DB_NOW_MS } from '../../lib/store.js';
 import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
@@ -134,6 +134,49 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
       const lease = await other.tryAcquire('app_task_unseen');
       assert.ok(lease, 'the name is free: its holder released and its only waiter gave up');
       await other.release(lease);
+    } finally {
+      await waiter.close();
+    }
+  });
+
+  /**
+   * Arms a 'late' cut at the compare-and-swap write of a document mentioning
+   * `name` that aborts `abort` the moment the proxy sees it (the caller's
+   * signal fires with the write in flight: its connection is destroyed): the
+   * server runs the write only after the client's next statement (the
+   * clean-up's read) has been answered. Resolves once it has run.
+   */
+  const abortInFlight = (name: string, abort: AbortController) =>
+    proxy.cutAt((sql) => {
+      if (!CAS.test(sql) || !sql.includes(name)) return false;
+      abort.abort();
+      return true;
+    }, 'late');
+
+  // Found by the chaos run's kinds variant (a stopped worker's lock, then a
+  // waiter's place in line, left behind): closing the client's connection does
+  // not stop a statement the server has yet to run, so a clean-up that reads
+  // before it lands must make the late compare-and-swap fail.
+  it('a shared acquire aborted with its write in flight, the write landing after the background release read the row: nothing stays held', async () => {
+    const abort = new AbortController();
+    const landed = abortInFlight('app_task_inflight', abort);
+    // acquire() honours signal (README), though its AcquireOptions type does not declare it.
+    const options: WaitOptions = { mode: 'shared', signal: abort.signal };
+    await assert.rejects(locks.acquire('app_task_inflight', options), { code: 'EABORTED' });
+    await landed;
+    await until('the lost acquisition to be released (its owner, this process, is alive: no one else would)', async () => (await other.list()).every((h) => h.name !== 'app_task_inflight'), 10_000);
+  });
+
+  it('a wait() aborted with its get-in-line write in flight, the write landing after it left the line: no place in line stays', async () => {
+    const waiter = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'proxied-waiter' }, wait: { intentTtlMs: 60_000 } });
+    try {
+      const held = await other.acquire('app_task_inline');
+      const abort = new AbortController();
+      const landed = abortInFlight('app_task_inline', abort);
+      await assert.rejects(waiter.wait('app_task_inline', { mode: 'shared', signal: abort.signal }), { code: 'EABORTED' });
+      await landed;
+      await other.release(held);
+      await until('the aborted waiter to be out of line (well before its intent lapses, 60 s)', async () => (await other.listWaiters()).length === 0, 10_000);
     } finally {
       await waiter.close();
     }
