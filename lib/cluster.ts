@@ -11,7 +11,7 @@
 // component again, so that all of them converge on the same writer.
 import createDebug from 'debug';
 import type mysql from 'mysql2/promise';
-import { createOwnedPool, parseUri, type Conn } from './db.js';
+import { createOwnedPool, needsPins, parseUri, type Conn, type RowOptions } from './db.js';
 import { InvalidOptionError } from './errors.js';
 import { isFailover, isTransient, notSent } from './faults.js';
 
@@ -19,6 +19,9 @@ const log = createDebug('locktable:cluster');
 
 /** What locktable's code relies on, whatever a host's PoolCluster configured (as lib/db.ts pins for a pool). */
 const PINNED = { rowsAsArray: false, nestTables: false, namedPlaceholders: false } as const;
+
+/** A promise pool connection's configuration (lib/db.ts needsPins: pinned only where it is not mysql2's default). */
+const rowOptions = (conn: mysql.PoolConnection): RowOptions | undefined => (conn as unknown as { connection?: { config?: RowOptions } }).connection?.config;
 
 /** How often a table that failed over checks whether an earlier node is back. */
 const PROBE_EVERY_MS = 1_000;
@@ -55,12 +58,12 @@ export class NodeList {
     return this.#current;
   }
 
-  query(sql: string, values?: unknown[]): Promise<[unknown, unknown]> {
-    return this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
+  query(sql: string, values: unknown[] = []): Promise<[unknown, unknown]> {
+    return this.#run((conn) => (needsPins(sql, rowOptions(conn)) ? conn.query({ sql, values, ...PINNED }) : conn.query(sql, values)) as Promise<[unknown, unknown]>);
   }
 
-  execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    return this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
+  execute(sql: string, values: Array<string | number> = []): Promise<[unknown, unknown]> {
+    return this.#run((conn) => (needsPins(sql, rowOptions(conn)) ? conn.execute({ sql, values, ...PINNED }) : conn.execute(sql, values)) as Promise<[unknown, unknown]>);
   }
 
   /** A statement on one given node (0-based), without failing over: settling a write sent to it. */
@@ -229,6 +232,8 @@ export class Causal implements Conn {
   readonly #writes: boolean;
   readonly #parent: Causal | undefined;
   #wsrep: Promise<boolean> | undefined;
+  /** The probe's answer once it has come (on the root handle): statements then go without waiting on a promise. */
+  #isGalera: boolean | undefined;
 
   constructor(inner: Conn, writes = false, parent?: Causal) {
     this.#inner = inner;
@@ -241,13 +246,25 @@ export class Causal implements Conn {
     return new Causal(this.#inner, true, this);
   }
 
-  async query(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    return this.#inner.query((await this.galera()) ? causalSql(sql, this.#writes) : sql, values);
+  query(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    const known = this.#root().#isGalera;
+    if (known !== undefined) return this.#inner.query(known ? causalSql(sql, this.#writes) : sql, values);
+    return this.galera().then((galera) => this.#inner.query(galera ? causalSql(sql, this.#writes) : sql, values));
   }
 
-  async execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    const text = (await this.galera()) ? causalSql(sql, this.#writes) : sql;
-    return this.#inner.execute ? this.#inner.execute(text, values) : this.#inner.query(text, values);
+  execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    const send = (galera: boolean) => {
+      const text = galera ? causalSql(sql, this.#writes) : sql;
+      return this.#inner.execute ? this.#inner.execute(text, values) : this.#inner.query(text, values);
+    };
+    const known = this.#root().#isGalera;
+    return known !== undefined ? send(known) : this.galera().then(send);
+  }
+
+  #root(): Causal {
+    let root: Causal = this;
+    while (root.#parent) root = root.#parent;
+    return root;
   }
 
   /**
@@ -257,13 +274,12 @@ export class Causal implements Conn {
    * call's bound.
    */
   galera(): Promise<boolean> {
-    let root: Causal = this;
-    while (root.#parent) root = root.#parent;
+    const root = this.#root();
     root.#wsrep ??= this.#inner.query('SELECT @@wsrep_on AS w').then(
-      ([rows]) => Number((rows as Array<{ w: unknown }>)[0]?.w) === 1,
+      ([rows]) => (root.#isGalera = Number((rows as Array<{ w: unknown }>)[0]?.w) === 1),
       (err) => {
         // MySQL has no such variable (1193): not Galera. Anything else: ask again next time.
-        if ((err as { errno?: number }).errno === 1193) return false;
+        if ((err as { errno?: number }).errno === 1193) return (root.#isGalera = false);
         root.#wsrep = undefined;
         throw err;
       },
