@@ -396,9 +396,10 @@ function asMysql2Pool(p: unknown): mysql.Pool | undefined {
 
 /**
  * The database handle with every statement bounded by `bound`. On a mysql2
- * pool each statement takes its own connection (withConnection). On any other
- * handle the statement is raced against the bound: given up on at the bound
- * it may still run later, so it fails as cut (possibly applied).
+ * pool each statement takes its own connection (withConnection). A node list
+ * bounds its statements itself (lib/cluster.ts). On any other handle the
+ * statement is raced against the bound: given up on at the bound it may still
+ * run later, so it fails as cut (possibly applied).
  */
 export function boundedDb(db: Db, bound: Bound): Conn {
   const pool = db.mysql2;
@@ -408,6 +409,9 @@ export function boundedDb(db: Db, bound: Bound): Conn {
       execute: (sql, values) => withConnection(pool, bound, 'execute', sql, values),
     };
   }
+  // A node list (lib/cluster.ts) bounds each statement itself: by its node's share, and by `bound`.
+  const nodes = db.pool as { within?: (bound: Bound) => Conn };
+  if (typeof nodes.within === 'function') return nodes.within(bound);
   const race = (p: Promise<[unknown, unknown]>): Promise<[unknown, unknown]> =>
     new Promise((resolve, reject) => {
       let over = false;

@@ -64,7 +64,7 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
-    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined),
+    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined, item.maybe),
     log: log.retry,
   });
   /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
@@ -204,6 +204,8 @@ export class LockTable<N extends string = PlatformLockName> {
         // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
         const fast = await this.#writer.withinBound(this.#writer.gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#writer.expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
+        // Its statement may still land (sent to a node statements no longer go to): every read confirms first.
+        else if (fast.kind === 'refused' && fast.remnantAt !== undefined) outcome = await this.#writer.releaseFromRead('release', held.names, held.nonce, bound, true);
       }
       outcome ??= await this.#writer.releaseFromRead('release', held.names, held.nonce, bound);
     } catch (err) {
@@ -707,9 +709,37 @@ export class LockTable<N extends string = PlatformLockName> {
     clearTimeout(timer);
   }
 
-  /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
-  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#writer.releaseFromRead('background release', names, nonce, this.#writer.bound(deadlineMs));
+  /**
+   * Releases whatever is still held under `nonce` (background clean-up of
+   * leftovers.ts). `maybe`: a write under that nonce may still land (its
+   * outcome is unknown), so finding nothing held settles it only once a write
+   * of the row has committed after that read: after it the lost write can no
+   * longer apply (a compare-and-swap finds another version, a one-statement
+   * write is past its time, and on Galera certification refuses it). When no
+   * one else writes, this release makes that write itself, the document unchanged.
+   */
+  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number, maybe = false): Promise<void> {
+    const bound = this.#writer.bound(deadlineMs);
+    // The version of the last read that found nothing held under the nonce.
+    let clear: number | undefined;
+    const outcome = maybe
+      ? await this.#writer.gate.run(
+          () =>
+            this.#writer.mutate(
+              'background release',
+              (doc, snap) => {
+                const r = T.release(doc, names, nonce);
+                if (r.released.length) return { write: r.doc, result: r };
+                if (clear !== undefined && snap.version > clear) return { result: r };
+                clear = snap.version;
+                return { write: doc, result: r };
+              },
+              {},
+              bound,
+            ),
+          this.#writer.expiry(bound, 'background release'),
+        )
+      : await this.#writer.releaseFromRead('background release', names, nonce, bound);
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#waiters.wake();
