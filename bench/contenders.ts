@@ -146,6 +146,27 @@ function counted(url: string, connections: number) {
   return { pool, db, count };
 }
 
+/**
+ * A mysql2 pool whose connections count the statements sent on them (each
+ * query or execute call is one statement; mysql2's own pool.query hands its
+ * connection one such call too).
+ */
+function countedOnConnections(url: string, connections: number) {
+  const pool = mysql.createPool({ uri: url, connectionLimit: connections, ...CONNECTION });
+  const count = { n: 0 };
+  const core = (pool as unknown as { pool: NodeJS.EventEmitter }).pool;
+  core.on('connection', (conn: Record<string, (...args: unknown[]) => unknown>) => {
+    for (const kind of ['query', 'execute'] as const) {
+      const original = conn[kind]!.bind(conn);
+      conn[kind] = (...args: unknown[]) => {
+        count.n++;
+        return original(...args);
+      };
+    }
+  });
+  return { pool, count };
+}
+
 /** A session over a counted pool: its operations, the count, and closing the pool (after `before`, if given). */
 function countedSession(counted: { pool: mysql.Pool; count: { n: number } }, ops: Pick<Session, 'cycle' | 'hold'>, before?: () => Promise<void>): Session {
   return {
@@ -195,8 +216,10 @@ export const locktable: Contender = {
   },
   async open(place) {
     // The table keeps at most maxInFlight (default 2) statements in flight: that is all the connections it can use.
-    const pool = counted(place.url, 2);
-    const table: LockTable = createLockTable({ db: pool.db, owner: { taskId: 'bench' } });
+    // It gets the mysql2 pool itself, as an application passes it (a wrapper object would be taken for a
+    // Queryable and go another way); its statements are counted on the pool's connections.
+    const pool = countedOnConnections(place.url, 2);
+    const table: LockTable = createLockTable({ db: pool.pool, owner: { taskId: 'bench' } });
     return countedSession(
       pool,
       {

@@ -13,7 +13,7 @@
 import createDebug from 'debug';
 import type mysql from 'mysql2/promise';
 import type { Bound } from './bound.js';
-import { BOUND_CODES, createOwnedPool, parseUri, type Conn } from './db.js';
+import { BOUND_CODES, createOwnedPool, needsPins, parseUri, type Conn, type RowOptions } from './db.js';
 import { InvalidOptionError } from './errors.js';
 import { isFailover, isTransient, notSent } from './faults.js';
 
@@ -21,6 +21,13 @@ const log = createDebug('locktable:cluster');
 
 /** What locktable's code relies on, whatever a host's PoolCluster configured (as lib/db.ts pins for a pool). */
 const PINNED = { rowsAsArray: false, nestTables: false, namedPlaceholders: false } as const;
+
+/** A statement on a promise pool connection, pinned only where it needs it (lib/db.ts needsPins): else mysql2's faster `(sql, values)` form. */
+function send(conn: mysql.PoolConnection, kind: 'query' | 'execute', sql: string, values: unknown[] = []): Promise<[unknown, unknown]> {
+  const config = (conn as unknown as { connection?: { config?: RowOptions } }).connection?.config;
+  const c = conn as unknown as Record<'query' | 'execute', (sql: unknown, values?: unknown) => Promise<[unknown, unknown]>>;
+  return needsPins(sql, config) ? c[kind]({ sql, values, ...PINNED }) : c[kind](sql, values);
+}
 
 /** How often a table that failed over checks whether an earlier node is back. */
 const PROBE_EVERY_MS = 1_000;
@@ -64,18 +71,18 @@ export class NodeList {
    */
   within(bound: Bound): Conn {
     return {
-      query: (sql, values) => this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>, bound),
-      execute: (sql, values) => this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>, bound),
+      query: (sql, values) => this.#run((conn) => send(conn, 'query', sql, values), bound),
+      execute: (sql, values) => this.#run((conn) => send(conn, 'execute', sql, values), bound),
     };
   }
 
   /** A statement outside any call (the @@wsrep_on probe): bounded by the node's share alone. */
   query(sql: string, values?: unknown[]): Promise<[unknown, unknown]> {
-    return this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
+    return this.#run((conn) => send(conn, 'query', sql, values));
   }
 
   execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    return this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
+    return this.#run((conn) => send(conn, 'execute', sql, values));
   }
 
   async end(): Promise<void> {
@@ -227,6 +234,8 @@ export class Causal implements Conn {
   readonly #writes: boolean;
   readonly #parent: Causal | undefined;
   #wsrep: Promise<boolean> | undefined;
+  /** The probe's answer once it has come (on the root handle): statements then go without waiting on a promise. */
+  #isGalera: boolean | undefined;
 
   constructor(inner: Conn, writes = false, parent?: Causal) {
     this.#inner = inner;
@@ -239,13 +248,25 @@ export class Causal implements Conn {
     return new Causal(this.#inner, true, this);
   }
 
-  async query(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    return this.#inner.query((await this.galera()) ? causalSql(sql, this.#writes) : sql, values);
+  query(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    const known = this.#root().#isGalera;
+    if (known !== undefined) return this.#inner.query(known ? causalSql(sql, this.#writes) : sql, values);
+    return this.galera().then((galera) => this.#inner.query(galera ? causalSql(sql, this.#writes) : sql, values));
   }
 
-  async execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
-    const text = (await this.galera()) ? causalSql(sql, this.#writes) : sql;
-    return this.#inner.execute ? this.#inner.execute(text, values) : this.#inner.query(text, values);
+  execute(sql: string, values?: Array<string | number>): Promise<[unknown, unknown]> {
+    const go = (galera: boolean) => {
+      const text = galera ? causalSql(sql, this.#writes) : sql;
+      return this.#inner.execute ? this.#inner.execute(text, values) : this.#inner.query(text, values);
+    };
+    const known = this.#root().#isGalera;
+    return known !== undefined ? go(known) : this.galera().then(go);
+  }
+
+  #root(): Causal {
+    let root: Causal = this;
+    while (root.#parent) root = root.#parent;
+    return root;
   }
 
   /**
@@ -255,13 +276,12 @@ export class Causal implements Conn {
    * call's bound.
    */
   galera(): Promise<boolean> {
-    let root: Causal = this;
-    while (root.#parent) root = root.#parent;
+    const root = this.#root();
     root.#wsrep ??= this.#inner.query('SELECT @@wsrep_on AS w').then(
-      ([rows]) => Number((rows as Array<{ w: unknown }>)[0]?.w) === 1,
+      ([rows]) => (root.#isGalera = Number((rows as Array<{ w: unknown }>)[0]?.w) === 1),
       (err) => {
         // MySQL has no such variable (1193): not Galera. Anything else: ask again next time.
-        if ((err as { errno?: number }).errno === 1193) return false;
+        if ((err as { errno?: number }).errno === 1193) return (root.#isGalera = false);
         root.#wsrep = undefined;
         throw err;
       },

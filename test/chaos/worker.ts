@@ -77,7 +77,8 @@ async function usingCycle(names: string[], ttlMs: number): Promise<void> {
         // The exit record is written in the abort listener itself: the moment the work learns of the loss.
         signal.addEventListener('abort', exit, { once: true });
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, random.int(0, config.holdMaxMs));
+          // Past one renewal period (a third of the lease), so that only renewals keep it.
+          const timer = setTimeout(resolve, random.int(Math.min(config.holdMaxMs, Math.ceil(ttlMs / 3) + 500), config.holdMaxMs));
           signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
         });
         exit();

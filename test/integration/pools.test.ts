@@ -87,6 +87,76 @@ describe('any pool a host already has', () => {
     });
   }
 
+  // What locktable hands mysql2, seen on the pool's own connections: each call's first argument, and each packet written (one per round trip once the statements are prepared).
+  function watchDriver(pool: mysql2p.Pool): { calls: Array<{ sql: string; form: 'sql, values' | 'options' }>; packets: number } {
+    const seen = { calls: [] as Array<{ sql: string; form: 'sql, values' | 'options' }>, packets: 0 };
+    const core = (pool as unknown as { pool: NodeJS.EventEmitter }).pool;
+    core.on('connection', (conn: Record<string, (...args: unknown[]) => unknown>) => {
+      for (const kind of ['query', 'execute'] as const) {
+        const original = conn[kind]!.bind(conn);
+        conn[kind] = (first: unknown, ...rest: unknown[]) => {
+          // mysql2's own pool.query hands its connection a prepared Query command: not locktable's call.
+          if (typeof first === 'string') seen.calls.push({ sql: first, form: 'sql, values' });
+          else if (first && typeof first === 'object' && !('onResult' in first)) seen.calls.push({ sql: String((first as { sql: unknown }).sql), form: 'options' });
+          return original(first, ...rest);
+        };
+      }
+      const write = conn.write!.bind(conn);
+      conn.write = (buffer: unknown) => {
+        seen.packets++;
+        return write(buffer);
+      };
+    });
+    return seen;
+  }
+
+  it('an uncontended acquire+release on a pool with mysql2 defaults: two round trips, both in the (sql, values) form', async () => {
+    const pool = mysql2p.createPool({ uri: db.url, connectionLimit: 2 });
+    const seen = watchDriver(pool);
+    const t = table();
+    const locks = createLockTable({ db: pool, table: t, owner: { taskId: 'a' } });
+    try {
+      await migrate(pool, { table: t });
+      // Warm: the database clock read, the Galera probe, each statement prepared on both connections.
+      await Promise.all([0, 1].map(async (i) => {
+        for (let n = 0; n < 3; n++) await locks.release(await locks.acquire(`app_task_w${i}`));
+      }));
+      seen.calls.length = 0;
+      seen.packets = 0;
+      for (let n = 0; n < 10; n++) await locks.release(await locks.acquire('app_task_c0'));
+      assert.equal(seen.calls.length, 20, 'one statement per acquire, one per release');
+      assert.equal(seen.packets, 20, 'one round trip each: nothing else is sent (no ping, no reset, no SET, no prepare)');
+      assert.ok(seen.calls.every((c) => c.form === 'sql, values' && /^UPDATE `\w+` SET version = LAST_INSERT_ID/.test(c.sql)), JSON.stringify(seen.calls.slice(0, 2)));
+      // Reads too: the pins are not needed where the pool has mysql2's defaults.
+      seen.calls.length = 0;
+      await locks.list();
+      assert.deepEqual(seen.calls.map((c) => c.form), ['sql, values']);
+    } finally {
+      await locks.close();
+      await pool.end();
+    }
+  });
+
+  it('on a pool with rowsAsArray, reads go with the pinned options and writes still in the (sql, values) form', async () => {
+    const pool = mysql2p.createPool({ uri: db.url, connectionLimit: 2, rowsAsArray: true });
+    const seen = watchDriver(pool);
+    const t = table();
+    const locks = createLockTable({ db: pool, table: t, owner: { taskId: 'a' } });
+    try {
+      await migrate(pool, { table: t });
+      await locks.release(await locks.acquire('app_task_w'));
+      seen.calls.length = 0;
+      const lease = await locks.acquire('app_task_c0');
+      assert.deepEqual((await locks.list()).map((l) => [l.name, l.token]), [['app_task_c0', lease.token]]);
+      await locks.release(lease);
+      const forms = seen.calls.map((c) => `${c.sql.split(' ')[0]} ${c.form}`);
+      assert.deepEqual(forms, ['UPDATE sql, values', 'SELECT options', 'UPDATE sql, values']);
+    } finally {
+      await locks.close();
+      await pool.end();
+    }
+  });
+
   it('works with a mysql2 callback pool with rowsAsArray, and doctor still tells a corrupt document from a valid one', async () => {
     const pool = mysql2.createPool({ uri: db.url, connectionLimit: 3, rowsAsArray: true });
     const t = table();

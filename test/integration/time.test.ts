@@ -3,7 +3,9 @@
 // loaded into their own mysql schema (never into the shared server's), and
 // one runs under libfaketime to cross the October change of Europe/Berlin.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { createLockTable, migrate, type LockTable } from '../../lib/index.js';
 import { DB_NOW_MS } from '../../lib/store.js';
@@ -93,16 +95,34 @@ describe('database time across time zones and daylight saving (private servers)'
 
   (FAKETIME ? describe : describe.skip)('a server whose clock crosses the change (libfaketime, TZ=Europe/Berlin)', () => {
     let server: PrivateServer;
+    let dir: string;
+    let offsetFile: string;
     before(async function () {
-      // The server's clock starts 10 s before the change and runs at the real rate.
+      // The server's clock is set through a file libfaketime reads again every second: it
+      // starts (and is migrated) at the real time, then is moved to 15 s before the change
+      // and runs at the real rate from there. Setting it at start-up instead left a slow
+      // start on a loaded machine past the change before the test began.
+      dir = mkdtempSync(path.join(os.tmpdir(), 'locktable-faketime-'));
+      offsetFile = path.join(dir, 'offset');
+      writeFileSync(offsetFile, '+0\n');
       server = await startPrivateServer({
         databases: [DB],
         timeZones: ['Europe/Berlin'],
-        env: () => ({ TZ: 'Europe/Berlin', LD_PRELOAD: FAKETIME!, FAKETIME: String(CLOCKS_GO_BACK - 10 - Math.floor(Date.now() / 1000)), FAKETIME_DONT_FAKE_MONOTONIC: '1' }),
+        env: { TZ: 'Europe/Berlin', LD_PRELOAD: FAKETIME!, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_CACHE_DURATION: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
       });
       await migrate(server.url(DB));
+      writeFileSync(offsetFile, `${CLOCKS_GO_BACK - 15 - Math.floor(Date.now() / 1000)}\n`);
+      const truth = sessionPool(server.url(DB), "SET time_zone = '+00:00'");
+      try {
+        await until('the server clock to be moved to just before the change', async () => (await dbNowMs(truth)) < CLOCKS_GO_BACK * 1000, 20_000);
+      } finally {
+        await truth.end();
+      }
     });
-    after(async () => server?.remove());
+    after(async () => {
+      await server?.remove();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
 
     it('one-statement acquires before and after the change (system zone and a named-zone session) stamp exact UTC times', async () => {
       const truth = pool(server.url(DB), "SET time_zone = '+00:00'");
@@ -120,10 +140,10 @@ describe('database time across time zones and daylight saving (private servers)'
         assert.equal(lease.acquiredAt.getTime(), stored.a);
         assert.equal(await other.tryAcquire(name), null, `${name}: its lease has 10 minutes left`);
       };
-      assert.ok((await dbNowMs(truth)) < CLOCKS_GO_BACK * 1000, 'the server started before the change (a loaded machine: rerun)');
+      assert.ok((await dbNowMs(truth)) < CLOCKS_GO_BACK * 1000, 'the server clock is still before the change');
       await check(system, 'app_task_before_system'); // 02:59:5x CEST
       await check(named, 'app_task_before_named');
-      await until('the server clock to pass the change', async () => (await dbNowMs(truth)) > CLOCKS_GO_BACK * 1000 + 500, 20_000);
+      await until('the server clock to pass the change', async () => (await dbNowMs(truth)) > CLOCKS_GO_BACK * 1000 + 500, 30_000);
       await check(system, 'app_task_after_system'); // 02:00:0x CET, the second time
       await check(named, 'app_task_after_named');
     });

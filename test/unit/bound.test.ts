@@ -55,4 +55,31 @@ describe('bound (monotonic deadline and signal)', () => {
     assert.equal(added, 1);
     assert.equal(calls, 49);
   });
+
+  it('many waits share one timer, and once every wait is over none keeps the process alive', () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const cancels = Array.from({ length: 200 }, (_, i) => new Bound(60_000 + i).onFire(() => assert.fail('cancelled before its deadline')));
+    assert.ok(timers() - before <= 1, `${timers() - before} timers for 200 waits`);
+    for (const cancel of cancels) cancel();
+    assert.ok(timers() <= before, 'a timer still keeps the process alive');
+  });
+
+  it('a shorter bound watched after a longer one still fires first, at its own deadline', async () => {
+    const long = new Bound(60_000);
+    const seen: string[] = [];
+    const stopLong = long.onFire(() => seen.push('long'));
+    const short = new Bound(20);
+    const at = await new Promise<number>((resolve) => short.onFire(() => resolve(performance.now())));
+    assert.ok(at >= short.until, `fired ${short.until - at} ms early`);
+    assert.deepEqual(seen, []);
+    stopLong();
+  });
+
+  it('bounds that end together all fire, each once, however many there are', async () => {
+    const bounds = Array.from({ length: 50 }, () => new Bound(15));
+    const fired = await Promise.all(bounds.map((b) => new Promise<string>((resolve) => b.onFire(resolve))));
+    assert.deepEqual(new Set(fired), new Set(['deadline']));
+  });
 });
+

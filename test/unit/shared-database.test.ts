@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { normaliseResult, quoteTable, rowsWith } from '../../lib/db.js';
+import { needsPins, normaliseResult, quoteTable, rowsWith } from '../../lib/db.js';
 import { looksLikeLockDocument } from '../../lib/errors.js';
 import { judgeOwnership, recordPrefix, splitStatements, type TableState } from '../../lib/migrate.js';
 
@@ -85,5 +85,29 @@ describe('ECORRUPT: damaged or foreign', () => {
   });
   it('takes anything else for another program’s row', () => {
     for (const raw of ['billing', '', 'null', '[]', '{"owner":"billing"}', '{"l":{}}', '42']) assert.ok(!looksLikeLockDocument(raw), raw);
+  });
+});
+
+describe('needsPins (which statements go to mysql2 with the pinned row options)', () => {
+  const defaults = { rowsAsArray: false, nestTables: undefined, typeCast: true };
+  const read = 'SELECT version, CAST(dataJson AS CHAR) AS raw FROM `locks` WHERE id = ?';
+  const write = 'UPDATE `locks` SET version = LAST_INSERT_ID(version + ?) WHERE id = ?';
+  it("none on a connection with mysql2's defaults, reads or writes", () => {
+    assert.equal(needsPins(read, defaults), false);
+    assert.equal(needsPins(write, defaults), false);
+    assert.equal(needsPins(read, { ...defaults, nestTables: false }), false);
+  });
+  it('reads on a connection configured otherwise, or one whose configuration cannot be seen', () => {
+    for (const config of [{ ...defaults, rowsAsArray: true }, { ...defaults, nestTables: '_' }, { ...defaults, typeCast: false }, { ...defaults, typeCast: () => 1 }, undefined]) {
+      assert.equal(needsPins(read, config), true, JSON.stringify(config));
+      assert.equal(needsPins(`SET STATEMENT wsrep_sync_wait=1 FOR ${read} FOR UPDATE`, config), true, 'a causal locking read is a read');
+      assert.equal(needsPins("SHOW STATUS WHERE Variable_name IN ('wsrep_ready')", config), true);
+    }
+  });
+  it('never for a write, whose reply the row options do not touch (causal ones included)', () => {
+    const config = { rowsAsArray: true, nestTables: true, typeCast: false };
+    for (const sql of [write, `SET STATEMENT wsrep_sync_wait=2 FOR ${write}`, 'INSERT IGNORE INTO `locks` (id) VALUES (?)', '  update `locks` SET x = 1', 'DELETE FROM `locks` WHERE id = ?']) {
+      assert.equal(needsPins(sql, config), false, sql);
+    }
   });
 });
