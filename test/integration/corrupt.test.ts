@@ -71,7 +71,7 @@ describe('a corrupt document', () => {
   }
 
   it('fails with EFORMAT on a document from a newer locktable, and leaves it', async () => {
-    await store('{"v":4,"locks":[]}');
+    await store('{"v":5,"locks":[]}');
     const before = await rawRow(db.pool);
     await assert.rejects(locks.acquire('box_update'), { code: 'EFORMAT' });
     assert.deepEqual(await rawRow(db.pool), before);
