@@ -28,7 +28,7 @@ import { ownerKey, serializeDocument, toStoredOwner, type Entry, type LockDocume
 import { currentOwner } from '../lib/owner.js';
 import { anyMapPath, fastWrite, SYSDATE_MS, SYSDATE_SAFE } from '../lib/store.js';
 import { nonce as newNonce } from '../lib/nonce.js';
-import { createDatabase, heldName, useServer } from './contenders.js';
+import { heldName, runBench } from './contenders.js';
 import { percentile } from './measure.js';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -48,7 +48,7 @@ const HELD_DOC: LockDocument = { v: 4, l: {} };
 for (let i = 0; i < HELD; i++) HELD_DOC.l[heldName(i)] = { t: 'app_task', o: FILLER, f: i + 1, n: newNonce(), a: Date.now() };
 /** Each step's row at the start: the other locks, stored as locktable's full write stores them. */
 const BASE = serializeDocument(HELD_DOC);
-/** The same locks as format 3 stored them (before the server's JSON functions respace it: see main). */
+/** The same locks as format 3 stored them (before the server's JSON functions respace it: see below). */
 const FORMAT_3 = (() => {
   const key = '0123456789abcdef';
   const l = Object.fromEntries(Object.entries(HELD_DOC.l).map(([name, e]) => [name, { t: e.t, o: key, f: e.f, n: e.n, a: e.a }]));
@@ -133,83 +133,69 @@ const STEPS: Array<{ id: string; what: string; cycle: Cycle }> = [
   { id: 'library', what: 'locktable: acquire() + release() (16 callers: combined by the gate)', cycle: library },
 ];
 
-async function main(): Promise<void> {
-  const { place, drop } = await createDatabase('statements');
-  // Every step on the same kind of pool: prepared statements, no stack trace per statement (as locktable's own pools).
-  const pool = mysql.createPool({ uri: place.url, connectionLimit: 16, trace: false });
-  try {
-    // Format 3 as it was stored: every one-statement write respaced it (JSON_SET and JSON_REMOVE
-    // return MariaDB's spaced form), as the server itself does it.
-    const [[{ f3 }]] = (await pool.query(`SELECT CAST(JSON_SET(?, '$.v', 3) AS CHAR) AS f3`, [FORMAT_3])) as unknown as [[{ f3: string }]];
-    for (const s of STEPS) await pool.query('INSERT INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [s.id, s.id === 'fastWrite-f3' ? f3 : BASE]);
-    const table = createLockTable({ db: pool, space: 'library', owner: { taskId: 'statements' } });
-    const cycles = new Map(STEPS.map((s) => [s.id, (j: number) => s.cycle({ pool, id: s.id, table }, j)]));
-    const version = ((await pool.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>)[0]!.v;
-    const [sizes] = await pool.query('SELECT id, LENGTH(dataJson) AS n FROM locks');
-    const bytes = Object.fromEntries((sizes as Array<{ id: string; n: number }>).map((r) => [r.id, Number(r.n)]));
-    console.log(`statement costs on ${os.cpus().length} x ${os.cpus()[0]?.model}, ${version}, node ${process.version}; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-    if (HELD) console.log(`${HELD} other locks held: documents of ${bytes.fastWrite} bytes (format 4), ${bytes['fastWrite-f3']} (format 3 as stored), library ${bytes.library}`);
+// Every step on the same kind of pool: prepared statements, no stack trace per statement (as locktable's own pools).
+runBench('statements', { connectionLimit: 16, trace: false }, async ({ pool }) => {
+  // Format 3 as it was stored: every one-statement write respaced it (JSON_SET and JSON_REMOVE
+  // return MariaDB's spaced form), as the server itself does it.
+  const [[{ f3 }]] = (await pool.query(`SELECT CAST(JSON_SET(?, '$.v', 3) AS CHAR) AS f3`, [FORMAT_3])) as unknown as [[{ f3: string }]];
+  for (const s of STEPS) await pool.query('INSERT INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [s.id, s.id === 'fastWrite-f3' ? f3 : BASE]);
+  const table = createLockTable({ db: pool, space: 'library', owner: { taskId: 'statements' } });
+  const cycles = new Map(STEPS.map((s) => [s.id, (j: number) => s.cycle({ pool, id: s.id, table }, j)]));
+  const version = ((await pool.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>)[0]!.v;
+  const [sizes] = await pool.query('SELECT id, LENGTH(dataJson) AS n FROM locks');
+  const bytes = Object.fromEntries((sizes as Array<{ id: string; n: number }>).map((r) => [r.id, Number(r.n)]));
+  console.log(`statement costs on ${os.cpus().length} x ${os.cpus()[0]?.model}, ${version}, node ${process.version}; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  if (HELD) console.log(`${HELD} other locks held: documents of ${bytes.fastWrite} bytes (format 4), ${bytes['fastWrite-f3']} (format 3 as stored), library ${bytes.library}`);
 
-    // One caller: paired blocks.
-    for (const s of STEPS) for (let i = 0; i < 100; i++) await cycles.get(s.id)!(0);
-    const blocks = new Map<string, number[]>(STEPS.map((s) => [s.id, []]));
-    for (let b = 0; b < T.blocks; b++) {
-      for (const s of b % 2 ? [...STEPS].reverse() : STEPS) {
-        const run = cycles.get(s.id)!;
-        const t0 = performance.now();
-        for (let i = 0; i < T.block; i++) await run(0);
-        blocks.get(s.id)!.push(((performance.now() - t0) / T.block) * 1000);
-      }
+  // One caller: paired blocks.
+  for (const s of STEPS) for (let i = 0; i < 100; i++) await cycles.get(s.id)!(0);
+  const blocks = new Map<string, number[]>(STEPS.map((s) => [s.id, []]));
+  for (let b = 0; b < T.blocks; b++) {
+    for (const s of b % 2 ? [...STEPS].reverse() : STEPS) {
+      const run = cycles.get(s.id)!;
+      const t0 = performance.now();
+      for (let i = 0; i < T.block; i++) await run(0);
+      blocks.get(s.id)!.push(((performance.now() - t0) / T.block) * 1000);
     }
-    const bare = blocks.get('bare')!;
-    const single = STEPS.map((s) => {
-      const us = blocks.get(s.id)!;
-      return { step: s.id, what: s.what, usPerCycle: Math.round(percentile(us, 50)), ofBare: +percentile(us.map((u, i) => bare[i]! / u), 50).toFixed(3) };
-    });
-
-    // 16 connections of one process on the row, each on its own name.
-    const concurrent: Array<{ step: string; cyclesPerSec: number }> = [];
-    for (const s of STEPS) {
-      const rates: number[] = [];
-      for (let round = 0; round < T.rounds; round++) {
-        const run = cycles.get(s.id)!;
-        const end = performance.now() + T.concurrentMs;
-        let n = 0;
-        const t0 = performance.now();
-        await Promise.all(Array.from({ length: 16 }, async (_, j) => {
-          while (performance.now() < end) {
-            await run(j);
-            n++;
-          }
-        }));
-        rates.push((n * 1000) / (performance.now() - t0));
-      }
-      concurrent.push({ step: s.id, cyclesPerSec: Math.round(percentile(rates, 50)) });
-    }
-    await table.close();
-
-    const bare16 = concurrent[0]!.cyclesPerSec;
-    console.log('\n| step | 1 caller: µs/cycle | × bare (paired) | 16 connections: cycles/s | × bare |');
-    console.log('|---|---:|---:|---:|---:|');
-    single.forEach((r, i) => {
-      const c = concurrent[i]!.cyclesPerSec;
-      console.log(`| ${r.what} | ${r.usPerCycle} | ${r.ofBare.toFixed(2)} | ${c} | ${(c / bare16).toFixed(2)} |`);
-    });
-    const report = { date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', held: HELD, bytes, server: version, node: process.version, load: os.loadavg(), timing: T, single, concurrent };
-    const dir = path.join(ROOT, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}-statements${HELD ? `-held${HELD}` : ''}${QUICK ? '-quick' : ''}.json`);
-    writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
-    console.log(`\nresults: ${path.relative(ROOT, file)}`);
-  } finally {
-    await pool.end();
-    await drop();
   }
-}
-
-useServer()
-  .then((stop) => main().finally(stop))
-  .catch((err) => {
-    console.error(err);
-    process.exit(1);
+  const bare = blocks.get('bare')!;
+  const single = STEPS.map((s) => {
+    const us = blocks.get(s.id)!;
+    return { step: s.id, what: s.what, usPerCycle: Math.round(percentile(us, 50)), ofBare: +percentile(us.map((u, i) => bare[i]! / u), 50).toFixed(3) };
   });
+
+  // 16 connections of one process on the row, each on its own name.
+  const concurrent: Array<{ step: string; cyclesPerSec: number }> = [];
+  for (const s of STEPS) {
+    const rates: number[] = [];
+    for (let round = 0; round < T.rounds; round++) {
+      const run = cycles.get(s.id)!;
+      const end = performance.now() + T.concurrentMs;
+      let n = 0;
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 16 }, async (_, j) => {
+        while (performance.now() < end) {
+          await run(j);
+          n++;
+        }
+      }));
+      rates.push((n * 1000) / (performance.now() - t0));
+    }
+    concurrent.push({ step: s.id, cyclesPerSec: Math.round(percentile(rates, 50)) });
+  }
+  await table.close();
+
+  const bare16 = concurrent[0]!.cyclesPerSec;
+  console.log('\n| step | 1 caller: µs/cycle | × bare (paired) | 16 connections: cycles/s | × bare |');
+  console.log('|---|---:|---:|---:|---:|');
+  single.forEach((r, i) => {
+    const c = concurrent[i]!.cyclesPerSec;
+    console.log(`| ${r.what} | ${r.usPerCycle} | ${r.ofBare.toFixed(2)} | ${c} | ${(c / bare16).toFixed(2)} |`);
+  });
+  const report = { date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', held: HELD, bytes, server: version, node: process.version, load: os.loadavg(), timing: T, single, concurrent };
+  const dir = path.join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}-statements${HELD ? `-held${HELD}` : ''}${QUICK ? '-quick' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
+  console.log(`\nresults: ${path.relative(ROOT, file)}`);
+});

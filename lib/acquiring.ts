@@ -111,11 +111,11 @@ export class Acquirer {
           bound,
           'acquire',
           (o) => o.kind === 'acquired' && late(),
-          (err) => err instanceof DatabaseError && err.outcomeUnknown && late(),
+          (err) => err instanceof DatabaseError && err.outcomeUnknown && this.#config.leftovers.add({ names, nonce, maybe: true }),
         );
       } catch (err) {
         // A statement that could not be settled may hold the names: released in the background.
-        if (err instanceof DatabaseError && err.outcomeUnknown) this.#config.leftovers.add({ names, nonce });
+        if (err instanceof DatabaseError && err.outcomeUnknown) this.#config.leftovers.add({ names, nonce, maybe: true });
         throw err;
       }
       if (fast.kind === 'acquired') {
@@ -191,7 +191,7 @@ export class Acquirer {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
       // release it in the background, whatever the caller does next.
-      for (const lostNonce of lost.keys()) this.#config.leftovers.add({ names, nonce: lostNonce });
+      for (const lostNonce of lost.keys()) this.#config.leftovers.add({ names, nonce: lostNonce, maybe: true });
       throw err instanceof DatabaseError && !err.outcomeUnknown ? toUnresolvedError(err.cause, 'acquire') : err;
     }
     if ('conflicts' in outcome) throw limitConflict(outcome.conflicts);

@@ -44,7 +44,11 @@ export type Member = AcquireMember | ReleaseMember;
  * What the statement did for one member. `refused`: nothing for it, decide from
  * a read — with `remnantAt` when it did apply but the acquisition ran out or
  * lost a name since: the version the statement can no longer apply after, so
- * what is left of it can be taken over as one's own (lib/settle.ts).
+ * what is left of it can be taken over as one's own (lib/settle.ts). Also when
+ * it may still apply (sent to a Galera node that statements no longer go to,
+ * and not visible on the current one): once a later write of the row commits,
+ * it no longer can; until then an acquisition keeps that nonce as its own, and
+ * a release counts entries gone without a tombstone as released.
  */
 export type Outcome =
   | { kind: 'acquired'; entries: Record<string, Entry> }

@@ -213,6 +213,14 @@ export function parseDocument(space: string, raw: string): LockDocument {
   const v = !!value && typeof value === 'object' ? (value as { v?: unknown }).v : undefined;
   const parsed = (v === 1 ? formatOne : v === 2 ? formatTwo : v === 3 ? formatThree : formatFour).safeParse(value);
   if (!parsed.success) {
+    // Fields this version does not know, in a document of its own format and
+    // otherwise valid: written by a newer locktable that added them (see
+    // docs/lock-kinds.md, "Reading a newer document"). Refused all the same —
+    // a field may change what a lock means — but as EFORMAT, not as damage.
+    const issues = parsed.error.issues;
+    if (v === FORMAT && issues.every((i) => i.code === 'unrecognized_keys')) {
+      throw new FormatError(space, v, issues.flatMap((i) => i.keys.map((k) => [...i.path, k].join('.'))), raw);
+    }
     throw new CorruptDocumentError(
       space,
       raw,

@@ -189,9 +189,26 @@ export function looksLikeLockDocument(raw: unknown): boolean {
   }
 }
 
+/**
+ * The stored document was written by a newer locktable: a newer format
+ * number, or (`fields`) fields this version does not know in a document of
+ * its own format. It is never overwritten; upgrade every process of the space
+ * to the newest locktable among them. `raw`: the text, when it was read whole.
+ */
 export class FormatError extends LockError {
-  constructor(space: string, format: unknown) {
-    super('EFORMAT', `lock document of space '${space}' has format ${String(format)}, newer than this version of locktable understands: upgrade locktable`);
+  /** Where the unknown fields are (`l.box_update.x`), when that is what is newer. */
+  readonly fields: string[];
+  readonly raw: string | undefined;
+  constructor(space: string, format: unknown, fields: string[] = [], raw?: string) {
+    super(
+      'EFORMAT',
+      fields.length
+        ? `lock document of space '${space}' has fields this version of locktable does not know (${fields.slice(0, 3).join(', ')}${fields.length > 3 ? `, and ${fields.length - 3} more` : ''}): ` +
+            'written by a newer locktable; it was left untouched: upgrade locktable here (every process of a space runs the same version, or newer)'
+        : `lock document of space '${space}' has format ${String(format)}, newer than this version of locktable understands: upgrade locktable`,
+    );
+    this.fields = fields;
+    this.raw = raw;
   }
 }
 
@@ -271,8 +288,8 @@ export class DeadlockError extends LockError {
 }
 
 export class ClosedError extends LockError {
-  constructor() {
-    super('ECLOSED', 'the lock table was closed: create another with createLockTable() to go on');
+  constructor(message = 'the lock table was closed: create another with createLockTable() to go on') {
+    super('ECLOSED', message);
   }
 }
 

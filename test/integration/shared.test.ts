@@ -5,36 +5,18 @@ import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { createLockTable, LockChannels, type AcquiredEvent, type LockError, type LockTable, type ReleasedEvent } from '../../lib/index.js';
 import { parseDocument } from '../../lib/document.js';
-import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
+import { rawRow, until, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
-import { Worker } from '../helpers/workers.js';
+import { suiteWithWorkers } from '../helpers/workers.js';
 
 describe('shared locks and semaphores', function () {
   this.timeout(120_000);
+  const suite = suiteWithWorkers('shared');
+  const start = suite.start;
   let db: TestDb;
   let locks: LockTable;
   let other: LockTable;
-  const workers: Worker[] = [];
-
-  before(async () => {
-    db = await createTestDb('shared');
-    locks = createLockTable({ db: db.pool });
-    other = createLockTable({ db: db.pool, owner: { taskId: 'other' } });
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.kill()));
-    await locks.releaseAll();
-  });
-  after(async () => {
-    await Promise.all([locks.close(), other.close()]);
-    await db.drop();
-  });
-
-  const start = async (taskId: string) => {
-    const w = await Worker.start({ url: db.url, taskId });
-    workers.push(w);
-    return w;
-  };
+  before(() => ({ db, locks, other } = suite));
   const stored = async () => parseDocument('platform', (await rawRow(db.pool))!.raw);
 
   it('shared holders coexist, each with its own nonce and token; exclusive is refused until the last releases', async () => {
