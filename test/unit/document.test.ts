@@ -187,7 +187,7 @@ describe('document (pure)', () => {
   });
 
   it('fails with EFORMAT, naming them, for fields this version does not know in a document of its own format; ECORRUPT where they cannot be a newer version\'s', () => {
-    const stored = JSON.parse(serializeDocument({ v: 3, l: { box_update: { ...entry } } })) as { o: Record<string, Record<string, unknown>>; l: Record<string, Record<string, unknown>> };
+    const stored = JSON.parse(serializeDocument({ v: 4, l: { box_update: { ...entry } } })) as { o: Record<string, Record<string, unknown>>; l: Record<string, Record<string, unknown>> };
     const key = Object.keys(stored.o)[0]!;
     const newer = [
       [{ ...stored, o: { [key]: { ...stored.o[key], z: [1] } } }, [`o.${key}.z`]],
@@ -213,6 +213,8 @@ describe('document (pure)', () => {
       { ...stored, l: { box_update: { ...stored.l.box_update, z: 1, f: -1 } } },
       // Format 1 (no newer version writes it) with an unknown field.
       { v: 1, l: { box_update: { ...entry, o: { ...entry.o, z: 1 } } } },
+      // Nor format 3, now that this version writes format 4.
+      { v: 3, o: { '0123456789abcdef': entry.o }, l: { box_update: { ...entry, o: '0123456789abcdef', z: 1 } } },
     ];
     for (const doc of damaged) {
       assert.throws(() => parseDocument('s', JSON.stringify(doc)), (err: unknown) => err instanceof CorruptDocumentError && err.code === 'ECORRUPT');
