@@ -84,7 +84,7 @@ describe('document (pure)', () => {
     });
     assert.deepEqual(parseDocument('s', raw), { v: 4, l: { a_1: { t: 'a', o: { ...entry.o, p: 2 }, f: 1, n: 'm', a: 4, e: 9 }, b_1: { t: 'b', o: entry.o, f: 2, n: 'k', a: 4, e: 9 } } });
     for (const bad of [
-      { v: 4, o: { [key]: entry.o }, l: { a: { o: key, f: 1, n: 'm', a: 4, d: 5 } } },
+      { v: 4, o: { [key]: entry.o }, l: { a: { o: key, f: 1, n: 'm', a: 4, d: 5, e: -1 } } },
       { v: 4, o: { [key]: entry.o }, l: { a: { o: key, f: 1, n: 'm', a: 4, e: 1.5 } } },
       { v: 4, o: { [`${key}x`]: entry.o }, l: {} },
       { v: 3, o: { [key]: entry.o }, l: {} },
