@@ -14,7 +14,7 @@ import { nonce as newNonce } from './nonce.js';
 import { localView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
-import { shouldWake, viewOf, watchPaths, type View, type Watched } from './watch.js';
+import { inFront, movedUp, shouldWake, viewOf, watchPaths, type View, type Watched } from './watch.js';
 import { isGiveUp, type Step } from './writer.js';
 
 const log = createDebug('locktable:wait');
@@ -234,6 +234,7 @@ export class Waiters {
         // Known after the poll's read; without it (no row) expiry is not judged here.
         const now = this.#ports.now() ?? Number.NEGATIVE_INFINITY;
         let woke = 0;
+        let hurry = false;
         for (const w of [...this.#waiters]) {
           const holderGone =
             w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
@@ -242,9 +243,13 @@ export class Waiters {
           if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake();
             woke++;
+          } else if (seen.view) {
+            // Moved up near the front of its line: its turn may come within a few short handoffs.
+            if (movedUp(w, seen.view)) hurry = true;
+            w.front = inFront(w, seen.view);
           }
         }
-        interval = woke ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
+        interval = woke || hurry ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
       }
     } finally {
       this.#polling = false;

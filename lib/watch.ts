@@ -35,7 +35,17 @@ export interface Watched {
    * place they need, so any change of what they saw wakes them.
    */
   anyGone?: boolean;
+  /** How many waiters stood in front of it at the previous poll (inFront()); the poller keeps it. */
+  front?: number;
 }
+
+/**
+ * A waiter with fewer waiters than this in front of it polls from pollMinMs
+ * again each time the line moves up: the handoffs in front of it are short,
+ * and waking at the back-off's pollMaxMs when its turn has come would add up
+ * to that much to every handoff.
+ */
+export const NEAR_FRONT = 3;
 
 /** The JSON path of the exclusive holder's nonce of `name`. Names are validated (no quote, no backslash). */
 const holderPath = (name: string) => `$.l."${name}".n`;
@@ -76,6 +86,33 @@ export function viewOf(paths: readonly string[], values: readonly unknown[]): Vi
 }
 
 /**
+ * How many of the waiters it saw in front of it still stand there (on the
+ * name where most do): with no view, all of them.
+ */
+export function inFront(w: Watched, view?: View): number {
+  const byName = new Map<string, number>();
+  for (const a of w.ahead ?? []) if (!view || aheadStands(w, a, view)) byName.set(a.name, (byName.get(a.name) ?? 0) + 1);
+  return Math.max(0, ...byName.values());
+}
+
+/** Whether a waiter it saw in front of it is still in the line of that name, in front of it. */
+function aheadStands(w: Watched, a: { name: string; intent: Intent }, view: View): boolean {
+  const line = view.get(linePath(a.name)) ?? [];
+  const at = line.indexOf(a.intent.n);
+  const own = w.waiter === undefined ? -1 : line.indexOf(w.waiter);
+  return at >= 0 && (own < 0 || at < own);
+}
+
+/**
+ * Whether the poll should come soon for this waiter, given what it saw: the
+ * line moved up in front of it, and it is now near the front (NEAR_FRONT).
+ */
+export function movedUp(w: Watched, view: View): boolean {
+  const now = inFront(w, view);
+  return now < (w.front ?? inFront(w)) && now < NEAR_FRONT;
+}
+
+/**
  * Whether a waiter should try again, given what the poll saw: `view` is null
  * when it was not read, because the version did not move since the previous
  * poll (which judged every waiter watching then). `blockerDead`: a holder or
@@ -88,11 +125,6 @@ export function shouldWake(w: Watched, seen: { version: number; view: View | nul
   const view = seen.view;
   const stands: boolean[] = [];
   for (const b of w.blockers) stands.push((view.get(b.shared ? sharesPath(b.name) : holderPath(b.name)) ?? []).includes(b.entry.n));
-  for (const a of w.ahead ?? []) {
-    const line = view.get(linePath(a.name)) ?? [];
-    const at = line.indexOf(a.intent.n);
-    const own = w.waiter === undefined ? -1 : line.indexOf(w.waiter);
-    stands.push(at >= 0 && (own < 0 || at < own));
-  }
+  for (const a of w.ahead ?? []) stands.push(aheadStands(w, a, view));
   return w.anyGone ? stands.some((s) => !s) : stands.every((s) => !s);
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { shouldWake, viewOf, watchPaths, type Watched } from '../../lib/watch.js';
+import { inFront, movedUp, NEAR_FRONT, shouldWake, viewOf, watchPaths, type Watched } from '../../lib/watch.js';
 import type { Entry, Intent } from '../../lib/document.js';
 
 const owner = { h: 'h', b: 'b', ns: 'n', p: 1, s: 1, u: 'u' };
@@ -60,5 +60,24 @@ describe('watch (pure)', () => {
     const w: Watched = { version: 1, blockers: [{ name: 'a', entry: entry('x') }, { name: 'b', entry: entry('y') }] };
     assert.equal(shouldWake(w, seenAt(w, 2, { '$.l."b".n': 'y' }), false), false, 'b still held: it could not take both');
     assert.equal(shouldWake(w, seenAt(w, 3, {}), false), true);
+  });
+
+  it('counts the waiters still in front, and hurries the poll when the line moved up near the front', () => {
+    assert.equal(NEAR_FRONT, 3);
+    const ids = ['w1', 'w2', 'w3', 'w4'];
+    const w: Watched = { version: 1, waiter: 'me', blockers: [{ name: 'a', entry: entry('h') }], ahead: ids.map((n) => ({ name: 'a', intent: intent(n) })) };
+    const line = (...xs: string[]) => viewOf(['$.q."a"[*].n'], [xs]);
+    assert.equal(inFront(w), 4, 'as it saw them');
+    assert.equal(inFront(w, line('w1', 'w2', 'w3', 'w4', 'me')), 4);
+    assert.equal(movedUp(w, line('w2', 'w3', 'w4', 'me')), false, 'three still in front: not near the front yet');
+    w.front = 3;
+    assert.equal(movedUp(w, line('w3', 'w4', 'me')), true, 'two in front now');
+    w.front = 2;
+    assert.equal(movedUp(w, line('w3', 'w4', 'me', 'x')), false, 'the line did not move up in front of it');
+    assert.equal(movedUp(w, line('w4', 'me')), true);
+    w.front = 1;
+    assert.equal(movedUp(w, line('me')), true, 'first in line, the holder still there');
+    const twoNames: Watched = { version: 1, blockers: [], ahead: [{ name: 'a', intent: intent('x') }, { name: 'b', intent: intent('y') }, { name: 'b', intent: intent('z') }] };
+    assert.equal(inFront(twoNames), 2, 'on the name where most stand');
   });
 });
