@@ -57,6 +57,30 @@ export async function createDatabase(label: string): Promise<{ place: Place; dro
   return { place: { url: url.toString(), dbName }, drop };
 }
 
+/**
+ * Runs one benchmark script: against the server useServer() picks, with a
+ * database of its own and a pool on it (`pool` options), both removed after;
+ * a failure is printed and the process exits with 1.
+ */
+export function runBench(label: string, pool: Omit<mysql.PoolOptions, 'uri'>, main: (on: { pool: mysql.Pool; place: Place }) => Promise<void>): void {
+  const run = async () => {
+    const { place, drop } = await createDatabase(label);
+    const opened = mysql.createPool({ uri: place.url, ...pool });
+    try {
+      await main({ pool: opened, place });
+    } finally {
+      await opened.end();
+      await drop();
+    }
+  };
+  useServer()
+    .then((stop) => run().finally(stop))
+    .catch((err) => {
+      console.error(err);
+      process.exit(1);
+    });
+}
+
 export interface Session {
   /** One acquire and release of `name`. */
   cycle(name: string): Promise<void>;

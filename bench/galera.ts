@@ -18,6 +18,7 @@
 // Prints cycles/s, each scenario's ratio to standalone and the longest cycle,
 // and writes bench/results/<date>-galera.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { createLockTable, migrate, type LockTable } from '../lib/index.js';
@@ -68,6 +69,8 @@ async function drive(tables: LockTable<string>[], runMs: number, during?: (elaps
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
+  // The machine's load (1, 5, 15 min) before and after: the figures mean little on a busy machine.
+  const loadBefore = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const server = await startPrivateServer({ databases: [DB] });
   const cluster = await GaleraCluster.create();
   try {
@@ -104,7 +107,8 @@ async function main(): Promise<void> {
     await server.remove();
   }
   const base = rows.find((r) => r.scenario === 'standalone')!.perSecond;
-  console.log(`\n${CALLERS} callers, ${RUN_MS / 1000} s each, acquire+release cycles`);
+  const loadAfter = os.loadavg().map((l) => Math.round(l * 100) / 100);
+  console.log(`\n${CALLERS} callers, ${RUN_MS / 1000} s each, acquire+release cycles; load average ${loadBefore.join(' ')} before, ${loadAfter.join(' ')} after`);
   console.log('scenario        cycles/s  vs standalone  longest cycle ms  errors');
   for (const r of rows) {
     console.log(`${r.scenario.padEnd(15)} ${String(r.perSecond).padStart(8)}  ${(r.perSecond / base).toFixed(2).padStart(13)}  ${String(r.maxCycleMs).padStart(16)}  ${String(r.errors).padStart(6)}`);
@@ -112,7 +116,7 @@ async function main(): Promise<void> {
   const dir = path.join(__dirname, '..', '..', 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}-galera${QUICK ? '-quick' : ''}.json`);
-  writeFileSync(file, JSON.stringify({ runMs: RUN_MS, callers: CALLERS, rows }, null, 2));
+  writeFileSync(file, JSON.stringify({ runMs: RUN_MS, callers: CALLERS, loadavg: { before: loadBefore, after: loadAfter }, rows }, null, 2));
   console.log(`results: ${path.relative(process.cwd(), file)}`);
 }
 

@@ -21,7 +21,7 @@ import { toStoredOwner } from '../lib/document.js';
 import { currentOwner } from '../lib/owner.js';
 import { fastWrite, SYSDATE_MS, SYSDATE_SAFE } from '../lib/store.js';
 import { nonce as newNonce } from '../lib/nonce.js';
-import { createDatabase, useServer } from './contenders.js';
+import { runBench } from './contenders.js';
 import { percentile } from './measure.js';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -104,77 +104,63 @@ const STEPS: Array<{ id: string; what: string; cycle: Cycle }> = [
   { id: 'library', what: 'locktable: acquire() + release() (16 callers: combined by the gate)', cycle: library },
 ];
 
-async function main(): Promise<void> {
-  const { place, drop } = await createDatabase('statements');
-  // Every step on the same kind of pool: prepared statements, no stack trace per statement (as locktable's own pools).
-  const pool = mysql.createPool({ uri: place.url, connectionLimit: 16, trace: false });
-  try {
-    for (const s of STEPS) await pool.query('INSERT INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [s.id, EMPTY]);
-    const table = createLockTable({ db: pool, space: 'library', owner: { taskId: 'statements' } });
-    const cycles = new Map(STEPS.map((s) => [s.id, (j: number) => s.cycle({ pool, id: s.id, table }, j)]));
-    const version = ((await pool.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>)[0]!.v;
-    console.log(`statement costs on ${os.cpus().length} x ${os.cpus()[0]?.model}, ${version}, node ${process.version}; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+// Every step on the same kind of pool: prepared statements, no stack trace per statement (as locktable's own pools).
+runBench('statements', { connectionLimit: 16, trace: false }, async ({ pool }) => {
+  for (const s of STEPS) await pool.query('INSERT INTO locks (id, version, dataJson, dataCrc) VALUES (?, 0, ?, CRC32(dataJson))', [s.id, EMPTY]);
+  const table = createLockTable({ db: pool, space: 'library', owner: { taskId: 'statements' } });
+  const cycles = new Map(STEPS.map((s) => [s.id, (j: number) => s.cycle({ pool, id: s.id, table }, j)]));
+  const version = ((await pool.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>)[0]!.v;
+  console.log(`statement costs on ${os.cpus().length} x ${os.cpus()[0]?.model}, ${version}, node ${process.version}; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
-    // One caller: paired blocks.
-    for (const s of STEPS) for (let i = 0; i < 100; i++) await cycles.get(s.id)!(0);
-    const blocks = new Map<string, number[]>(STEPS.map((s) => [s.id, []]));
-    for (let b = 0; b < T.blocks; b++) {
-      for (const s of b % 2 ? [...STEPS].reverse() : STEPS) {
-        const run = cycles.get(s.id)!;
-        const t0 = performance.now();
-        for (let i = 0; i < T.block; i++) await run(0);
-        blocks.get(s.id)!.push(((performance.now() - t0) / T.block) * 1000);
-      }
+  // One caller: paired blocks.
+  for (const s of STEPS) for (let i = 0; i < 100; i++) await cycles.get(s.id)!(0);
+  const blocks = new Map<string, number[]>(STEPS.map((s) => [s.id, []]));
+  for (let b = 0; b < T.blocks; b++) {
+    for (const s of b % 2 ? [...STEPS].reverse() : STEPS) {
+      const run = cycles.get(s.id)!;
+      const t0 = performance.now();
+      for (let i = 0; i < T.block; i++) await run(0);
+      blocks.get(s.id)!.push(((performance.now() - t0) / T.block) * 1000);
     }
-    const bare = blocks.get('bare')!;
-    const single = STEPS.map((s) => {
-      const us = blocks.get(s.id)!;
-      return { step: s.id, what: s.what, usPerCycle: Math.round(percentile(us, 50)), ofBare: +percentile(us.map((u, i) => bare[i]! / u), 50).toFixed(3) };
-    });
-
-    // 16 connections of one process on the row, each on its own name.
-    const concurrent: Array<{ step: string; cyclesPerSec: number }> = [];
-    for (const s of STEPS) {
-      const rates: number[] = [];
-      for (let round = 0; round < T.rounds; round++) {
-        const run = cycles.get(s.id)!;
-        const end = performance.now() + T.concurrentMs;
-        let n = 0;
-        const t0 = performance.now();
-        await Promise.all(Array.from({ length: 16 }, async (_, j) => {
-          while (performance.now() < end) {
-            await run(j);
-            n++;
-          }
-        }));
-        rates.push((n * 1000) / (performance.now() - t0));
-      }
-      concurrent.push({ step: s.id, cyclesPerSec: Math.round(percentile(rates, 50)) });
-    }
-    await table.close();
-
-    const bare16 = concurrent[0]!.cyclesPerSec;
-    console.log('\n| step | 1 caller: µs/cycle | × bare (paired) | 16 connections: cycles/s | × bare |');
-    console.log('|---|---:|---:|---:|---:|');
-    single.forEach((r, i) => {
-      const c = concurrent[i]!.cyclesPerSec;
-      console.log(`| ${r.what} | ${r.usPerCycle} | ${r.ofBare.toFixed(2)} | ${c} | ${(c / bare16).toFixed(2)} |`);
-    });
-    const report = { date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', server: version, node: process.version, timing: T, single, concurrent };
-    const dir = path.join(ROOT, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}-statements${QUICK ? '-quick' : ''}.json`);
-    writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
-    console.log(`\nresults: ${path.relative(ROOT, file)}`);
-  } finally {
-    await pool.end();
-    await drop();
   }
-}
-
-useServer()
-  .then((stop) => main().finally(stop))
-  .catch((err) => {
-    console.error(err);
-    process.exit(1);
+  const bare = blocks.get('bare')!;
+  const single = STEPS.map((s) => {
+    const us = blocks.get(s.id)!;
+    return { step: s.id, what: s.what, usPerCycle: Math.round(percentile(us, 50)), ofBare: +percentile(us.map((u, i) => bare[i]! / u), 50).toFixed(3) };
   });
+
+  // 16 connections of one process on the row, each on its own name.
+  const concurrent: Array<{ step: string; cyclesPerSec: number }> = [];
+  for (const s of STEPS) {
+    const rates: number[] = [];
+    for (let round = 0; round < T.rounds; round++) {
+      const run = cycles.get(s.id)!;
+      const end = performance.now() + T.concurrentMs;
+      let n = 0;
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 16 }, async (_, j) => {
+        while (performance.now() < end) {
+          await run(j);
+          n++;
+        }
+      }));
+      rates.push((n * 1000) / (performance.now() - t0));
+    }
+    concurrent.push({ step: s.id, cyclesPerSec: Math.round(percentile(rates, 50)) });
+  }
+  await table.close();
+
+  const bare16 = concurrent[0]!.cyclesPerSec;
+  console.log('\n| step | 1 caller: µs/cycle | × bare (paired) | 16 connections: cycles/s | × bare |');
+  console.log('|---|---:|---:|---:|---:|');
+  single.forEach((r, i) => {
+    const c = concurrent[i]!.cyclesPerSec;
+    console.log(`| ${r.what} | ${r.usPerCycle} | ${r.ofBare.toFixed(2)} | ${c} | ${(c / bare16).toFixed(2)} |`);
+  });
+  const report = { date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', server: version, node: process.version, timing: T, single, concurrent };
+  const dir = path.join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}-statements${QUICK ? '-quick' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
+  console.log(`\nresults: ${path.relative(ROOT, file)}`);
+});

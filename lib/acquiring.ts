@@ -17,6 +17,7 @@ import { MAX_NAME_LENGTH, notInCatalogue } from './names.js';
 import { nonce as newNonce } from './nonce.js';
 import type { AcquireOptions, ResolvedOptions } from './options.js';
 import { localView, type Owner } from './owner.js';
+import type { ConflictRules } from './rules.js';
 import { heldUnder, settleLost } from './settle.js';
 import * as T from './transitions.js';
 import type { Blocked } from './waiting.js';
@@ -38,6 +39,8 @@ export interface AcquirerConfig {
   typeOf: (name: string) => string | undefined;
   /** The catalogue, when strictNames refuses names outside it. */
   strictCatalogue: object | undefined;
+  /** The catalogue's conflict rules (lib/rules.ts): every acquisition is checked against them, in its write. */
+  rules: ConflictRules;
   writer: Writer;
   /** Where an acquisition won makes its first lease. */
   leases: HeldLeases;
@@ -75,10 +78,16 @@ export class Acquirer {
     // Before any statement of this attempt: the acquisition time the database records is later
     // (a one-statement write's estimate of it by at most CLOCK_TOLERANCE_MS earlier).
     const sent = performance.now();
+    // Shared and semaphore acquisitions always read and decide: the one statement serves plain exclusive ones only.
+    const shared = options.mode === 'shared' || options.limit !== undefined;
+    const mode = shared ? ('shared' as const) : undefined;
     const leaseFrom = (held: string, entries: Record<string, Entry>, fast = false): Lease => {
       const e = entries[names[0]!]!;
       const lease: Lease = { space: this.#config.space, names: Object.freeze([...names]), token: e.f, nonce: held, owner: this.#config.owner, acquiredAt: new Date(e.a) };
       if (e.e !== undefined) (lease as { expiresAt?: Date }).expiresAt = new Date(e.e);
+      // A shared lease says so (in its JSON too): its release then goes straight to the right write.
+      if (shared) (lease as { mode?: 'shared' }).mode = 'shared';
+      if (options.limit !== undefined) (lease as { limit?: number }).limit = options.limit;
       const h = this.#config.leases.newHeld(lease, options.ttlMs);
       if (options.ttlMs !== undefined) h.localExpiresAt = sent + options.ttlMs - (fast ? CLOCK_TOLERANCE_MS : 0);
       return lease;
@@ -86,25 +95,27 @@ export class Acquirer {
     // One statement first, with whatever else is queued (lib/batch.ts). If it
     // is refused — a name held, or anything else the read-decide-write path
     // must judge — nothing was written, and that path decides below.
-    // Shared and semaphore acquisitions always read and decide: the one statement serves plain exclusive ones only.
-    const shared = options.mode === 'shared' || options.limit !== undefined;
-    const mode = shared ? ('shared' as const) : undefined;
-    if (this.#config.options.fastPath && !readFirst && !shared) {
+    // Conflict rules: the one statement also checks the names a rule sets
+    // against these, when each is an exact name (guards); a rule naming a
+    // pattern on the other side (box_update against app_task_*) only the read can check.
+    const rules = this.#config.rules;
+    const guards = rules.guards(names);
+    if (this.#config.options.fastPath && !readFirst && !shared && guards !== undefined) {
       let fast: Outcome;
       try {
         // A statement that lands after the caller gave up at its bound holds the
         // names for no one: released in the background.
         const late = () => this.#config.leftovers.add({ names, nonce });
         fast = await this.#writer.withinBound(
-          this.#writer.gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types }, this.#writer.expiry(bound, 'acquire')),
+          this.#writer.gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types, ...(guards.length ? { guards } : {}) }, this.#writer.expiry(bound, 'acquire')),
           bound,
           'acquire',
           (o) => o.kind === 'acquired' && late(),
-          (err) => err instanceof DatabaseError && err.outcomeUnknown && late(),
+          (err) => err instanceof DatabaseError && err.outcomeUnknown && this.#config.leftovers.add({ names, nonce, maybe: true }),
         );
       } catch (err) {
         // A statement that could not be settled may hold the names: released in the background.
-        if (err instanceof DatabaseError && err.outcomeUnknown) this.#config.leftovers.add({ names, nonce });
+        if (err instanceof DatabaseError && err.outcomeUnknown) this.#config.leftovers.add({ names, nonce, maybe: true });
         throw err;
       }
       if (fast.kind === 'acquired') {
@@ -146,7 +157,15 @@ export class Acquirer {
             const group = groupOf(doc, n);
             for (const h of group?.h ?? []) if (lost.has(h.n) || judgeEntry(h, snap.now, here) === 'dead') deadShares.add(h.n);
           }
-          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, deadShares, waiter, barge: options.barge, deadWaiters, mode, limit: options.limit };
+          // Holders and waiters a conflict rule sets against these names: judged the same way.
+          const ruled = T.conflicting(doc, names, rules);
+          for (const b of ruled.held) {
+            if (judgeEntry(b.entry, snap.now, here) !== 'dead') continue;
+            if (b.shared) deadShares.add(b.entry.n);
+            else dead.add(b.name);
+          }
+          for (const w of ruled.waiting) if (w.intent.n !== waiter && judge(fromStoredOwner(w.intent.o), w.intent.e, snap.now, here) === 'dead') deadWaiters.add(w.intent.n);
+          const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, deadShares, waiter, barge: options.barge, deadWaiters, mode, limit: options.limit, rules };
           const r = T.acquire(doc, input);
           if (!r.ok) {
             if (r.conflicts) return { result: { conflicts: r.conflicts } };
@@ -172,7 +191,7 @@ export class Acquirer {
       if (!lost.size) throw err;
       // A lost write may hold the names, and no caller has a lease for it:
       // release it in the background, whatever the caller does next.
-      for (const lostNonce of lost.keys()) this.#config.leftovers.add({ names, nonce: lostNonce });
+      for (const lostNonce of lost.keys()) this.#config.leftovers.add({ names, nonce: lostNonce, maybe: true });
       throw err instanceof DatabaseError && !err.outcomeUnknown ? toUnresolvedError(err.cause, 'acquire') : err;
     }
     if ('conflicts' in outcome) throw limitConflict(outcome.conflicts);

@@ -24,6 +24,12 @@ export interface AcquireMember {
   ttlMs?: number | undefined;
   /** The type of each name, checked by the caller. */
   types: ReadonlyMap<string, string>;
+  /**
+   * Names a conflict rule sets against these (lib/rules.ts guards()): the
+   * statement applies only if none of them is held, held shared, or waited
+   * for. An acquisition whose rules name a pattern never comes here.
+   */
+  guards?: readonly string[] | undefined;
 }
 
 export interface ReleaseMember {
@@ -38,7 +44,11 @@ export type Member = AcquireMember | ReleaseMember;
  * What the statement did for one member. `refused`: nothing for it, decide from
  * a read — with `remnantAt` when it did apply but the acquisition ran out or
  * lost a name since: the version the statement can no longer apply after, so
- * what is left of it can be taken over as one's own (lib/settle.ts).
+ * what is left of it can be taken over as one's own (lib/settle.ts). Also when
+ * it may still apply (sent to a Galera node that statements no longer go to,
+ * and not visible on the current one): once a later write of the row commits,
+ * it no longer can; until then an acquisition keeps that nonce as its own, and
+ * a release counts entries gone without a tombstone as released.
  */
 export type Outcome =
   | { kind: 'acquired'; entries: Record<string, Entry> }
@@ -75,20 +85,26 @@ export interface FastBatch {
 
 /**
  * The batch as one statement. A member naming a lock an earlier member names
- * is left out (refused): within one statement the order would matter. Returns
- * undefined when no member is left. `at` is the database time estimated here.
+ * is left out (refused): within one statement the order would matter. So is
+ * one whose guards (conflict rules) an earlier member names, or that names an
+ * earlier member's guard: the statement checks every guard against the
+ * document before it, so two sides of a rule could otherwise both be taken.
+ * Returns undefined when no member is left. `at` is the database time estimated here.
  */
 export function planFast(members: readonly Member[], ctx: BatchContext, at: number): FastBatch | undefined {
   const seen = new Set<string>();
+  const guarded = new Set<string>();
   const included = members.map((m) => {
-    if (m.names.some((n) => seen.has(n))) return false;
+    const guards = m.kind === 'acquire' ? (m.guards ?? []) : [];
+    if (m.names.some((n) => seen.has(n) || guarded.has(n)) || guards.some((g) => seen.has(g))) return false;
     for (const n of m.names) seen.add(n);
+    for (const g of guards) guarded.add(g);
     return true;
   });
   if (!included.some(Boolean)) return undefined;
   const acquiring = members.filter((m, i) => included[i] && m.kind === 'acquire').length;
   const key = ownerKey(ctx.owner);
-  const plan: FastPlan = { bump: Math.max(1, acquiring), removes: [], sets: [], at: { ms: at, toleranceMs: CLOCK_TOLERANCE_MS } };
+  const plan: FastPlan = { bump: Math.max(1, acquiring), removes: [], sets: [], guards: [], at: { ms: at, toleranceMs: CLOCK_TOLERANCE_MS } };
   const holds: Array<[string, string]> = [];
   const intents: FastBatch['intents'] = [];
   let index = 0;
@@ -109,6 +125,7 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
       entries[n] = entry;
       plan.sets.push({ path: entryPath(n), json: JSON.stringify({ ...entry, o: key }), back });
     }
+    for (const g of m.guards ?? []) if (!plan.guards.includes(g)) plan.guards.push(g);
     return intents.push({ entries, back });
   });
   if (holds.length) plan.holds = nonceCandidate(holds);

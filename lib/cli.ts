@@ -88,8 +88,11 @@ async function runOnTable(command: Command, table: LockTable, io: Io, out: (s: s
           out(`${command.lock} is not held in space '${table.space}'; nothing to release`);
           return EXIT.OK;
         }
-        const forced = removed.liveness === 'dead' ? 'its owner was dead' : `forced: its owner was ${removed.liveness}`;
-        out(`released ${removed.name}, held by ${formatOwner(removed)} for ${formatDuration(removed.ageMs)}, token ${removed.token} (${forced})`);
+        // A name held shared: every holder it removed, one line each.
+        for (const h of removed.holders ?? [removed]) {
+          const forced = h.liveness === 'dead' ? 'its owner was dead' : `forced: its owner was ${h.liveness}`;
+          out(`released ${h.name}, held${h.mode ? ' shared' : ''} by ${formatOwner(h)} for ${formatDuration(h.ageMs)}, token ${h.token} (${forced})`);
+        }
         return EXIT.OK;
       } catch (err) {
         if (!(err instanceof LockError) || err.code !== 'ELOCKED') throw err;

@@ -1,7 +1,8 @@
 // Several database nodes (a Galera cluster), one writer: every statement of a
 // table goes to one node, the first of the list that answers, and moves to the
 // next when that node fails (connection errors, a statement that hangs past
-// its bound, 1047 "node not ready", 1180 "not in the primary component").
+// its share of the operation's bound, 1047 "node not ready", 1180 "not in the
+// primary component").
 //
 // Why one node: every lock of a space lives in one row, so writes through two
 // nodes always conflict at certification (1213 at commit), and each node's
@@ -11,7 +12,8 @@
 // component again, so that all of them converge on the same writer.
 import createDebug from 'debug';
 import type mysql from 'mysql2/promise';
-import { createOwnedPool, parseUri, type Conn } from './db.js';
+import type { Bound } from './bound.js';
+import { BOUND_CODES, createOwnedPool, parseUri, type Conn } from './db.js';
 import { InvalidOptionError } from './errors.js';
 import { isFailover, isTransient, notSent } from './faults.js';
 
@@ -24,30 +26,29 @@ const PINNED = { rowsAsArray: false, nestTables: false, namedPlaceholders: false
 const PROBE_EVERY_MS = 1_000;
 
 export interface ClusterNode {
-  /** host:port, for messages and the membership check. */
+  /** host:port, for messages. */
   readonly label: string;
   readonly pool: mysql.Pool;
 }
 
-/** What a write was sent to: which node, so that settling it knows whether it may still land. */
-export interface Sent {
-  node: number;
-}
-
 export class NodeList {
   readonly nodes: readonly ClusterNode[];
-  /** Bound on one statement, ms: a node that stops answering (killed, partitioned) is given up after it. */
-  readonly statementTimeoutMs: number;
+  /**
+   * Bound on one statement on one node, ms: its share of an operation's bound
+   * (retry.deadlineMs divided among the nodes, so that one operation can try
+   * every node once). A node that does not answer within it (killed,
+   * partitioned, hung) is given up: the statement's connection is destroyed
+   * and statements go to the next node.
+   */
+  readonly nodeTimeoutMs: number;
   #current = 0;
   #lastProbe = 0;
   #probing = false;
-  /** Each node's address as it announces it to the cluster (wsrep_node_incoming_address), once learned. */
-  readonly #announced: Array<string | undefined>;
 
-  constructor(nodes: readonly ClusterNode[], statementTimeoutMs: number) {
+  /** `operationMs`: the bound of one operation (retry.deadlineMs), shared among the nodes. */
+  constructor(nodes: readonly ClusterNode[], operationMs: number) {
     this.nodes = nodes;
-    this.statementTimeoutMs = statementTimeoutMs;
-    this.#announced = nodes.map(() => undefined);
+    this.nodeTimeoutMs = nodeTimeout(operationMs, nodes.length);
   }
 
   /** The node statements go to now (0-based). */
@@ -55,6 +56,20 @@ export class NodeList {
     return this.#current;
   }
 
+  /**
+   * The node list for one call: every statement also ends when the call's
+   * `bound` fires (then it is cut, possibly applied, like any statement given
+   * up on, but the node does not count as failed: the call ran out of time,
+   * not necessarily the node).
+   */
+  within(bound: Bound): Conn {
+    return {
+      query: (sql, values) => this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>, bound),
+      execute: (sql, values) => this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>, bound),
+    };
+  }
+
+  /** A statement outside any call (the @@wsrep_on probe): bounded by the node's share alone. */
   query(sql: string, values?: unknown[]): Promise<[unknown, unknown]> {
     return this.#run((conn) => conn.query({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
   }
@@ -63,64 +78,17 @@ export class NodeList {
     return this.#run((conn) => conn.execute({ sql, values, ...PINNED }) as Promise<[unknown, unknown]>);
   }
 
-  /** A statement on one given node (0-based), without failing over: settling a write sent to it. */
-  async on(node: number, sql: string, values?: unknown[]): Promise<unknown> {
-    const [rows] = await bounded(this.nodes[node]!.pool, this.statementTimeoutMs, (conn) => conn.query(sql, values));
-    return rows;
-  }
-
   async end(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.pool.end().catch(() => {})));
   }
 
-  /**
-   * Whether node `node` is still a member of the primary component, as the
-   * node statements go to now sees it: the address it announces to the
-   * cluster among the members' (wsrep_incoming_addresses). A write sent to a
-   * node that has left can no longer commit anywhere. Undefined when it cannot
-   * be told (that node's address was never learned, or there is no primary).
-   */
-  async isMember(node: number): Promise<boolean | undefined> {
-    const at = this.#current;
-    if (node === at) return true;
-    const theirs = this.#announced[node];
-    if (!theirs) return undefined;
-    try {
-      const [rows] = await this.query("SHOW STATUS WHERE Variable_name IN ('wsrep_incoming_addresses', 'wsrep_cluster_status')");
-      const v = Object.fromEntries((rows as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name, r.Value]));
-      if (v.wsrep_cluster_status !== 'Primary' || v.wsrep_incoming_addresses === undefined) return undefined;
-      const members = v.wsrep_incoming_addresses.split(',');
-      // The node that answered must find itself by the same rule, or the answer means nothing.
-      const mine = this.#announced[at];
-      if (!mine || !members.includes(mine)) return undefined;
-      return members.includes(theirs);
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** In the background, once per node: the address it announces to the cluster. */
-  #learn(node: number): void {
-    if (this.#announced[node] !== undefined) return;
-    this.#announced[node] = '';
-    void bounded(this.nodes[node]!.pool, this.statementTimeoutMs, (conn) => conn.query('SELECT @@wsrep_node_incoming_address AS a')).then(
-      ([rows]) => {
-        const a = String((rows as Array<{ a: unknown }>)[0]?.a ?? '');
-        // AUTO: the node works it out itself; the URI's host:port is then the best guess.
-        this.#announced[node] = a && a !== 'AUTO' ? a : this.nodes[node]!.label;
-      },
-      () => (this.#announced[node] = undefined),
-    );
-  }
-
-  async #run<T>(statement: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+  async #run<T>(statement: (conn: mysql.PoolConnection) => Promise<T>, bound?: Bound): Promise<T> {
     const at = this.#current;
     if (at !== 0) this.#probe();
-    this.#learn(at);
     try {
-      return await bounded(this.nodes[at]!.pool, this.statementTimeoutMs, statement);
+      return await bounded(this.nodes[at]!.pool, this.nodeTimeoutMs, statement, bound);
     } catch (err) {
-      if (isFailover(err)) this.#moveFrom(at, err);
+      if (isFailover(err) && !isCallBound(err)) this.#moveFrom(at, err);
       throw err;
     }
   }
@@ -140,7 +108,7 @@ export class NodeList {
     this.#lastProbe = now;
     void (async () => {
       for (let i = 0; i < this.#current; i++) {
-        if (await ready(this.nodes[i]!.pool, this.statementTimeoutMs)) {
+        if (await ready(this.nodes[i]!.pool, this.nodeTimeoutMs)) {
           log('node %s is back: statements go to it again', this.nodes[i]!.label);
           this.#current = i;
           return;
@@ -150,33 +118,59 @@ export class NodeList {
   }
 }
 
+/** A node's share of an operation's bound `operationMs` among `nodes` nodes, ms (at least 1). */
+export function nodeTimeout(operationMs: number, nodes: number): number {
+  return Math.max(1, Math.floor(operationMs / Math.max(1, nodes)));
+}
+
+/** Whether `err` is the call's own bound firing (lib/db.ts BOUND_CODES), not a failure of the node. */
+function isCallBound(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === BOUND_CODES.CUT || code === BOUND_CODES.NO_CONNECTION;
+}
+
 /**
- * One statement on a connection of `pool`, bounded by `timeoutMs` from the
- * moment it asks for a connection. mysql2's own query timeout neither covers
- * preparing a statement nor frees the connection, which would then hold the
- * next statement behind a reply that may never come: on timeout the
- * connection is destroyed, and the error (PROTOCOL_SEQUENCE_TIMEOUT, fatal)
- * says the statement may or may not have run.
+ * One statement on a connection of `pool`, bounded by `timeoutMs` (the node's
+ * share) from the moment it asks for a connection, and by the call's `bound`.
+ * mysql2's own query timeout neither covers preparing a statement nor frees
+ * the connection, which would then hold the next statement behind a reply
+ * that may never come: when either fires, the connection is destroyed, and the
+ * error says the statement may or may not have run — PROTOCOL_SEQUENCE_TIMEOUT
+ * for the node's share (the node failed), lib/db.ts's BOUND_CODES for the call's bound.
+ * Before a connection was had, the error is marked as not sent.
  */
-async function bounded<T>(pool: mysql.Pool, timeoutMs: number, statement: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+async function bounded<T>(pool: mysql.Pool, timeoutMs: number, statement: (conn: mysql.PoolConnection) => Promise<T>, bound?: Bound): Promise<T> {
   let conn: mysql.PoolConnection | undefined;
-  let timedOut = false;
+  let over = false;
   let timer: NodeJS.Timeout | undefined;
+  let unbound: (() => void) | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      timedOut = true;
-      const err = Object.assign(new Error(`the statement did not complete within ${timeoutMs} ms`), { code: 'PROTOCOL_SEQUENCE_TIMEOUT', fatal: true });
+    const fire = (err: Error & { code: string }) => {
+      if (over) return;
+      over = true;
       // Still waiting for a connection: the statement was never sent.
       if (conn) conn.destroy();
       else notSent(err);
       reject(err);
-    }, timeoutMs);
+    };
+    timer = setTimeout(
+      () => fire(Object.assign(new Error(`the node did not complete the statement within ${timeoutMs} ms (its share of the operation's bound)`), { code: 'PROTOCOL_SEQUENCE_TIMEOUT', fatal: true })),
+      timeoutMs,
+    );
+    unbound = bound?.onFire((how) => {
+      const why = how === 'aborted' ? 'aborted' : `${bound.ms} ms`;
+      fire(
+        conn
+          ? Object.assign(new Error(`the statement had not answered when the operation's bound fired (${why}); its connection was closed`), { code: BOUND_CODES.CUT, fatal: true })
+          : Object.assign(new Error(`no connection to the node within the operation's bound (${why})`), { code: BOUND_CODES.NO_CONNECTION }),
+      );
+    });
   });
   try {
     const connecting = pool.getConnection().then(
       (c) => {
         // Opened after we gave up: back to the pool, unused.
-        if (timedOut) c.release();
+        if (over) c.release();
         return c;
       },
       (err: unknown) => {
@@ -185,16 +179,20 @@ async function bounded<T>(pool: mysql.Pool, timeoutMs: number, statement: (conn:
     );
     conn = await Promise.race([connecting, expired]);
     const result = await Promise.race([statement(conn), expired]);
+    over = true;
     conn.release();
     return result;
   } catch (err) {
-    if (conn && !timedOut) {
+    if (conn && !over) {
+      over = true;
       if (isFailover(err) && !(((err as { errno?: number }).errno ?? 0) > 0)) conn.destroy();
       else conn.release();
     }
     throw err;
   } finally {
+    over = true;
     clearTimeout(timer);
+    unbound?.();
     expired.catch(() => {});
   }
 }
@@ -280,24 +278,22 @@ export function causalSql(sql: string, writes = true): string {
   return bits ? `SET STATEMENT wsrep_sync_wait=${bits} FOR ${sql}` : sql;
 }
 
-/** Bound on one statement through a node list, ms (at most the operation's retry deadline). */
-export const STATEMENT_TIMEOUT_MS = 3_000;
-
 /**
  * A list of URIs (tried in order), or a mysql2 PoolCluster (its nodes in the
  * order they were added): one pool per node. Pools opened from URIs are ours
  * to close; a PoolCluster stays the host's.
  */
-export function openNodes(input: unknown, poolSize: number, statementTimeoutMs: number): { nodes: NodeList; owned: boolean } | undefined {
+export function openNodes(input: unknown, poolSize: number, operationMs: number): { nodes: NodeList; owned: boolean } | undefined {
   if (Array.isArray(input)) {
     if (input.length === 0) throw new InvalidOptionError('db: the list of URIs is empty; give one mysql:// URI per node, the preferred writer first');
     const nodes = input.map((uri, i) => {
       if (typeof uri !== 'string') throw new InvalidOptionError(`db: entry ${i} of the list is not a URI string`);
       const url = parseUri(uri);
-      const pool = createOwnedPool(url, poolSize, statementTimeoutMs);
+      // Connecting is part of a statement's share too.
+      const pool = createOwnedPool(url, poolSize, nodeTimeout(operationMs, input.length));
       return { label: `${url.hostname}:${url.port || '3306'}`, pool };
     });
-    return { nodes: new NodeList(nodes, statementTimeoutMs), owned: true };
+    return { nodes: new NodeList(nodes, operationMs), owned: true };
   }
   // mysql2/promise's PoolCluster wraps the callback one (.poolCluster).
   const given = input as { poolCluster?: unknown } | null;
@@ -312,7 +308,7 @@ export function openNodes(input: unknown, poolSize: number, statementTimeoutMs: 
       const cfg = pool.config?.connectionConfig;
       return { label: `${cfg?.host ?? id}:${cfg?.port ?? 3306}`, pool: pool.promise() };
     });
-    return { nodes: new NodeList(nodes, statementTimeoutMs), owned: false };
+    return { nodes: new NodeList(nodes, operationMs), owned: false };
   }
   return undefined;
 }

@@ -314,34 +314,25 @@ export function withConnection<T>(pool: mysql.Pool, bound: Bound, run: (conn: Po
     set.add(asked);
     const forget = () => void set.delete(asked);
     asked.then(forget, forget);
+    // The first of the statement's end, its failure, or no connection: the bound's arm is cancelled, the connection goes back.
+    const settle = (c: PooledConnection | undefined, done: () => void) => {
+      if (over) return;
+      over = true;
+      cancel();
+      // A connection the driver marked broken leaves the pool on its own error; release() of it is harmless.
+      c?.release();
+      done();
+    };
     asked.then(
       (c) => {
         if (over) return c.release();
         conn = c;
         run(c).then(
-          (value) => {
-            if (over) return;
-            over = true;
-            cancel();
-            c.release();
-            resolve(value);
-          },
-          (err) => {
-            if (over) return;
-            over = true;
-            cancel();
-            // A connection the driver marked broken leaves the pool on its own error; release() of it is harmless.
-            c.release();
-            reject(err);
-          },
+          (value) => settle(c, () => resolve(value)),
+          (err) => settle(c, () => reject(err)),
         );
       },
-      (err) => {
-        if (over) return;
-        over = true;
-        cancel();
-        reject(err);
-      },
+      (err) => settle(undefined, () => reject(err)),
     );
   });
 }
@@ -354,9 +345,10 @@ function asMysql2Pool(p: unknown): mysql.Pool | undefined {
 
 /**
  * The database handle with every statement bounded by `bound`. On a mysql2
- * pool each statement takes its own connection (withConnection). On any other
- * handle the statement is raced against the bound: given up on at the bound
- * it may still run later, so it fails as cut (possibly applied).
+ * pool each statement takes its own connection (withConnection). A node list
+ * bounds its statements itself (lib/cluster.ts). On any other handle the
+ * statement is raced against the bound: given up on at the bound it may still
+ * run later, so it fails as cut (possibly applied).
  */
 export function boundedDb(db: Db, bound: Bound): Conn {
   const pool = db.mysql2;
@@ -366,6 +358,9 @@ export function boundedDb(db: Db, bound: Bound): Conn {
       execute: (sql, values) => withConnection(pool, bound, (c) => (c as unknown as PromiseQueryable).execute({ sql, values, ...MYSQL2_PINNED })),
     };
   }
+  // A node list (lib/cluster.ts) bounds each statement itself: by its node's share, and by `bound`.
+  const nodes = db.pool as { within?: (bound: Bound) => Conn };
+  if (typeof nodes.within === 'function') return nodes.within(bound);
   const race = (p: Promise<[unknown, unknown]>): Promise<[unknown, unknown]> =>
     new Promise((resolve, reject) => {
       let over = false;

@@ -192,6 +192,14 @@ export function parseDocument(space: string, raw: string): LockDocument {
   const v = !!value && typeof value === 'object' ? (value as { v?: unknown }).v : undefined;
   const parsed = (v === 1 ? formatOne : v === 2 ? formatTwo : formatThree).safeParse(value);
   if (!parsed.success) {
+    // Fields this version does not know, in a document of its own format and
+    // otherwise valid: written by a newer locktable that added them (see
+    // docs/lock-kinds.md, "Reading a newer document"). Refused all the same —
+    // a field may change what a lock means — but as EFORMAT, not as damage.
+    const issues = parsed.error.issues;
+    if (v === FORMAT && issues.every((i) => i.code === 'unrecognized_keys')) {
+      throw new FormatError(space, v, issues.flatMap((i) => i.keys.map((k) => [...i.path, k].join('.'))), raw);
+    }
     throw new CorruptDocumentError(
       space,
       raw,
@@ -340,12 +348,16 @@ export function fromStoredOwner(s: StoredOwner): Owner {
   return o;
 }
 
-export function toHolder(name: string, e: Entry): Holder {
+/** A holder as errors, events and list() show it; `rule` when a conflict rule puts it in the way (see Holder). */
+export function toHolder(name: string, e: Entry, rule?: string): Holder {
   const h: Holder = { name, type: e.t, owner: fromStoredOwner(e.o), token: e.f, acquiredAt: new Date(e.a) };
   if (e.e !== undefined) h.expiresAt = new Date(e.e);
+  if (rule !== undefined) h.rule = rule;
   return h;
 }
 
-export function toWaiting(name: string, intent: Intent, position: number): Waiting {
-  return { name, position, id: intent.n, owner: fromStoredOwner(intent.o), since: new Date(intent.a), expiresAt: new Date(intent.e) };
+export function toWaiting(name: string, intent: Intent, position: number, rule?: string): Waiting {
+  const w: Waiting = { name, position, id: intent.n, owner: fromStoredOwner(intent.o), since: new Date(intent.a), expiresAt: new Date(intent.e) };
+  if (rule !== undefined) w.rule = rule;
+  return w;
 }

@@ -23,6 +23,12 @@ export interface Holder {
   token: number;
   acquiredAt: Date;
   expiresAt?: Date;
+  /**
+   * In an ELOCKED or ETIMEDOUT error (and a contended event): present when
+   * this holder is in the way by a conflict rule of the catalogue, holding
+   * another name than those asked for; the rule, e.g. `box_update <-> app_task_*`.
+   */
+  rule?: string;
 }
 
 /** A waiter in line for a name (fair waiting). Times are database time. */
@@ -37,6 +43,8 @@ export interface Waiting {
   since: Date;
   /** The intent lapses then unless its waiter renews it (it does while it waits). */
   expiresAt: Date;
+  /** Present when it is in the way by a conflict rule (it waits for another name than those asked for): the rule. */
+  rule?: string;
 }
 
 /** Why a lease is no longer held. */
@@ -95,7 +103,7 @@ function describeLine(waiters: Waiting[]): string {
 export function describeWaiting(w: Waiting): string {
   const o = w.owner;
   const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
-  return `${w.name} #${w.position} ${task}pid ${o.pid} on ${o.host} since ${w.since.toISOString()}`;
+  return `${w.name} #${w.position} ${task}pid ${o.pid} on ${o.host} since ${w.since.toISOString()}${w.rule ? ` (conflict rule ${w.rule})` : ''}`;
 }
 
 /** A release (or renewal) found the lease gone. */
@@ -181,9 +189,26 @@ export function looksLikeLockDocument(raw: unknown): boolean {
   }
 }
 
+/**
+ * The stored document was written by a newer locktable: a newer format
+ * number, or (`fields`) fields this version does not know in a document of
+ * its own format. It is never overwritten; upgrade every process of the space
+ * to the newest locktable among them. `raw`: the text, when it was read whole.
+ */
 export class FormatError extends LockError {
-  constructor(space: string, format: unknown) {
-    super('EFORMAT', `lock document of space '${space}' has format ${String(format)}, newer than this version of locktable understands: upgrade locktable`);
+  /** Where the unknown fields are (`l.box_update.x`), when that is what is newer. */
+  readonly fields: string[];
+  readonly raw: string | undefined;
+  constructor(space: string, format: unknown, fields: string[] = [], raw?: string) {
+    super(
+      'EFORMAT',
+      fields.length
+        ? `lock document of space '${space}' has fields this version of locktable does not know (${fields.slice(0, 3).join(', ')}${fields.length > 3 ? `, and ${fields.length - 3} more` : ''}): ` +
+            'written by a newer locktable; it was left untouched: upgrade locktable here (every process of a space runs the same version, or newer)'
+        : `lock document of space '${space}' has format ${String(format)}, newer than this version of locktable understands: upgrade locktable`,
+    );
+    this.fields = fields;
+    this.raw = raw;
   }
 }
 
@@ -263,15 +288,15 @@ export class DeadlockError extends LockError {
 }
 
 export class ClosedError extends LockError {
-  constructor() {
-    super('ECLOSED', 'the lock table was closed: create another with createLockTable() to go on');
+  constructor(message = 'the lock table was closed: create another with createLockTable() to go on') {
+    super('ECLOSED', message);
   }
 }
 
 export function describeHolder(h: Holder): string {
   const o = h.owner;
   const task = o.taskId !== undefined ? `task ${o.taskId}, ` : '';
-  return `${h.name} by ${task}pid ${o.pid} on ${o.host} since ${h.acquiredAt.toISOString()} (token ${h.token})`;
+  return `${h.name} by ${task}pid ${o.pid} on ${o.host} since ${h.acquiredAt.toISOString()} (token ${h.token}${h.rule ? `; conflict rule ${h.rule}` : ''})`;
 }
 
 function preview(value: unknown): string {

@@ -35,6 +35,10 @@ export interface AcquiredEvent {
   /** From the call to the lease, local clock: includes retries and, for wait(), the wait. */
   waitedMs: number;
   expiresAt?: Date;
+  /** 'shared' for a shared lock or a semaphore (one of several holders of each name), 'exclusive' otherwise. */
+  mode: 'exclusive' | 'shared';
+  /** A semaphore's limit (the most holders of each name at once); absent otherwise. */
+  limit?: number;
 }
 
 /** An acquisition found names held: acquire() throws ELOCKED, tryAcquire() returns null, wait() starts waiting. Once per call. */
@@ -55,6 +59,9 @@ export interface ReleasedEvent {
   owner: Owner;
   /** From acquisition to release, database clock. */
   heldMs: number;
+  /** As in AcquiredEvent, when this process knows it (a lease rebuilt from JSON of an older version may not say: then 'exclusive'). */
+  mode: 'exclusive' | 'shared';
+  limit?: number;
 }
 
 /** A write is being retried: it lost its compare-and-swap race, or hit a transient fault. */

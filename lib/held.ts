@@ -15,7 +15,10 @@ const CHECK_MS = 5_000;
 /** Everything of one acquisition that every lease object of it shares. */
 export interface Held {
   readonly nonce: string;
-  readonly names: readonly string[];
+  /** The names it still holds, as far as this table knows: a narrowed lease's release takes its names out. */
+  names: readonly string[];
+  /** The names it was acquired with. */
+  readonly acquiredNames: readonly string[];
   readonly token: number;
   readonly owner: Owner;
   /** Database ms. */
@@ -36,6 +39,14 @@ export interface Held {
   /** Why it was lost, once a renewal, an extend or the expiry said so. */
   lost?: NotHeldError;
   keeper?: Keeper;
+  /** For a narrowed lease (some of an acquisition's names): the acquisition it is part of. */
+  readonly whole?: Held;
+  /** The end of the last renewal, extend() or narrowed release queued on this acquisition (see inTurn()). */
+  turn?: Promise<void>;
+  /** 'shared' for a shared lock or semaphore (from its lease): its release goes straight to the read and write, the one statement only releases exclusive entries. */
+  readonly mode?: 'shared';
+  /** A semaphore's limit, from its lease. */
+  readonly limit?: number;
 }
 
 /** The acquisitions of one table not yet released, and every lease object of them. */
@@ -80,6 +91,7 @@ export class HeldLeases {
     const held: Held = {
       nonce: lease.nonce,
       names: lease.names,
+      acquiredNames: lease.names,
       token: lease.token,
       owner: lease.owner,
       acquiredAt: lease.acquiredAt.getTime(),
@@ -87,6 +99,8 @@ export class HeldLeases {
       expiresAt: lease.expiresAt?.getTime(),
       localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
       released: false,
+      ...(lease.mode ? { mode: lease.mode } : {}),
+      ...(lease.limit !== undefined ? { limit: lease.limit } : {}),
     };
     this.#held.set(held.nonce, held);
     this.issue(lease, held);
@@ -106,9 +120,14 @@ export class HeldLeases {
       throw new InvalidOptionError(`the lease belongs to space '${parsed.space}', not '${this.#space}'`);
     }
     let held = this.#held.get(parsed.nonce);
-    if (held && (held.names.length !== parsed.names.length || held.names.some((n, i) => n !== parsed.names[i]))) {
-      // Some of an acquisition's names (a lease narrowed by hand): released on their own, it leaves the acquisition as it is.
-      return { ...held, names: parsed.names, keeper: undefined, released: false };
+    if (held && !sameNames(held.names, parsed.names)) {
+      // Some of an acquisition's names (a lease narrowed by hand): released on
+      // its own, its names leave the acquisition, which stays this table's for
+      // the rest (releases, renewals, close()). Names a narrowed release took
+      // out already are released: a no-op now.
+      const gone = held.acquiredNames.filter((n) => !held!.names.includes(n));
+      const names = parsed.names.filter((n) => !gone.includes(n));
+      if (!sameNames(held.names, names)) return { ...held, names, acquiredNames: names, keeper: undefined, released: names.length === 0, whole: held, turn: undefined };
     }
     // A lease from elsewhere does not say how long its renewals should make it: keepAlive() asks.
     if (!held) held = this.newHeld(parsed, undefined);
@@ -123,10 +142,19 @@ export class HeldLeases {
     return parseLease(lease);
   }
 
-  /** Released (or given up on for good): no longer this table's. */
+  /** Released (or given up on for good): no longer this table's. A narrowed lease: its names leave its acquisition, which is settled once none is left. */
   settled(held: Held): void {
     held.released = true;
-    this.#held.delete(held.nonce);
+    const whole = held.whole;
+    if (!whole) {
+      this.#held.delete(held.nonce);
+      return;
+    }
+    whole.names = Object.freeze(whole.names.filter((n) => !held.names.includes(n)));
+    if (whole.names.length === 0) {
+      void whole.keeper?.stop();
+      this.settled(whole);
+    }
   }
 
   /** A database time (ms) as a local monotonic time, through the database clock estimate (a lease from elsewhere: the best there is). */
@@ -134,6 +162,34 @@ export class HeldLeases {
     // Before this table's first read the host's wall clock is the guess: it only schedules a renewal here, no time is stored from it.
     return dbMs === undefined ? undefined : performance.now() + (dbMs - (this.#clock.now() ?? Date.now()));
   }
+}
+
+/** Whether two sorted name lists are the same. */
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((n, i) => n === b[i]);
+}
+
+/**
+ * Runs `work` once every renewal, extend() and narrowed release of the same
+ * acquisition queued before it has ended: one at a time per lease, in call
+ * order, so that the last one called is the last one written (a renewal never
+ * overwrites an extend() that was called after it started), and a renewal
+ * reads the lease's length when its turn comes. A failure does not hold up the
+ * next in line.
+ */
+export function inTurn<R>(held: Held, work: () => Promise<R>): Promise<R> {
+  const acquisition = held.whole ?? held;
+  const run = (acquisition.turn ?? Promise.resolve()).then(work);
+  const done = run.then(
+    () => {},
+    () => {},
+  );
+  acquisition.turn = done;
+  // The last in line clears the queue behind it: nothing keeps finished work alive.
+  void done.then(() => {
+    if (acquisition.turn === done) acquisition.turn = undefined;
+  });
+  return run;
 }
 
 /** How often a kept lease is renewed: the period keepAlive() was given while shorter than the lease, else a third of it (checks every 5 s without expiry). */

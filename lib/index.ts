@@ -1,6 +1,6 @@
 // The public surface of locktable, and nothing else.
 export { createLockTable, LockTable } from './locktable.js';
-export type { Lease, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, KeepAlive, KeepAliveOptions, WaiterInfo } from './locktable.js';
+export type { Lease, LockInfo, LockTableOptions, OwnerMatch, ReleasedName, UsingOptions, KeepAlive, KeepAliveOptions, WaiterInfo } from './locktable.js';
 export { LockChannels } from './events.js';
 export type {
   LockEventKind,
@@ -19,7 +19,8 @@ export { migrate } from './migrate.js';
 export type { MigrateOptions, MigrateResult } from './migrate.js';
 export type { Queryable } from './db.js';
 export { LockTypes, defineLockTypes, MAX_NAME_LENGTH } from './names.js';
-export type { LockCatalogue, LockNameOf, PlatformLockName } from './names.js';
+export type { LockCatalogue, LockCatalogueSpec, LockNameOf, PlatformLockName } from './names.js';
+export type { ConflictRules, Counterpart } from './rules.js';
 export {
   LockError,
   LockedError,

@@ -97,6 +97,15 @@ export class Keeper {
     return this.#lost;
   }
 
+  /**
+   * Tells the work to stop (close() does, with a ClosedError) while the lease
+   * is still held: the signal aborts with `reason`, and renewals go on until
+   * stop(). A later loss is still told to onLost().
+   */
+  interrupt(reason: Error): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+  }
+
   /** The lease was found lost elsewhere (a release or extend said so). */
   lose(err: NotHeldError): void {
     if (this.#lost) return;

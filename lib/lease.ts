@@ -2,6 +2,7 @@
 // its plain form (dates as ISO strings); parseLease() validates such a form and
 // rebuilds the lease, so that a task can release what a server acquired for it.
 import { z } from 'zod';
+import { MAX_LIMIT } from './document.js';
 import { InvalidOptionError } from './errors.js';
 import { normalizeNames } from './names.js';
 import type { Owner } from './owner.js';
@@ -25,6 +26,10 @@ export interface Lease {
   readonly acquiredAt: Date;
   /** Database time, when the lease was last given one. */
   readonly expiresAt?: Date;
+  /** Present for a shared lock or a semaphore: each name is held as one of several holders. Absent for an exclusive lease. */
+  readonly mode?: 'shared';
+  /** A semaphore's limit: the most holders of each name at once. */
+  readonly limit?: number;
 }
 
 const date = z.union([z.date(), z.string().datetime({ offset: true })]).transform((d) => new Date(d));
@@ -53,6 +58,8 @@ const leaseSchema = z
     owner: ownerSchema,
     acquiredAt: date,
     expiresAt: date.optional(),
+    mode: z.literal('shared').optional(),
+    limit: z.number().int().min(1).max(MAX_LIMIT).optional(),
   })
   .strict();
 
@@ -89,5 +96,7 @@ export function parseLease(value: unknown): Lease {
     acquiredAt: p.acquiredAt,
   };
   if (p.expiresAt) lease.expiresAt = p.expiresAt;
+  if (p.mode) lease.mode = p.mode;
+  if (p.limit !== undefined) lease.limit = p.limit;
   return lease;
 }

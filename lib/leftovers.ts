@@ -9,14 +9,22 @@ import { backoff } from './retry.js';
 export interface Leftover {
   readonly names: readonly string[];
   readonly nonce: string;
+  /**
+   * A write under this nonce was sent and its outcome is unknown: it may still
+   * land (queued on the row's lock; on Galera, awaiting certification). Then
+   * finding nothing held settles it only once a write of the row has committed
+   * after that read, after which it can no longer land.
+   */
+  readonly maybe?: boolean;
   /** Called once the names are no longer held under the nonce. */
   readonly done?: () => void;
 }
 
 export interface LeftoverOptions {
   /**
-   * Releases every name still held under the nonce (a no-op when none is);
-   * throws when the database did not answer. `last` asks for a short deadline.
+   * Releases every name still held under the nonce (a no-op when none is,
+   * except for a `maybe` one: see Leftover); throws when the database did not
+   * answer. `last` asks for a short deadline.
    */
   release(item: Leftover, last: boolean): Promise<void>;
   log(message: string, ...args: unknown[]): void;
@@ -43,6 +51,14 @@ export class Leftovers {
 
   add(item: Leftover): void {
     if (this.#stopped) return;
+    // The same acquisition given up on twice (at its caller's bound, then when its statement failed): once, `maybe` if either is.
+    for (const had of this.#items) {
+      if (had.nonce !== item.nonce) continue;
+      if (had.maybe || !item.maybe) return;
+      this.#items.delete(had);
+      item = { ...had, maybe: true };
+      break;
+    }
     this.#items.add(item);
     this.#options.log('will release %s (nonce %s) in the background', item.names.join(','), item.nonce);
     this.#schedule(0);

@@ -1,24 +1,26 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import createDebug from 'debug';
 import { Acquirer } from './acquiring.js';
+import type { Bound } from './bound.js';
 import { DbClock } from './clock.js';
-import { entryOf, fromStoredOwner, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
+import { entryOf, fromStoredOwner, groupOf, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
 import { ClosedError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { toLockError } from './faults.js';
-import { HeldLeases, keepAliveOf, periodOf, type Held } from './held.js';
+import { HeldLeases, inTurn, keepAliveOf, periodOf, type Held } from './held.js';
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
 import { judge, judgeEntry } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, type LockNameOf, type PlatformLockName } from './names.js';
+import { compileConflicts, type RuleCatalogue } from './rules.js';
 import { MAX_TTL_MS, resolveCall, resolveOptions, splitUsingOptions, type AcquireOptions, type ResolvedOptions, type WaitOptions } from './options.js';
 import { currentOwner, localView, MAX_PID, type LocalView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
-import type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, WaiterInfo } from './types.js';
-import { waitingOf, Waiters, type Blocked } from './waiting.js';
+import type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, ReleasedName, UsingOptions, WaiterInfo } from './types.js';
+import { holderOf, waitingOf, Waiters, type Blocked } from './waiting.js';
 import { isGiveUp, openStatements, Writer } from './writer.js';
 
 const log = {
@@ -28,7 +30,7 @@ const log = {
 };
 
 export type { Lease } from './lease.js';
-export type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, UsingOptions, WaiterInfo } from './types.js';
+export type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, ReleasedName, UsingOptions, WaiterInfo } from './types.js';
 
 /**
  * The nonces of the leases whose using() work is running in this async
@@ -36,6 +38,16 @@ export type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatc
  * only end when the work does, which waits for it.
  */
 const working = new AsyncLocalStorage<ReadonlySet<string>>();
+
+/** One using() call under way: its lease's nonce and renewal once its work runs; `done` when it has returned (released). */
+interface Running {
+  done: Promise<void>;
+  nonce?: string;
+  keeper?: Keeper | undefined;
+}
+
+/** How long close() waits, by default, for using() work under way to stop and release, ms. */
+export const CLOSE_TIMEOUT_MS = 30_000;
 
 /**
  * Named locks of one space, shared by every process that uses the same row.
@@ -52,7 +64,7 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #events: EventSink;
   /** What this process may hold without a caller knowing, released in the background (see leftovers.ts). */
   readonly #leftovers = new Leftovers({
-    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined),
+    release: (item, last) => this.#releaseNonce(item.names, item.nonce, last ? Math.min(1_000, this.#options.retry.deadlineMs) : undefined, item.maybe),
     log: log.retry,
   });
   /** The database's clock as estimated here: for the one-statement writes, and for waiters to notice expiry without a query. */
@@ -65,6 +77,8 @@ export class LockTable<N extends string = PlatformLockName> {
   readonly #waiters: Waiters;
   /** Each attempt at an acquisition (lib/acquiring.ts). */
   readonly #acquirer: Acquirer;
+  /** The using() calls under way: close() tells their work to stop, and waits for them to release. */
+  readonly #usings = new Set<Running>();
 
   constructor(options: LockTableOptions<unknown>) {
     this.#options = resolveOptions(options);
@@ -91,6 +105,8 @@ export class LockTable<N extends string = PlatformLockName> {
       batch,
       typeOf: (name) => types.typeOf(name),
       strictCatalogue: this.#options.strictNames ? types : undefined,
+      // The catalogue's rules, compiled (a catalogue built by hand may give them as a plain record): EINVALIDOPTION/EINVALIDNAME here.
+      rules: compileConflicts((types as { conflicts?: unknown }).conflicts, types as RuleCatalogue),
       writer: this.#writer,
       leases: this.#leases,
       leftovers: this.#leftovers,
@@ -127,7 +143,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const started = performance.now();
     const outcome = this.#observeAcquire('acquire', call.names, started, await this.#acquirer.attempt(call.names, call.options, false, undefined, this.#writer.bound(undefined, call.options.signal)));
     if ('lease' in outcome) return outcome.lease;
-    throw new LockedError(outcome.blockers.map((b) => toHolder(b.name, b.entry)), undefined, outcome.ahead.map(waitingOf));
+    throw new LockedError(outcome.blockers.map((b) => holderOf(b)), undefined, outcome.ahead.map(waitingOf));
   }
 
   /** As acquire(), but resolves null when a name is held (or has waiters in line first). */
@@ -169,6 +185,12 @@ export class LockTable<N extends string = PlatformLockName> {
   async release(lease: Lease): Promise<void> {
     const held = this.#leases.heldOf(lease);
     if (held.released) return;
+    // A narrowed lease takes its names out of its acquisition: not while a renewal or extend() of it is in flight.
+    if (held.whole) return inTurn(held, () => (held.released ? Promise.resolve() : this.#release(held)));
+    return this.#release(held);
+  }
+
+  async #release(held: Held): Promise<void> {
     // Only when there is one: an await here would let statements queued after this release go before it.
     if (held.keeper) await held.keeper.stop();
     let outcome: Pick<T.ReleaseOutcome, 'released' | 'missing'> | undefined;
@@ -176,11 +198,14 @@ export class LockTable<N extends string = PlatformLockName> {
     const bound = this.#writer.bound();
     try {
       // One statement first (with whatever else is queued); if it is refused
-      // (an entry gone or not ours), read and decide, which says why.
-      if (this.#options.fastPath) {
+      // (an entry gone or not ours), read and decide, which says why. A shared
+      // holder is not in `l`: for it the one statement could only be refused.
+      if (this.#options.fastPath && held.mode !== 'shared') {
         // Given up at the bound while its statement ran: the catch below keeps releasing in the background.
         const fast = await this.#writer.withinBound(this.#writer.gate.submit({ kind: 'release', names: held.names, nonce: held.nonce }, this.#writer.expiry(bound, 'release')), bound, 'release');
         if (fast.kind === 'released') outcome = { released: fast.names, missing: [] };
+        // Its statement may still land (sent to a node statements no longer go to): every read confirms first.
+        else if (fast.kind === 'refused' && fast.remnantAt !== undefined) outcome = await this.#writer.releaseFromRead('release', held.names, held.nonce, bound, true);
       }
       outcome ??= await this.#writer.releaseFromRead('release', held.names, held.nonce, bound);
     } catch (err) {
@@ -193,7 +218,9 @@ export class LockTable<N extends string = PlatformLockName> {
     this.#leases.settled(held);
     if (outcome.released.length) {
       if (log.release.enabled) log.release('%s (token %d)', outcome.released.join(','), held.token);
-      this.#event('released', { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt) });
+      const released: LockEvents['released'] = { space: this.space, names: outcome.released, token: held.token, owner: held.owner, heldMs: Math.max(0, (this.#clock.now() ?? held.acquiredAt) - held.acquiredAt), mode: held.mode ?? 'exclusive' };
+      if (held.limit !== undefined) released.limit = held.limit;
+      this.#event('released', released);
       this.#waiters.wake();
     }
     if (outcome.missing.length) {
@@ -214,7 +241,10 @@ export class LockTable<N extends string = PlatformLockName> {
    * `timeoutMs`, `signal`). With a `ttlMs` (or the table's), the lease is
    * renewed every third of it while `fn` runs (see keepAlive()); `signal`
    * aborts, with a NotHeldError as its reason, if the lease is lost
-   * meanwhile: the work should stop and not publish what it did.
+   * meanwhile: the work should stop and not publish what it did. close()
+   * aborts it too, with a ClosedError (ECLOSED; the lock is still held), and
+   * waits for the work to return and release (see close()). ECLOSED, before
+   * anything is acquired, once close() has begun.
    *
    * When `fn` throws, its error is what using() throws; if the release failed
    * too, that failure is attached to it as `releaseError` (or, when the thrown
@@ -232,15 +262,31 @@ export class LockTable<N extends string = PlatformLockName> {
       throw new InvalidOptionError(`using: the work is a function, got ${fn === null ? 'null' : typeof fn}: using(names, async (lease, signal) => …, options)`);
     }
     const { wait, rest } = splitUsingOptions(options);
+    if (this.#closed || this.#closing) throw new ClosedError();
+    const running: Running = { done: Promise.resolve() };
+    const call = this.#using(names, fn, wait, rest, running);
+    running.done = call.then(
+      () => {},
+      () => {},
+    );
+    this.#usings.add(running);
+    void running.done.then(() => this.#usings.delete(running));
+    return call;
+  }
+
+  async #using<T>(names: N | readonly N[], fn: (lease: Lease, signal: AbortSignal) => Promise<T> | T, wait: boolean, rest: WaitOptions, running: Running): Promise<T> {
     // acquire() honours signal, and validates (and ignores) timeoutMs too: a bad one is refused, not silently dropped.
     const lease = wait ? await this.wait(names, rest) : await this.acquire(names, rest);
     let kept: KeepAlive;
     try {
+      // ECLOSED once close() has begun: then the work does not start, and the lock is released.
       kept = this.keepAlive(lease);
     } catch (err) {
       await this.release(lease).catch(() => {});
       throw err;
     }
+    running.nonce = lease.nonce;
+    running.keeper = this.#leases.heldOf(lease).keeper;
     let result: T;
     try {
       const nonces = new Set(working.getStore());
@@ -291,6 +337,9 @@ export class LockTable<N extends string = PlatformLockName> {
     if (this.#closed || this.#closing) throw new ClosedError();
     if (held.released) throw new NotHeldError([...held.names], 'released');
     if (held.lost) throw held.lost;
+    if (held.whole) {
+      throw new InvalidOptionError(`keepAlive: this lease has some of its acquisition's names (${held.names.join(', ')}): keep the acquisition's own lease alive (the one acquire() returned, or its JSON)`);
+    }
     // A renewal stopped with stop() is not one to hand out again: a new one starts.
     if (held.keeper && !held.keeper.stopped) return keepAliveOf(held.keeper);
     const ttl = ttlMs ?? held.ttlMs;
@@ -304,10 +353,12 @@ export class LockTable<N extends string = PlatformLockName> {
     held.periodMs = periodMs;
     held.keeper = new Keeper(
       {
-        names: held.names,
+        // What it still holds: a narrowed lease's release takes names out.
+        get names() {
+          return held.names;
+        },
         periodMs: periodOf(held),
-        // The lease's length as last set: an extend(lease, null) meanwhile leaves only checks to do.
-        renew: (deadlineMs) => this.#renew(held, held.ttlMs, deadlineMs),
+        renew: (deadlineMs) => this.#renew(held, deadlineMs),
         onLost: (err) => {
           held.lost = err;
           this.#event('lost', { space: this.space, op: 'keepAlive', names: err.names, token: held.token, reason: err.reason, heldBy: err.heldBy });
@@ -343,29 +394,43 @@ export class LockTable<N extends string = PlatformLockName> {
     if (ttlMs !== null && (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS)) {
       throw new InvalidOptionError(`extend: ttlMs is a positive integer number of milliseconds up to ${MAX_TTL_MS}, or null`);
     }
-    // A lease the work was told it lost stays lost, even where the database would still renew it.
-    if (held.lost) throw held.lost;
-    const expiresAt = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
-    held.keeper?.renewed(held.localExpiresAt, periodOf(held));
+    // One at a time with the lease's renewals: the last called is the last written, and later renewals keep this length.
+    const expiresAt = await inTurn(held, async () => {
+      // A lease the work was told it lost stays lost, even where the database would still renew it.
+      if (held.lost) throw held.lost;
+      const at = await this.#extend(held, ttlMs === null ? undefined : ttlMs, 'extend');
+      held.keeper?.renewed(held.localExpiresAt, periodOf(held));
+      return at;
+    });
     const { expiresAt: _old, ...rest } = this.#leases.leaseOf(held, lease);
     const renewed: Lease = expiresAt === undefined ? { ...rest } : { ...rest, expiresAt: new Date(expiresAt) };
     return this.#leases.issue(renewed, held);
   }
 
-  /** One renewal of a kept-alive lease: resolves with its new expiry in local monotonic ms. */
-  async #renew(held: Held, ttlMs: number | undefined, deadlineMs: number): Promise<number | undefined> {
-    if (ttlMs === undefined) {
-      // No expiry: only check that it is still ours.
-      const r = await this.#writer.gate.run(() => this.#writer.mutate('keepAlive', (doc) => ({ result: T.release(doc, held.names, held.nonce) }), {}, deadlineMs));
-      if (r.missing.length) throw notHeld(r.missing);
-      return undefined;
-    }
-    await this.#extend(held, ttlMs, 'keepAlive', deadlineMs);
-    return held.localExpiresAt;
+  /**
+   * One renewal of a kept-alive lease, in its turn with extend() (inTurn):
+   * with the lease's length as last set when its turn comes (an extend()
+   * called meanwhile set it; extend(lease, null) leaves only checks to do).
+   * Resolves with its new expiry in local monotonic ms.
+   */
+  #renew(held: Held, deadlineMs: number): Promise<number | undefined> {
+    // From now: time spent waiting for its turn counts against the lease's expiry.
+    const bound = this.#writer.bound(deadlineMs);
+    return inTurn(held, async () => {
+      const ttlMs = held.ttlMs;
+      if (ttlMs === undefined) {
+        // No expiry: only check that it is still ours.
+        const r = await this.#writer.gate.run(() => this.#writer.mutate('keepAlive', (doc) => ({ result: T.release(doc, held.names, held.nonce) }), {}, bound));
+        if (r.missing.length) throw notHeld(r.missing);
+        return undefined;
+      }
+      await this.#extend(held, ttlMs, 'keepAlive', bound);
+      return held.localExpiresAt;
+    });
   }
 
   /** Sets the expiry (database ms from now; undefined: none) of what `held` holds; ENOTHELD, and the lease lost, when it holds nothing. */
-  async #extend(held: Held, ttlMs: number | undefined, op: 'extend' | 'keepAlive', deadlineMs?: number): Promise<number | undefined> {
+  async #extend(held: Held, ttlMs: number | undefined, op: 'extend' | 'keepAlive', within?: Bound): Promise<number | undefined> {
     // Before any read of this renewal: the database's `now` it counts from is later.
     const sent = performance.now();
     const outcome = await this.#writer.gate.run(() =>
@@ -377,7 +442,7 @@ export class LockTable<N extends string = PlatformLockName> {
           return r.missing.length ? { result: { ...r, expiresAt } } : { write: r.doc, result: { ...r, expiresAt } };
         },
         {},
-        deadlineMs,
+        within,
       ),
     );
     if (outcome.missing.length) {
@@ -493,38 +558,63 @@ export class LockTable<N extends string = PlatformLockName> {
    * when the name was not held. The holder's later release() reports
    * ENOTHELD 'forced' (or 'reaped' when its owner was dead).
    *
+   * A name held shared (a shared lock or semaphore) is released for all its
+   * holders at once: without `force` only when every one is provably dead
+   * (else ELOCKED naming those that are not, and nothing changes). It then
+   * resolves with the first holder removed, `holders` listing every one.
+   * (reapDead() removes the dead holders of a name and leaves the live ones.)
+   *
    * @example
    * await locks.releaseName('box_update');                  // only if its owner is dead
    * await locks.releaseName('box_update', { force: true }); // whoever holds it
    */
-  async releaseName(name: N | string, options: { force?: boolean } = {}): Promise<LockInfo | null> {
+  async releaseName(name: N | string, options: { force?: boolean } = {}): Promise<ReleasedName | null> {
     assertName(name);
     if (!options || typeof options !== 'object' || (options.force !== undefined && typeof options.force !== 'boolean')) {
       throw new InvalidOptionError('releaseName: options are { force?: boolean }');
     }
     const here = localView();
     const bound = this.#writer.bound();
+    type Found = { entry: Entry; info: LockInfo };
     const outcome = await this.#writer.gate.run(() =>
-      this.#writer.mutate<null | { refused: LockInfo } | { removed: LockInfo; entry: Entry; why: 'reaped' | 'forced' }>('forced', (doc, snap) => {
+      this.#writer.mutate<null | { refused: LockInfo[]; shared: boolean } | { removed: Found[]; shared: boolean; gone: T.Removed[] }>('forced', (doc, snap) => {
         const entry = entryOf(doc, name);
-        if (!entry) return { result: null };
-        const info = lockInfo(name, entry, snap.now, here);
-        if (info.liveness !== 'dead' && !options.force) return { result: { refused: info } };
-        const why = info.liveness === 'dead' ? 'reaped' : 'forced';
-        return { write: T.removeWhere(doc, (n) => n === name, why, snap.now).doc, result: { removed: info, entry, why } };
+        const group = groupOf(doc, name);
+        const found: Found[] = entry
+          ? [{ entry, info: lockInfo(name, entry, snap.now, here) }]
+          : (group?.h ?? []).map((h) => {
+              const e: Entry = { ...h, t: group!.t };
+              const info: LockInfo = { ...lockInfo(name, e, snap.now, here), mode: 'shared' };
+              if (group!.c !== undefined) info.limit = group!.c;
+              return { entry: e, info };
+            });
+        if (!found.length) return { result: null };
+        const shared = !entry;
+        const standing = found.filter((f) => f.info.liveness !== 'dead');
+        if (standing.length && !options.force) return { result: { refused: standing.map((f) => f.info), shared } };
+        // Each holder with its own reason: reaped when its owner was dead, forced otherwise.
+        const dead = new Set(found.filter((f) => f.info.liveness === 'dead').map((f) => f.entry.n));
+        const reaped = T.removeWhere(doc, (n, e) => n === name && dead.has(e.n), 'reaped', snap.now);
+        const forced = T.removeWhere(reaped.doc, (n) => n === name, 'forced', snap.now);
+        return { write: forced.doc, result: { removed: found, shared, gone: [...reaped.removed, ...forced.removed] } };
       }, {}, bound),
       this.#writer.expiry(bound, 'releaseName'),
     );
     if (outcome === null) return null;
     if ('refused' in outcome) {
-      const h = outcome.refused;
-      const why = h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another machine or pid namespace)';
-      throw new LockedError([h], `${name} is held by ${describeHolder(h)}, whose owner ${why}: pass { force: true } to release it anyway`);
+      const hs = outcome.refused;
+      const whyOf = (h: LockInfo) => (h.liveness === 'alive' ? 'is alive' : 'cannot be judged from here (another machine or pid namespace)');
+      const message = outcome.shared
+        ? `${name} is held shared; ${hs.length === 1 ? 'one holder is' : `${hs.length} holders are`} not provably dead: ${hs.map((h) => `${describeHolder(h)}, whose owner ${whyOf(h)}`).join('; ')}: pass { force: true } to release every holder anyway`
+        : `${name} is held by ${describeHolder(hs[0]!)}, whose owner ${whyOf(hs[0]!)}: pass { force: true } to release it anyway`;
+      throw new LockedError(hs, message);
     }
-    log.reap('releaseName %s (%s, owner %s)', name, outcome.why, outcome.removed.liveness);
-    this.#reaped('releaseName', [{ name, entry: outcome.entry, why: outcome.why }]);
+    log.reap('releaseName %s (%s)', name, outcome.gone.map((g) => g.why).join(','));
+    this.#reaped('releaseName', outcome.gone);
     this.#waiters.wake();
-    return outcome.removed;
+    const first: ReleasedName = { ...outcome.removed[0]!.info };
+    if (outcome.shared) first.holders = outcome.removed.map((f) => f.info);
+    return first;
   }
 
   /**
@@ -555,18 +645,36 @@ export class LockTable<N extends string = PlatformLockName> {
   }
 
   /**
-   * Closes the pool if this table opened it (from a URI); a pool you passed
-   * stays open. Pending waits fail with ECLOSED. Renewals stop and leases stay
-   * held; the signal of a lease still kept alive aborts (reason expired) when
-   * it runs out.
+   * Closes the table: pending waits fail with ECLOSED, and so does a using()
+   * or keepAlive() called from now on. The signal of using() work still
+   * running aborts with a ClosedError (code ECLOSED; the lock is still held):
+   * close() waits for that work to return and its lock to be released, up to
+   * `timeoutMs` (default 30,000; 0: no wait), renewing its lease meanwhile.
+   * Then renewals stop and leases stay held (release them first); the signal
+   * of a lease still kept alive aborts (reason expired) when it runs out, and
+   * work that outlived the timeout cannot release: its using() fails with
+   * ECLOSED. Closes the pool if this table opened it (from a URI); a pool you
+   * passed stays open. close() from inside using() work does not wait for that
+   * work. EINVALIDOPTION for a bad timeoutMs. See docs/long-tasks.md.
+   *
+   * @example
+   * process.once('SIGTERM', () => void locks.close({ timeoutMs: 10_000 }));
    */
-  async close(): Promise<void> {
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options?.timeoutMs ?? CLOSE_TIMEOUT_MS;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 2_147_483_647) {
+      throw new InvalidOptionError('close: timeoutMs is how long to wait for using() work to stop, an integer number of milliseconds ≥ 0');
+    }
     if (this.#closed || this.#closing) return;
     this.#closing = true;
     this.#waiters.wake();
     // Pending waits end with ECLOSED and leave the line (this process stays
     // alive, so no one else would drop their intents before they expire).
     await this.#waiters.settled();
+    // using() work under way is told to stop, and released while the pool is
+    // still open: else its release would find the table closed and leave the
+    // lock held by this live process. Not the work close() was called from.
+    await this.#stopUsings(timeoutMs);
     // Renewals stop (their leases stay held until they expire or are released
     // elsewhere); work may still run under them, so their signals still abort
     // when they run out.
@@ -585,9 +693,53 @@ export class LockTable<N extends string = PlatformLockName> {
 
   // ---------------------------------------------------------------------------
 
-  /** Releases whatever is still held under `nonce` (background clean-up of leftovers.ts). */
-  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number): Promise<void> {
-    const outcome = await this.#writer.releaseFromRead('background release', names, nonce, this.#writer.bound(deadlineMs));
+  /** Aborts the signal of every using() work under way (ECLOSED) and waits, up to `timeoutMs`, for each to return and release. */
+  async #stopUsings(timeoutMs: number): Promise<void> {
+    const inside = working.getStore();
+    const running = [...this.#usings].filter((u) => !(u.nonce !== undefined && inside?.has(u.nonce)));
+    if (!running.length) return;
+    const reason = new ClosedError('the lock table is closing: stop the work (its lock is still held, and is released when the work returns)');
+    for (const u of running) u.keeper?.interrupt(reason);
+    let timer: NodeJS.Timeout | undefined;
+    const over = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    });
+    await Promise.race([Promise.all(running.map((u) => u.done)), over]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Releases whatever is still held under `nonce` (background clean-up of
+   * leftovers.ts). `maybe`: a write under that nonce may still land (its
+   * outcome is unknown), so finding nothing held settles it only once a write
+   * of the row has committed after that read: after it the lost write can no
+   * longer apply (a compare-and-swap finds another version, a one-statement
+   * write is past its time, and on Galera certification refuses it). When no
+   * one else writes, this release makes that write itself, the document unchanged.
+   */
+  async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number, maybe = false): Promise<void> {
+    const bound = this.#writer.bound(deadlineMs);
+    // The version of the last read that found nothing held under the nonce.
+    let clear: number | undefined;
+    const outcome = maybe
+      ? await this.#writer.gate.run(
+          () =>
+            this.#writer.mutate(
+              'background release',
+              (doc, snap) => {
+                const r = T.release(doc, names, nonce);
+                if (r.released.length) return { write: r.doc, result: r };
+                if (clear !== undefined && snap.version > clear) return { result: r };
+                clear = snap.version;
+                return { write: doc, result: r };
+              },
+              {},
+              bound,
+            ),
+          this.#writer.expiry(bound, 'background release'),
+        )
+      : await this.#writer.releaseFromRead('background release', names, nonce, bound);
     if (outcome.released.length) {
       log.release('%s released in the background', outcome.released.join(','));
       this.#waiters.wake();
@@ -625,11 +777,12 @@ export class LockTable<N extends string = PlatformLockName> {
   ): O {
     if ('lease' in outcome) {
       const { lease } = outcome;
-      const event: LockEvents['acquired'] = { space: this.space, op, names: lease.names, token: lease.token, owner: lease.owner, waitedMs: performance.now() - started };
+      const event: LockEvents['acquired'] = { space: this.space, op, names: lease.names, token: lease.token, owner: lease.owner, waitedMs: performance.now() - started, mode: lease.mode ?? 'exclusive' };
       if (lease.expiresAt) event.expiresAt = lease.expiresAt;
+      if (lease.limit !== undefined) event.limit = lease.limit;
       this.#event('acquired', event);
     } else if (!contendedBefore) {
-      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => toHolder(b.name, b.entry)), waiters: outcome.ahead.map(waitingOf) });
+      this.#event('contended', { space: this.space, op, names, holders: outcome.blockers.map((b) => holderOf(b)), waiters: outcome.ahead.map(waitingOf) });
     }
     return outcome;
   }

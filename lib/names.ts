@@ -1,4 +1,5 @@
 import { InvalidNameError } from './errors.js';
+import { compileConflicts, type ConflictRules } from './rules.js';
 import { closest, editDistance } from './suggest.js';
 
 /** Longest lock name accepted. Names are JSON keys and JSON paths. */
@@ -37,6 +38,15 @@ export interface LockCatalogueSpec<S extends string, P extends Record<string, st
   singletons: readonly S[];
   /** Builder name → prefix, e.g. `{ appTask: 'app_task_' }`. */
   prefixes: P;
+  /**
+   * Kinds that exclude each other: `{ box_update: ['app_task_*'] }` — no
+   * `box_update` while any `app_task_…` is held, and no `app_task_…` while
+   * `box_update` is held. Symmetric; checked in the acquiring write. A pattern
+   * is a name, a type (`app_task`: the names of that type) or a prefix and a
+   * trailing `*`. Every process of a space must use the same rules (they are
+   * not stored in the database). See docs/lock-kinds.md.
+   */
+  conflicts?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** A catalogue: a builder per prefix, a constant per singleton, and `typeOf`. */
@@ -45,6 +55,8 @@ export type LockCatalogue<S extends string, P extends Record<string, string>> = 
 } & {
   readonly singletons: readonly S[];
   readonly prefixes: Readonly<P>;
+  /** The conflict rules, compiled (empty when the catalogue declares none). */
+  readonly conflicts: ConflictRules;
   /** The type of a name: the singleton itself, or its prefix without the trailing `_`; undefined when not in the catalogue. */
   typeOf(name: string): string | undefined;
 };
@@ -54,10 +66,17 @@ export type LockNameOf<C> = C extends LockCatalogue<infer S, infer P> ? S | `${P
 
 /**
  * Defines a catalogue of lock names with typed builders, so a misspelt name
- * fails to compile.
+ * fails to compile, and optionally conflict rules between kinds of lock
+ * (`conflicts`, see LockCatalogueSpec). EINVALIDNAME for a bad singleton,
+ * prefix or rule pattern; EINVALIDOPTION for rules of the wrong shape or a
+ * pattern that matches no name of the catalogue.
  *
  * @example
- * const MyLocks = defineLockTypes({ singletons: ['reindex'], prefixes: { user: 'user_' } } as const);
+ * const MyLocks = defineLockTypes({
+ *   singletons: ['reindex'],
+ *   prefixes: { user: 'user_' },
+ *   conflicts: { reindex: ['user_*'] }, // no user lock while reindexing, and the reverse
+ * } as const);
  * type MyLock = LockNameOf<typeof MyLocks>; // 'reindex' | `user_${string}`
  * const table = createLockTable({ db, types: MyLocks });
  * await table.acquire(MyLocks.user('42'));
@@ -85,7 +104,8 @@ export function defineLockTypes<const S extends string, const P extends Record<s
     const prefix = prefixList.find((p) => name.startsWith(p) && name.length > p.length);
     return prefix === undefined ? undefined : prefix.replace(/_$/, '');
   };
-  return Object.freeze({ ...builders, singletons: spec.singletons, prefixes: spec.prefixes, typeOf }) as LockCatalogue<S, P>;
+  const conflicts = compileConflicts(spec.conflicts, { typeOf, singletons: spec.singletons, prefixes: spec.prefixes });
+  return Object.freeze({ ...builders, singletons: spec.singletons, prefixes: spec.prefixes, conflicts, typeOf }) as LockCatalogue<S, P>;
 }
 
 /**
@@ -144,11 +164,19 @@ const platform = defineLockTypes({
     fullBackupTask: 'full_backup_task_',
     taskType: 'task_type_',
   },
+  // The box update restarts the platform and the processes it spawned: no
+  // app task, app backup or full backup may run meanwhile, and none starts
+  // while it runs. Fair waiting lets a waiting box update go first.
+  conflicts: { box_update: ['app_task_*', 'app_backup_*', 'full_backup_task_*'] },
 } as const);
 
 /**
  * The platform's catalogue: `LockTypes.appTask(appId)` → `app_task_<appId>`,
- * and the singletons as constants.
+ * and the singletons as constants. Its conflict rule: `box_update` excludes
+ * every `app_task_*`, `app_backup_*` and `full_backup_task_*`, and each of
+ * them excludes `box_update` (a box update waits for running tasks and
+ * backups to finish; none starts while it runs or while it waits in line).
+ * `box_update_task`, `mail_restart` and `task_type_*` have no rule.
  *
  * @example
  * await locks.using([LockTypes.appTask(appId), LockTypes.BOX_UPDATE], async () => { … });

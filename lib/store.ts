@@ -98,6 +98,8 @@ export interface FastPlan {
   owner?: { path: string; json: string };
   /** Entries to add, at paths (`$.l."name"`) that must not exist yet, nor the name's `$.s` and `$.q` paths; `f` in `json` is replaced by `version - back` (the new version minus back). */
   sets: Array<{ path: string; json: string; back: number }>;
+  /** Names a conflict rule sets against those acquired: none of them may be held (`$.l`), held shared (`$.s`) or waited for (`$.q`). */
+  guards: string[];
   /**
    * The database time as estimated here (written into new entries): the
    * statement runs only if it is within `toleranceMs` of the server's clock
@@ -144,9 +146,11 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   let where = 'id = ? AND dataCrc = dataCrcNow';
   values.push(space);
   if (plan.sets.length) {
-    // Format 3: nor held by several holders (`$.s`), nor anyone in line for it (`$.q`).
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?, ?, ?'.repeat(plan.sets.length)})`;
-    for (const s of plan.sets) values.push(s.path, `$.s${s.path.slice(3)}`, `$.q${s.path.slice(3)}`);
+    // Format 3: nor held by several holders (`$.s`), nor anyone in line for it (`$.q`);
+    // and the same for every name a conflict rule sets against them (guards).
+    const names = [...plan.sets.map((s) => s.path.slice(3)), ...plan.guards.map((g) => `."${g}"`)];
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?, ?, ?'.repeat(names.length)})`;
+    for (const n of names) values.push(`$.l${n}`, `$.s${n}`, `$.q${n}`);
   }
   if (plan.holds !== undefined) {
     where += ' AND JSON_CONTAINS(dataJson, ?)';
@@ -159,7 +163,7 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   where += ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?`;
   values.push(plan.at.ms, plan.at.toleranceMs);
   const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
-  return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES };
+  return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES && plan.guards.length <= PREPARED_MAX_GUARDS };
 }
 
 /**
@@ -173,6 +177,12 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
  * which the host's other users share. Larger batches are rarer and go as text.
  */
 export const PREPARED_MAX_ENTRIES = 2;
+/**
+ * At most this many conflict-rule guards for a statement to be prepared: one
+ * covers the platform's rule (`box_update` against every app task), and adds
+ * at most 3 statement shapes to the 5 above (8 per connection).
+ */
+export const PREPARED_MAX_GUARDS = 1;
 
 /**
  * A locking read (the row's lock, for the length of this one statement):

@@ -15,6 +15,7 @@ import {
   type RemovalReason,
   type StoredOwner,
 } from './document.js';
+import type { ConflictRules } from './rules.js';
 
 export interface AcquireInput {
   names: readonly string[];
@@ -43,10 +44,19 @@ export interface AcquireInput {
    */
   mode?: 'exclusive' | 'shared' | undefined;
   limit?: number | undefined;
+  /**
+   * The catalogue's conflict rules. A holder of a name a rule sets against
+   * one of `names` blocks as a holder of the name itself would, whatever the
+   * modes (and is taken over the same way when it expired or its owner was
+   * judged dead: pass those in `dead`/`deadShares`, see conflicting()); so
+   * does a live waiter in line for such a name that got in line before this
+   * acquisition (every one, when it is not in line itself), unless `barge`.
+   */
+  rules?: ConflictRules | undefined;
 }
 
-/** A waiter in front of an acquisition, on one of its names. */
-export type Ahead = { name: string; intent: Intent; position: number };
+/** A waiter in front of an acquisition: in the line of one of its names, or (`rule`) of a name a conflict rule sets against one. */
+export type Ahead = { name: string; intent: Intent; position: number; rule?: string };
 
 export type Removed = { name: string; entry: Entry; why: RemovalReason };
 
@@ -54,8 +64,8 @@ export type AcquireOutcome =
   | { ok: true; doc: LockDocument; entries: Record<string, Entry>; removed: Removed[] }
   | { ok: false; blockers: Blocker[]; ahead: Ahead[]; conflicts?: Conflict[] };
 
-/** A holder in the way; `shared` when it is one of a name's group (`s`). */
-export type Blocker = { name: string; entry: Entry; shared?: boolean };
+/** A holder in the way; `shared` when it is one of a name's group (`s`); `rule` when it holds another name, which that conflict rule sets against one asked for. */
+export type Blocker = { name: string; entry: Entry; shared?: boolean; rule?: string };
 
 /** A shared or semaphore acquisition whose limit differs from the one the name's group stores. */
 export type Conflict = { name: string; stored: number | undefined; asked: number | undefined };
@@ -84,6 +94,48 @@ export function waitersAhead(doc: LockDocument, name: string, waiter: string | u
     ahead.push({ name, intent, position });
   }
   return ahead;
+}
+
+/**
+ * Every holder, and every intent in line, on a name that a conflict rule sets
+ * against one of `names` (live or not; holders in `l` of the names themselves
+ * left out, they block by name), each with the rule. The caller judges their
+ * owners (dead ones go into acquire()'s `dead`, `deadShares` and
+ * `deadWaiters`); acquire() weighs them. Empty without rules naming `names`.
+ */
+export function conflicting(
+  doc: LockDocument,
+  names: readonly string[],
+  rules: ConflictRules | undefined,
+): { held: Array<Blocker & { rule: string }>; waiting: Array<{ name: string; intent: Intent; rule: string }> } {
+  const held: Array<Blocker & { rule: string }> = [];
+  const waiting: Array<{ name: string; intent: Intent; rule: string }> = [];
+  if (!rules?.size) return { held, waiting };
+  const against = names.map((n) => [n, rules.against(n)] as const).filter(([, list]) => list.length > 0);
+  if (!against.length) return { held, waiting };
+  const own = new Set(names);
+  // Rules relate different names: a name's own holders are governed by its mode.
+  const ruleFor = (other: string): string | undefined => {
+    for (const [n, list] of against) {
+      if (n === other) continue;
+      for (const c of list) if (c.matches(other)) return c.rule;
+    }
+    return undefined;
+  };
+  for (const [name, entry] of Object.entries(doc.l)) {
+    if (own.has(name)) continue;
+    const rule = ruleFor(name);
+    if (rule !== undefined) held.push({ name, entry, rule });
+  }
+  for (const [name, group] of Object.entries(doc.s ?? {})) {
+    const rule = ruleFor(name);
+    if (rule !== undefined) for (const h of group.h) held.push({ name, entry: { ...h, t: group.t }, shared: true, rule });
+  }
+  for (const [name, line] of Object.entries(doc.q ?? {})) {
+    const rule = ruleFor(name);
+    if (rule !== undefined) for (const intent of line) waiting.push({ name, intent, rule });
+  }
+  return { held, waiting };
 }
 
 /**
@@ -134,6 +186,38 @@ export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome 
       else if (input.limit !== undefined && live.length + sharers.length >= input.limit) ahead.push(...sharers);
     }
   }
+  // Conflict rules: holders of the names set against these block (or, dead
+  // or expired, are taken over) whatever the modes; so do live waiters for
+  // them that got in line first. The order of waiters of different names is
+  // the order they got in line in (`a`, strictly increasing: see enqueue()),
+  // the same order as every line's, so waiters never wait for each other in a circle.
+  const ruled = conflicting(doc, input.names, input.rules);
+  const stale: string[] = [];
+  if (ruled.held.length || ruled.waiting.length) {
+    const own = new Set(input.names);
+    const blocking = new Set(blockers.map((b) => `${b.name}\n${b.entry.n}`));
+    for (const b of ruled.held) {
+      const onOwn = own.has(b.name); // a group of one of its names: its expired and dead holders are already counted
+      if (isExpired(b.entry, input.now)) {
+        if (!onOwn) removed.push({ name: b.name, entry: b.entry, why: 'expired' });
+      } else if (b.shared ? input.deadShares?.has(b.entry.n) : input.dead?.has(b.name)) {
+        if (!onOwn) removed.push({ name: b.name, entry: b.entry, why: 'reaped' });
+      } else if (!blocking.has(`${b.name}\n${b.entry.n}`)) blockers.push(b);
+    }
+    const place = input.waiter === undefined ? undefined : placeOf(doc, input.names, input.waiter);
+    const seen = new Set(ahead.map((a) => `${a.name}\n${a.intent.n}`));
+    for (const w of ruled.waiting) {
+      if (w.intent.n === input.waiter) continue;
+      if (!isLiveIntent(w.intent, input.now, input.deadWaiters)) {
+        stale.push(w.intent.n);
+        continue;
+      }
+      if (input.barge || seen.has(`${w.name}\n${w.intent.n}`)) continue;
+      if (place !== undefined && (w.intent.a > place.a || (w.intent.a === place.a && w.intent.n > place.n))) continue;
+      const position = lineOf(doc, w.name).filter((i) => isLiveIntent(i, input.now, input.deadWaiters)).findIndex((i) => i.n === w.intent.n) + 1;
+      ahead.push({ name: w.name, intent: w.intent, position, rule: w.rule });
+    }
+  }
   if (conflicts.length) return { ok: false, blockers, ahead, conflicts };
   if (blockers.length || ahead.length) return { ok: false, blockers, ahead };
   const l = { ...doc.l };
@@ -161,11 +245,18 @@ export function acquire(doc: LockDocument, input: AcquireInput): AcquireOutcome 
   // Its own intents leave every line, and so do waiters found dead or expired
   // in the lines of its names (only there: a write that meets no line, like
   // the one-statement acquire, changes no line).
-  const gone = new Set<string>();
+  const gone = new Set<string>(stale);
   if (input.waiter !== undefined) gone.add(input.waiter);
   for (const name of input.names) for (const i of lineOf(doc, name)) if (!isLiveIntent(i, input.now, input.deadWaiters)) gone.add(i.n);
   next = dropWaiters(next, (intent) => gone.has(intent.n));
   return { ok: true, doc: withTombstones(next, removed, input.now), entries, removed };
+}
+
+/** Where a waiter is in line: the time it got in line (its earliest intent on `names`) and its id; undefined when it is in none of their lines. */
+function placeOf(doc: LockDocument, names: readonly string[], waiter: string): { a: number; n: string } | undefined {
+  let a: number | undefined;
+  for (const name of names) for (const i of lineOf(doc, name)) if (i.n === waiter && (a === undefined || i.a < a)) a = i.a;
+  return a === undefined ? undefined : { a, n: waiter };
 }
 
 /** The `s` map without the shares in `removed` (groups left empty go); undefined when none is left. */
@@ -200,7 +291,11 @@ export interface EnqueueInput {
 /**
  * Puts a waiter in line for every name at once: at the back of each line
  * where it is not yet, and renews its expiry where it is. Drops intents that
- * expired or were judged dead, on the way. `changed` is false (and `doc` the
+ * expired or were judged dead, on the way. A new intent's time in line `a` is
+ * `now`, or 1 ms after the latest `a` in the document if that is not earlier:
+ * so `a` orders every waiter of the space as the writes that put them in line
+ * did (as each line does), even across a clock step back, and conflict rules
+ * can compare waiters of different names by it. `changed` is false (and `doc` the
  * same) when the waiter is in every line with at least half its time left:
  * nothing to write. Fails (`full`) when a line is at MAX_QUEUE.
  */
@@ -212,6 +307,8 @@ export function enqueue(doc: LockDocument, input: EnqueueInput): { doc: LockDocu
   const base = dropWaiters(doc, dead);
   const q = { ...base.q };
   const e = input.now + input.ttlMs;
+  let since = input.now;
+  for (const line of Object.values(base.q ?? {})) for (const i of line) if (i.n !== input.waiter && i.a >= since) since = i.a + 1;
   let added = false;
   for (const name of input.names) {
     const line = [...lineOf(base, name)];
@@ -219,7 +316,7 @@ export function enqueue(doc: LockDocument, input: EnqueueInput): { doc: LockDocu
     if (at >= 0) line[at] = { ...line[at]!, e };
     else {
       if (line.length >= MAX_QUEUE) return { doc, changed: false, added: false, full: name };
-      const intent: Intent = { n: input.waiter, o: input.owner, a: input.now, e };
+      const intent: Intent = { n: input.waiter, o: input.owner, a: since, e };
       if (input.mode === 'shared') intent.m = 's';
       if (input.mode === 'shared' && input.limit !== undefined) intent.c = input.limit;
       line.push(intent);

@@ -17,6 +17,11 @@ export interface LockInfo extends Holder {
   limit?: number;
 }
 
+/** What releaseName() removed: the lock, or for a name held shared the first holder, with `holders` (every holder it removed). */
+export interface ReleasedName extends LockInfo {
+  holders?: LockInfo[];
+}
+
 /** One waiter in line, as listWaiters() sees it. */
 export interface WaiterInfo extends Waiting {
   /** Every name this waiter waits for (it is in line for each). */

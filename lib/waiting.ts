@@ -5,7 +5,7 @@
 import createDebug from 'debug';
 import { Bound, watchAbort } from './bound.js';
 import { fromStoredOwner, toHolder, toWaiting, type Intent, type LockDocument } from './document.js';
-import { AbortError, ClosedError, DeadlockError, TimeoutError, type Waiting } from './errors.js';
+import { AbortError, ClosedError, DeadlockError, TimeoutError, type Holder, type Waiting } from './errors.js';
 import type { LockEvents } from './events.js';
 import type { Lease } from './lease.js';
 import { judge, judgeEntry } from './liveness.js';
@@ -111,7 +111,7 @@ export class Waiters {
     const startedAt = performance.now();
     const elapsed = () => performance.now() - startedAt;
     const id = call.options.barge ? undefined : newNonce();
-    const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => toHolder(b.name, b.entry)), o.ahead.map(waitingOf));
+    const timeout = (o: Blocked) => new TimeoutError(timeoutMs!, o.blockers.map((b) => holderOf(b)), o.ahead.map(waitingOf));
     let reason: DequeuedReason = 'failed';
     // The last attempt that found the names taken: what a timeout reports.
     let last: Blocked | undefined;
@@ -133,7 +133,7 @@ export class Waiters {
         } catch (err) {
           // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
           if (timeoutMs !== undefined && isGiveUp(err) && elapsed() >= timeoutMs) {
-            throw new TimeoutError(timeoutMs, last?.blockers.map((b) => toHolder(b.name, b.entry)) ?? [], last?.ahead.map(waitingOf) ?? [], err);
+            throw new TimeoutError(timeoutMs, last?.blockers.map((b) => holderOf(b)) ?? [], last?.ahead.map(waitingOf) ?? [], err);
           }
           throw err;
         }
@@ -146,7 +146,7 @@ export class Waiters {
         last = outcome;
         if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
         const own = this.#ports.ownBlockers(outcome.blockers);
-        if (own.length) throw new DeadlockError(own.map((b) => toHolder(b.name, b.entry)));
+        if (own.length) throw new DeadlockError(own.map((b) => holderOf(b)));
         const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
         if (left !== undefined && left <= 0) throw timeout(outcome);
         const shared = call.options.mode === 'shared' || call.options.limit !== undefined;
@@ -319,7 +319,12 @@ export class Waiters {
   }
 }
 
-/** A waiter in front, as errors and events show it. */
+/** A waiter in front, as errors and events show it (with the conflict rule that puts it in the way, if that is why). */
 export function waitingOf(a: T.Ahead): Waiting {
-  return toWaiting(a.name, a.intent, a.position);
+  return toWaiting(a.name, a.intent, a.position, a.rule);
+}
+
+/** A holder in the way, as errors and events show it (with the conflict rule that puts it in the way, if that is why). */
+export function holderOf(b: T.Blocker): Holder {
+  return toHolder(b.name, b.entry, b.rule);
 }

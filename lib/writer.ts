@@ -7,7 +7,7 @@ import createDebug from 'debug';
 import { applied, canJoin, ownerPath, planFast, settleFast, type BatchContext, type Member, type Outcome } from './batch.js';
 import { Bound } from './bound.js';
 import type { DbClock } from './clock.js';
-import { Causal, NodeList, openNodes, STATEMENT_TIMEOUT_MS } from './cluster.js';
+import { Causal, NodeList, openNodes } from './cluster.js';
 import { BOUND_CODES, boundedDb, connectionsSettled, openDb, quoteTable, type Conn, type Db } from './db.js';
 import { emptyDocument, ownerKey, parseDocument, serializeDocument, strayOwnerRecords, type Entry, type LockDocument } from './document.js';
 import { ClosedError, ContendedError, DatabaseError, InvalidOptionError, LockError } from './errors.js';
@@ -36,6 +36,8 @@ export interface Settle<R> {
   lost?(expected: number): void;
   /** On the next read that succeeds: the operation's result if the lost write was applied, undefined if not. */
   confirm?(doc: LockDocument, snap: Snapshot): R | undefined;
+  /** A write of this operation was sent before (a one-statement write not yet settled) and may still land: every read goes through `confirm` too. */
+  pending?: boolean;
 }
 
 /**
@@ -54,7 +56,7 @@ export interface Statements {
 /** The lock table's name, validated and quoted for SQL, and the handle its statements go through (a pool or node list opened from a URI, or the one given). */
 export function openStatements(options: ResolvedOptions): { table: string; db: Statements } {
   const table = quoteTable(options.table);
-  const cluster = openNodes(options.db, options.poolSize, Math.min(STATEMENT_TIMEOUT_MS, Math.max(1, options.retry.deadlineMs)));
+  const cluster = openNodes(options.db, options.poolSize, options.retry.deadlineMs);
   if (cluster) {
     return { table, db: { pool: new Causal(cluster.nodes), raw: { pool: cluster.nodes }, nodes: cluster.nodes, ...(cluster.owned ? { end: () => cluster.nodes.end() } : {}) } };
   }
@@ -119,8 +121,12 @@ export class Writer {
     });
   }
 
-  /** Release through read-decide-write: removes what is still held under `nonce`, says why the rest is gone. */
-  releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound): Promise<T.ReleaseOutcome> {
+  /**
+   * Release through read-decide-write: removes what is still held under
+   * `nonce`, says why the rest is gone. `pending`: a release statement of it
+   * may still land, so entries gone without a tombstone count as released.
+   */
+  releaseFromRead(what: string, names: readonly string[], nonce: string, bound: Bound, pending = false): Promise<T.ReleaseOutcome> {
     return this.gate.run(() =>
       this.mutate(
         what,
@@ -128,7 +134,7 @@ export class Writer {
           const r = T.release(doc, names, nonce);
           return r.released.length ? { write: r.doc, result: r } : { result: r };
         },
-        { confirm: (doc) => confirmRelease(doc, names, nonce) },
+        { confirm: (doc) => confirmRelease(doc, names, nonce), pending },
         bound,
       ),
       this.expiry(bound, what),
@@ -268,52 +274,42 @@ export class Writer {
    *
    * On a cluster the statement may have gone to a node that statements no
    * longer go to (`sentTo`): there it may still be certified and commit after
-   * the time check. A locking read on that node settles it as above; when that
-   * node does not answer, the write counts as not applied only once that node
-   * has left the primary component (it can then never commit), and as applied
-   * as soon as a causal read shows it.
+   * the time check, and that node may not answer for a long while. The caller
+   * does not wait for it: a causal read on the current node shows the write if
+   * the cluster committed it. If not, it can commit only until another write
+   * of the row commits (Galera certifies a write against every write committed
+   * since its node executed it, and every write of a space touches its one
+   * row). So each member goes on from a read with its nonce kept "maybe
+   * applied" (`remnantAt`: the version it can no longer apply after once a
+   * later write commits): an acquire takes its names anew or finds the lost
+   * write, a release removes what is still there.
    */
   async #settleFast(members: Member[], fast: NonNullable<ReturnType<typeof planFast>>, bound: Bound, sentTo?: number): Promise<Outcome[]> {
     const { baseMs, capMs } = this.#options.retry;
     const closesAt = fast.plan.at.ms + fast.plan.at.toleranceMs;
     const db = this.#conn(bound);
     const nodes = this.#db.nodes;
-    const there =
-      nodes && sentTo !== undefined
-        ? new Causal(boundedDb({ pool: { query: async (sql, values) => [await nodes.on(sentTo, sql, values), undefined] } }, bound))
-        : undefined;
     let failure: unknown = Object.assign(new Error('no time left to settle the write'), { code: 'ETIMEDOUT' });
     for (let attempt = 0; !bound.fired(); attempt++) {
       this.#assertOpen();
-      let faulted = false;
       try {
         const moved = nodes !== undefined && sentTo !== undefined && nodes.current !== sentTo;
-        if (moved) {
-          const onSent = await readSpaceLocked(there!, this.#table, this.space).catch((err) => {
-            if (!isTransient(err)) throw err;
-            return undefined;
-          });
-          if (onSent && onSent.now > closesAt) return settleFast(parseDocument(this.space, onSent.raw), onSent, members, fast);
-        }
         const snap = await readSpaceLocked(db, this.#table, this.space);
         if (!snap) throw new LockError('ENOTMIGRATED', `the row of space '${this.space}' is gone`);
         if (moved) {
           const outcomes = settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          const visible = outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined);
-          if (visible || (snap.now > closesAt && (await nodes.isMember(sentTo)) === false)) return outcomes;
-          log.retry('settling a write sent to %s: not visible, and that node may still commit it', nodes.nodes[sentTo]!.label);
-          failure = new Error(`the node it was sent to (${nodes.nodes[sentTo]!.label}) is still in the cluster`);
-        } else {
-          if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
-          await bound.sleep(closesAt - snap.now + 1);
-          continue;
+          if (outcomes.some((o) => o.kind !== 'refused' || o.remnantAt !== undefined)) return outcomes;
+          log.retry('settling a write sent to %s: not visible on %s; going on from a read, its nonce kept', nodes.nodes[sentTo]!.label, nodes.nodes[nodes.current]!.label);
+          return members.map((_, i) => (fast.included[i] ? { kind: 'refused', remnantAt: snap.version } : { kind: 'refused' }));
         }
+        if (snap.now > closesAt) return settleFast(parseDocument(this.space, snap.raw), snap, members, fast);
+        await bound.sleep(closesAt - snap.now + 1);
+        continue;
       } catch (err) {
         if (!isTransient(err)) throw toLockError(err, operationOf(members));
         failure = err;
-        faulted = true;
       }
-      await bound.sleep(backoff(attempt, baseMs, capMs) + (faulted ? 0 : 50));
+      await bound.sleep(backoff(attempt, baseMs, capMs));
     }
     throw toUnresolvedError(failure, operationOf(members));
   }
@@ -336,7 +332,12 @@ export class Writer {
     const { baseMs, capMs } = this.#options.retry;
     const db = this.#conn(bound);
     // A write was sent and its reply lost: until a read settles it, it may have been applied.
-    let uncertain = false;
+    let uncertain = settle.pending === true;
+    // Once a write of this operation may have landed unseen, it may land at any
+    // moment until this operation's own write does: every later read confirms
+    // first, not just the next (a release would otherwise find its own entries
+    // gone and report them lost).
+    let confirming = uncertain;
     // The last fault the database itself gave: what a give-up reports, rather
     // than the bound cutting off the attempt after it (lib/db.ts BOUND_CODES).
     let fault: unknown;
@@ -348,7 +349,7 @@ export class Writer {
       try {
         const snap = await this.#read(db);
         const doc = parseDocument(this.space, snap.raw);
-        if (uncertain && settle.confirm) {
+        if (confirming && settle.confirm) {
           const confirmed = settle.confirm(doc, snap);
           if (confirmed !== undefined) return confirmed;
         }
@@ -361,6 +362,7 @@ export class Writer {
         } catch (err) {
           if (isAmbiguous(err)) {
             uncertain = true;
+            confirming = true;
             settle.lost?.(snap.version);
           }
           throw err;

@@ -51,6 +51,16 @@ export interface ChaosSummary extends Verdict {
   /** Sections of the using() workers held past a renewal period (only a renewal kept them), and how many of those ended by a lost lease. */
   renewed: { sections: number; lost: number };
   faults: { sigkill: number; connectionKills: number; connectionKillRounds: number; restartGraceful: number; restartCrash: number; nodeKills: number; nodeRestarts: number };
+  /** On a cluster: how often a worker's table moved to another node, and back to an earlier one (from the workers' logs). */
+  failovers: { away: number; back: number; why: Record<string, number> };
+  /** The longest time, ms, in which no worker entered a critical section (all names together). */
+  maxStallMs: number;
+  /**
+   * What went wrong in the harness itself (a node that would not restart, a
+   * fault that could not be injected): the run then fails, saying so, and the
+   * checker still judges what the workers did.
+   */
+  harnessErrors: string[];
   /** Workers that did not stop within a minute of being asked (then SIGKILLed). */
   hung: number;
   /** Workers that exited by themselves with an error. */
@@ -85,12 +95,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     server = await startPrivateServer({ databases: [DB] });
     url = server.url(DB);
   }
-  // The node admin statements go to: any that runs (the server when there is no cluster).
+  // The node admin statements go to: one that is Synced (the server when
+  // there is no cluster), the next one after a failure. A node that runs but
+  // is still joining refuses connections until its state transfer is done.
+  let adminAt = 0;
   const adminUrl = () => {
     if (!cluster) return server!.url('mysql');
-    for (let n = 1; n <= cluster.size; n++) if (cluster.running(n)) return cluster.url(n);
-    throw new Error('no node runs');
+    for (let k = 0; k < cluster.size; k++) {
+      const n = ((adminAt + k) % cluster.size) + 1;
+      if (cluster.ready(n)) return cluster.url(n);
+    }
+    throw new Error('no node is ready');
   };
+  const harnessErrors: string[] = [];
   let nodeRestart: Promise<void> | undefined;
   const faults = { sigkill: 0, connectionKills: 0, connectionKillRounds: 0, restartGraceful: 0, restartCrash: 0, nodeKills: 0, nodeRestarts: 0 };
   const killedAt = new Map<number, bigint>();
@@ -109,6 +126,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       } catch (err) {
         admin?.destroy();
         admin = undefined;
+        adminAt++;
         if (i >= 50) throw err;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -153,58 +171,77 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     const where = cluster ? `Galera nodes on ports ${[1, 2, 3].map((n) => cluster!.ports(n).port).join(', ')}` : `server on port ${server!.port}`;
     say(`chaos: seed ${seed}, ${nWorkers} workers on ${names.length} names, ${Math.round(options.durationMs / 1000)} s, ${where}, logs in ${logs}`);
     const end = Date.now() + options.durationMs;
-    while (Date.now() < end) {
-      await new Promise((r) => setTimeout(r, random.int(faultMin, faultMax)));
-      const roll = random.next();
-      if (roll < 0.4) {
-        const victims = [...workers].filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-        if (!victims.length) continue;
-        const w = random.pick(victims);
-        // Read BEFORE kill(): the victim certainly ran until this moment, and
-        // may have died at any moment after it. A time read after kill() returned
-        // can come late (the controller descheduled in between) while a waiter
-        // has already seen the victim dead and entered — a false overlap, seen
-        // once in CI. The earlier bound can only miss an overlap inside the
-        // few microseconds of the kill() call, never report one that did not happen.
-        killedAt.set(w.pid, process.hrtime.bigint());
-        w.child.kill('SIGKILL');
-        faults.sigkill++;
-        await w.exited;
-        spawnWorker();
-      } else if (roll < 0.85) {
-        const rows = (await adminQuery('SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?', [DB])) as Array<{ ID: number }>;
-        faults.connectionKillRounds++;
-        for (const r of rows) {
-          try {
-            await adminQuery(`KILL ${Number(r.ID)}`);
-            faults.connectionKills++;
-          } catch {
-            // already gone
+    try {
+      while (Date.now() < end) {
+        await new Promise((r) => setTimeout(r, random.int(faultMin, faultMax)));
+        const roll = random.next();
+        if (roll < 0.4) {
+          const victims = [...workers].filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+          if (!victims.length) continue;
+          const w = random.pick(victims);
+          // Read BEFORE kill(): the victim certainly ran until this moment, and
+          // may have died at any moment after it. A time read after kill() returned
+          // can come late (the controller descheduled in between) while a waiter
+          // has already seen the victim dead and entered — a false overlap, seen
+          // once in CI. The earlier bound can only miss an overlap inside the
+          // few microseconds of the kill() call, never report one that did not happen.
+          killedAt.set(w.pid, process.hrtime.bigint());
+          w.child.kill('SIGKILL');
+          faults.sigkill++;
+          await w.exited;
+          spawnWorker();
+        } else if (roll < 0.85) {
+          const rows = (await adminQuery('SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?', [DB])) as Array<{ ID: number }>;
+          faults.connectionKillRounds++;
+          for (const r of rows) {
+            try {
+              await adminQuery(`KILL ${Number(r.ID)}`);
+              faults.connectionKills++;
+            } catch {
+              // already gone
+            }
           }
+        } else if (cluster) {
+          // One node down at a time, and only with every node Synced: two of
+          // three keep the primary component. After a node that would not
+          // restart, no more node kills (the run has failed, and says why).
+          if (nodeRestart || harnessErrors.length || ![1, 2, 3].every((n) => cluster!.ready(n))) continue;
+          const node = random.chance(0.6) ? 1 : random.int(2, 3);
+          admin?.destroy();
+          admin = undefined;
+          await cluster.kill(node);
+          faults.nodeKills++;
+          say(`chaos: node ${node} killed`);
+          const downFor = random.int(500, 5_000);
+          nodeRestart = (async () => {
+            await new Promise((r) => setTimeout(r, downFor));
+            const startedAt = Date.now();
+            try {
+              await cluster!.start(node);
+              // The donor too: the next node kill waits for a cluster that is whole again.
+              await cluster!.waitSynced(120_000);
+            } catch (err) {
+              harnessErrors.push(`node ${node} did not come back after a kill -9 (${Math.round((Date.now() - startedAt) / 1000)} s): ${(err as Error).message}`);
+              say(`chaos: HARNESS ERROR: ${harnessErrors.at(-1)}`);
+              return;
+            }
+            faults.nodeRestarts++;
+            say(`chaos: node ${node} back after ${downFor + Date.now() - startedAt} ms (Synced)`);
+          })().finally(() => (nodeRestart = undefined));
+        } else {
+          const how = random.chance(0.5) ? 'graceful' : 'crash';
+          admin?.destroy();
+          admin = undefined;
+          await server!.restart(how);
+          if (how === 'graceful') faults.restartGraceful++;
+          else faults.restartCrash++;
         }
-      } else if (cluster) {
-        // One node down at a time: two of three keep the primary component.
-        if (nodeRestart) continue;
-        const node = random.chance(0.6) ? 1 : random.int(2, 3);
-        admin?.destroy();
-        admin = undefined;
-        await cluster.kill(node);
-        faults.nodeKills++;
-        say(`chaos: node ${node} killed`);
-        nodeRestart = (async () => {
-          await new Promise((r) => setTimeout(r, random.int(500, 5_000)));
-          await cluster!.start(node);
-          faults.nodeRestarts++;
-          say(`chaos: node ${node} back`);
-        })().finally(() => (nodeRestart = undefined));
-      } else {
-        const how = random.chance(0.5) ? 'graceful' : 'crash';
-        admin?.destroy();
-        admin = undefined;
-        await server!.restart(how);
-        if (how === 'graceful') faults.restartGraceful++;
-        else faults.restartCrash++;
       }
+    } catch (err) {
+      // A fault the harness could not inject or undo: the run fails saying so,
+      // but the workers still stop cleanly and the checker still judges them.
+      harnessErrors.push(`the fault loop failed: ${(err as Error).stack ?? String(err)}`);
+      say(`chaos: HARNESS ERROR: ${harnessErrors.at(-1)}`);
     }
     say('chaos: faults stopped; asking every worker to stop');
     if (server && !server.running) await server.start();
@@ -236,9 +273,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       }
     }
     const verdict = check({ records, killedAt, stoppedCleanly, finalHeld, finalWaiting });
+    const kinds = (k: string) => records.filter((r) => (r as { k: string }).k === k).length;
+    const why: Record<string, number> = {};
+    for (const r of records as Array<{ k: string; why?: string }>) if (r.k === 'failover') why[r.why ?? '?'] = (why[r.why ?? '?'] ?? 0) + 1;
+    const failovers = { away: kinds('failover'), back: kinds('back'), why };
+    const enters = records.filter((r) => r.k === 'enter').map((r) => BigInt(r.t)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    let maxStall = 0n;
+    for (let i = 1; i < enters.length; i++) if (enters[i]! - enters[i - 1]! > maxStall) maxStall = enters[i]! - enters[i - 1]!;
+    const maxStallMs = Number(maxStall / 1_000_000n);
     const longExits = records.filter((r) => r.k === 'exit' && ((r as { heldMs?: number }).heldMs ?? 0) > renewing.ttlMs / 3) as Array<{ lost?: boolean }>;
     const renewed = { sections: longExits.length, lost: longExits.filter((r) => r.lost).length };
-    return { seed, durationMs: options.durationMs, workersStarted: started, renewed, faults, hung, crashed, ...verdict };
+    return { seed, durationMs: options.durationMs, workersStarted: started, renewed, faults, failovers, maxStallMs, harnessErrors, hung, crashed, ...verdict };
   } finally {
     for (const w of workers) w.child.kill('SIGKILL');
     await Promise.all([...workers].map((w) => w.exited));
@@ -266,14 +311,18 @@ export function describe(s: ChaosSummary): string {
     `cycles completed: ${s.cycles} (critical sections: ${s.sections}; under using() held past a renewal: ${s.renewed.sections}, of which lost: ${s.renewed.lost})`,
     `faults: worker SIGKILL ${s.faults.sigkill}; connections KILLed ${s.faults.connectionKills} (in ${s.faults.connectionKillRounds} rounds); ` +
       `server restarts ${s.faults.restartGraceful + s.faults.restartCrash} (graceful ${s.faults.restartGraceful}, crash ${s.faults.restartCrash}); ` +
-      `Galera node kills ${s.faults.nodeKills}, restarts ${s.faults.nodeRestarts}`,
+      `Galera node kills ${s.faults.nodeKills}, restarts ${s.faults.nodeRestarts}; workers' tables failed over ${s.failovers.away} times (${count(s.failovers.why)}; back to an earlier node ${s.failovers.back})`,
+    `longest time with no critical section entered: ${s.maxStallMs} ms`,
     `overlaps: ${s.overlaps.length}; token regressions: ${s.tokenRegressions.length}; leaked: ${s.leaked.length}; lost: ${s.lost.length}; unclosed sections: ${s.unclosed.length}`,
     `left held by SIGKILLed workers at the end (expected, dead owners): ${s.leftByKilled}; waiters left in line by live workers: ${s.leakedWaiters.length}`,
     `acquire errors: ${count(s.acquireErrors)}; release errors: ${count(s.releaseErrors)}; workers crashed: ${s.crashed}; hung: ${s.hung}`,
+    ...s.harnessErrors.map((e) => `HARNESS ERROR: ${e}`),
   ].join('\n');
 }
 
 /** Whether the run proves what it must: exclusion held, nothing leaked or lost. */
 export function passed(s: ChaosSummary): boolean {
-  return !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.leakedWaiters.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung;
+  return (
+    !s.overlaps.length && !s.tokenRegressions.length && !s.leaked.length && !s.leakedWaiters.length && !s.lost.length && !s.unclosed.length && !s.crashed && !s.hung && !s.harnessErrors.length
+  );
 }

@@ -9,6 +9,8 @@
 // its lease; when the signal aborts (the lease lost) it ends its section at
 // once, as a task should.
 import { openSync, writeSync } from 'node:fs';
+import { format } from 'node:util';
+import createDebug from 'debug';
 import { createLockTable, type LockError } from '../../lib/index.js';
 import { prng } from '../helpers/prng.js';
 
@@ -17,6 +19,23 @@ const fd = openSync(config.log, 'a'); // O_APPEND: each record lands whole at th
 const random = prng(config.seed);
 const now = () => process.hrtime.bigint().toString();
 const record = (r: object) => writeSync(fd, `${JSON.stringify({ ...r, pid: process.pid, t: now() })}\n`);
+// On a cluster: every time the table moves to another node, a record (the
+// library logs it on its debug channel locktable:cluster; the records count
+// the failovers, nothing judges them).
+if (Array.isArray(config.url)) {
+  createDebug.enable([process.env.DEBUG, 'locktable:cluster'].filter(Boolean).join(','));
+  const write = createDebug.log;
+  createDebug.log = (...args: unknown[]) => {
+    const line = format(...args);
+    if (line.includes('locktable:cluster')) {
+      const away = /node (\S+) failed \((.*)\): statements go to (\S+)/.exec(line);
+      const back = /node (\S+) is back/.exec(line);
+      if (away) record({ k: 'failover', from: away[1], why: away[2], to: away[3] });
+      else if (back) record({ k: 'back', to: back[1] });
+    }
+    if (process.env.DEBUG) write(...args);
+  };
+}
 const locks = createLockTable({ db: config.url, owner: { taskId: `chaos-${process.pid}` }, poolSize: 2 });
 const stop = new AbortController();
 process.on('SIGTERM', () => stop.abort());

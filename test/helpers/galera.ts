@@ -12,7 +12,14 @@
 // back with --wsrep-recover (which reads the last committed position from
 // InnoDB) and then --wsrep_start_position, so it rejoins by incremental state
 // transfer (IST) when the donor still has the writes. A joiner writes its pid
-// file only after its state transfer: the pid we track is the spawned process's.
+// file only after its state transfer: the pid we track is the spawned process's,
+// and a node counts as started only once it says it is Synced.
+//
+// A node is killed with its whole process group (it leads one: spawned
+// detached): a state transfer runs helper processes (wsrep_sst_rsync, an rsync
+// daemon on the node's SST port) that a SIGKILL of mariadbd alone leaves
+// behind, and the next state transfer of that node then waits 30 s for them
+// and fails. Their pid files are removed before a restart.
 import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -42,6 +49,16 @@ interface State {
   nodes: NodePorts[];
   /** Spawned mariadbd pids, by node index (0-based); null when stopped. */
   pids: Array<number | null>;
+}
+
+/** A node that would not start (its error log's tail in the message). */
+export class NodeStartError extends Error {
+  readonly node: number;
+  constructor(node: number, message: string) {
+    super(message);
+    this.name = 'NodeStartError';
+    this.node = node;
+  }
 }
 
 export interface NodeStatus {
@@ -75,6 +92,8 @@ process.once('exit', () => {
 export class GaleraCluster {
   readonly dir: string;
   readonly #state: State;
+  /** Nodes this process started and saw Synced, not stopped or killed since (0-based). */
+  readonly #ready = new Set<number>();
 
   private constructor(dir: string, state: State) {
     this.dir = dir;
@@ -160,7 +179,17 @@ export class GaleraCluster {
     return this.pid(node) !== null;
   }
 
-  /** kill -9 of one node's mariadbd; resolves when the process is gone. */
+  /**
+   * Whether this process started node `node` and saw it Synced, and has not
+   * stopped or killed it since: a node that runs but is still joining (its
+   * state transfer) refuses connections or answers 1047, so the harness's own
+   * statements go to ready nodes only.
+   */
+  ready(node: number): boolean {
+    return this.#ready.has(this.#index(node)) && this.running(node);
+  }
+
+  /** kill -9 of one node's mariadbd and of its state-transfer helpers; resolves when they are gone. */
   async kill(node: number): Promise<void> {
     await this.#signal(node, 'SIGKILL');
   }
@@ -179,15 +208,37 @@ export class GaleraCluster {
    */
   async start(node: number, env?: Record<string, string>): Promise<void> {
     const i = this.#index(node);
-    if (this.running(node)) return;
-    const position = this.#recover(i);
-    const others = this.#state.nodes.some((_, j) => j !== i && this.running(j + 1));
-    const extra = position ? [`--wsrep_start_position=${position}`] : [];
-    if (!others) {
-      this.#markSafeToBootstrap(i);
-      extra.push('--wsrep-new-cluster');
+    if (this.running(node)) {
+      if (!this.#ready.has(i)) await this.#untilSynced(i);
+      return;
     }
-    await this.#spawn(i, extra, env);
+    let first: unknown;
+    // A second attempt, after a failed one, rejoins by a full state transfer
+    // (no grastate.dat: the donor sends everything), the usual cure for a
+    // joiner whose incremental transfer failed.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        this.#clearStale(i);
+        if (attempt > 0) rmSync(path.join(this.#datadir(i), 'grastate.dat'), { force: true });
+        const position = attempt === 0 ? await this.#recover(i) : undefined;
+        const others = this.#state.nodes.some((_, j) => j !== i && this.running(j + 1));
+        const extra = position ? [`--wsrep_start_position=${position}`] : [];
+        if (!others) {
+          // Bootstrapping: no donor to send a full state transfer; the first failure stands.
+          if (attempt > 0) break;
+          this.#markSafeToBootstrap(i);
+          extra.push('--wsrep-new-cluster');
+        }
+        await this.#spawn(i, extra, env);
+        return;
+      } catch (err) {
+        // Whatever is left of the failed attempt goes, helpers included.
+        await this.kill(node).catch(() => {});
+        if (attempt > 0) throw new NodeStartError(node, `node ${node} did not start, twice:\n1) ${(first as Error).message}\n2) ${(err as Error).message}`);
+        first = err;
+      }
+    }
+    throw first;
   }
 
   async restart(node: number, how: 'kill' | 'stop' = 'kill'): Promise<void> {
@@ -198,7 +249,8 @@ export class GaleraCluster {
   /** Starts every stopped node: the most advanced one first when none runs. */
   async startAll(): Promise<void> {
     if (!this.#state.nodes.some((_, j) => this.running(j + 1))) {
-      const positions = this.#state.nodes.map((_, j) => seqnoOf(this.#recover(j)));
+      const positions: number[] = [];
+      for (let j = 0; j < this.size; j++) positions.push(seqnoOf(await this.#recover(j)));
       const first = positions.indexOf(Math.max(...positions));
       await this.start(first + 1);
     }
@@ -258,7 +310,7 @@ export class GaleraCluster {
       const pid = this.pid(j);
       if (pid !== null) {
         try {
-          process.kill(pid, 'SIGKILL');
+          process.kill(-pid, 'SIGKILL'); // the group: state-transfer helpers too
         } catch {
           /* gone */
         }
@@ -362,12 +414,20 @@ wsrep_provider_options="${provider}"
     child.once('exit', (code, signal) => (exited = `${code ?? signal}`));
     this.#state.pids[i] = child.pid ?? null;
     this.#save();
+    await this.#untilSynced(i, () => exited);
+  }
+
+  /** Resolves once node `i` (0-based) says it is Synced; fails when its process exits first, or after 120 s. */
+  async #untilSynced(i: number, exited: () => string | undefined = () => (this.running(i + 1) ? undefined : 'gone')): Promise<void> {
     const started = Date.now();
     for (;;) {
-      if (exited !== undefined) throw new Error(`node ${i + 1}: mariadbd exited (${exited}) while starting:\n${this.log(i + 1)}`);
-      const synced = await this.#synced(i);
-      if (synced) return;
-      if (Date.now() - started > 120_000) throw new Error(`node ${i + 1} not synced within 120 s:\n${this.log(i + 1)}`);
+      const gone = exited();
+      if (gone !== undefined) throw new NodeStartError(i + 1, `node ${i + 1}: mariadbd exited (${gone}) while starting:\n${this.log(i + 1)}`);
+      if (await this.#synced(i)) {
+        this.#ready.add(i);
+        return;
+      }
+      if (Date.now() - started > 120_000) throw new NodeStartError(i + 1, `node ${i + 1} not Synced within 120 s:\n${this.log(i + 1)}`);
       await delay(100);
     }
   }
@@ -387,23 +447,59 @@ wsrep_provider_options="${provider}"
   }
 
   async #signal(node: number, signal: NodeJS.Signals): Promise<void> {
-    const pid = this.pid(node);
+    const i = this.#index(node);
+    this.#ready.delete(i);
+    const pid = this.#state.pids[i] ?? null;
     if (pid === null) return;
-    process.kill(pid, signal);
-    await until(() => !alive(pid), 60_000, `node ${node} (pid ${pid}) to exit`);
-    this.#state.pids[this.#index(node)] = null;
+    if (alive(pid)) {
+      // SIGKILL: the whole group at once. SIGTERM: mariadbd alone, which ends its helpers itself.
+      try {
+        process.kill(signal === 'SIGKILL' ? -pid : pid, signal);
+      } catch {
+        /* gone meanwhile */
+      }
+      await until(() => !alive(pid), 60_000, `node ${node} (pid ${pid}) to exit`);
+    }
+    // Helpers that outlived it (a state transfer under way) go too.
+    if (groupAlive(pid)) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+      await until(() => !groupAlive(pid), 10_000, `the processes of node ${node} (group ${pid}) to exit`);
+    }
+    this.#state.pids[i] = null;
     this.#save();
   }
 
+  /** Pid files a killed node's state transfer leaves in its datadir: the next one would wait for those pids. */
+  #clearStale(i: number): void {
+    for (const f of ['wsrep_sst.pid', 'rsync_sst.pid', 'rsync_sst.conf', 'stunnel.pid', 'stunnel.conf', 'sst_in_progress']) rmSync(path.join(this.#datadir(i), f), { force: true });
+    rmSync(path.join(this.#nodeDir(i), 'mariadbd.pid'), { force: true });
+  }
+
   /** `uuid:seqno` of the last transaction the node committed, from --wsrep-recover; undefined for a never-started datadir. */
-  #recover(i: number): string | undefined {
+  async #recover(i: number): Promise<string | undefined> {
     const logFile = path.join(this.#nodeDir(i), 'recover.log');
     rmSync(logFile, { force: true });
     chownR(this.#nodeDir(i));
-    const r = spawnSync(MARIADBD, [`--defaults-file=${this.#cnf(i)}`, '--wsrep-recover', `--log-error=${logFile}`], { encoding: 'utf8', timeout: 120_000 });
+    // Not spawnSync: a caller's event loop (the chaos controller's) keeps running meanwhile.
+    const child = spawn(MARIADBD, [`--defaults-file=${this.#cnf(i)}`, '--wsrep-recover', `--log-error=${logFile}`], { stdio: 'ignore' });
+    const status = await new Promise<number | string>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        resolve(code ?? String(sig));
+      });
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        resolve(err.message);
+      });
+    });
     const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
     const m = /WSREP: Recovered position:\s*(\S+:-?\d+)/.exec(text);
-    if (r.status !== 0 && !m) throw new Error(`node ${i + 1}: --wsrep-recover failed (${r.status}):\n${text.split('\n').slice(-10).join('\n')}`);
+    if (status !== 0 && !m) throw new NodeStartError(i + 1, `node ${i + 1}: --wsrep-recover failed (${status}):\n${text.split('\n').slice(-10).join('\n')}`);
     return m?.[1];
   }
 
@@ -411,6 +507,33 @@ wsrep_provider_options="${provider}"
     const file = path.join(this.#datadir(i), 'grastate.dat');
     if (!existsSync(file)) return;
     writeFileSync(file, readFileSync(file, 'utf8').replace(/safe_to_bootstrap:\s*0/, 'safe_to_bootstrap: 1'));
+  }
+}
+
+/** Whether any process of the group `pgid` is left (a zombie of ours aside, which kill() still finds: checked by alive()). */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch {
+    return false;
+  }
+  // Only zombies left (the leader, not yet reaped) count as gone.
+  try {
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      } catch {
+        continue;
+      }
+      // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid && fields[0] !== 'Z') return true;
+    }
+    return false;
+  } catch {
+    return true;
   }
 }
 

@@ -23,7 +23,13 @@ export type Cut =
    * only after the client's next statement (its re-read) has been answered, and
    * hold the client's next matching statement until it has run.
    */
-  | 'late';
+  | 'late'
+  /**
+   * Cut the client off at once, but keep the statement, on its server
+   * connection, until the test sends it with runHeld(): a write that lands
+   * whenever the test says, long after its client moved on.
+   */
+  | 'hold';
 
 interface Rule {
   match: (sql: string) => boolean;
@@ -53,6 +59,12 @@ export interface Proxy {
   cutAt(match: RegExp | ((sql: string) => boolean), cut: Cut, options?: { thenDown?: boolean }): Promise<string>;
   /** While down, new connections are closed as soon as they are accepted. */
   setDown(down: boolean): void;
+  /**
+   * Sends the statement a 'hold' cut kept to the server now; resolves once the
+   * server answered it (its reply, or error, in the result), then closes that
+   * connection.
+   */
+  runHeld(): Promise<{ ok: boolean; affectedRows?: number; errno?: number }>;
   /** Drops every open connection. */
   cutAll(): void;
   close(): Promise<void>;
@@ -175,6 +187,8 @@ export async function startProxy(target: { host?: string; port: number }): Promi
   // A 'late' cut in progress: its statement waits for the next query reply to
   // pass (the client's re-read), then runs; matching statements wait for it.
   let late: { match: (sql: string) => boolean; run?: () => void; ran: Promise<void> } | undefined;
+  // A 'hold' cut's statement, waiting for runHeld().
+  let held: (() => Promise<{ ok: boolean; affectedRows?: number; errno?: number }>) | undefined;
 
   let connections = 0;
   const server = net.createServer((client) => {
@@ -288,6 +302,20 @@ export async function startProxy(target: { host?: string; port: number }): Promi
           rule.done(sql);
         };
         upstream.write(packet);
+      } else if (rule.cut === 'hold') {
+        pairs.delete(pair);
+        client.destroy();
+        rule.done(sql);
+        held = () =>
+          new Promise((resolve) => {
+            statements.push(sql);
+            onReply = (chunk) => {
+              upstream.destroy();
+              // After the 4-byte header, an OK packet starts with 0x00 and the affected rows; an error with 0xff and its errno.
+              resolve(chunk[4] === 0xff ? { ok: false, errno: chunk.readUInt16LE(5) } : { ok: true, affectedRows: lengthCoded(chunk, 5)[0] });
+            };
+            upstream.write(packet);
+          });
       } else {
         // 'late': the client loses its connection now; the statement runs
         // later, on the same server connection, once a reply to another query
@@ -328,6 +356,12 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     },
     setDown(value) {
       down = value;
+    },
+    runHeld() {
+      const run = held;
+      held = undefined;
+      if (!run) return Promise.reject(new Error('no statement is held: arm cutAt(…, \'hold\') first'));
+      return run();
     },
     cutAll() {
       for (const p of [...pairs]) {

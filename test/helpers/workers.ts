@@ -2,6 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { createLockTable, type LockTable } from '../../lib/index.js';
+import { createTestDb, type TestDb } from './db.js';
 
 export const WORKER = path.join(__dirname, '..', 'fixtures', 'worker.js');
 
@@ -87,4 +89,45 @@ export class Worker {
     this.child.stdin!.end();
     await this.exited;
   }
+}
+
+/** What suiteWithWorkers() sets up, valid from the suite's first test on. */
+export interface SuiteWithWorkers {
+  readonly db: TestDb;
+  /** A table with the default owner. */
+  readonly locks: LockTable;
+  /** A second table on the same database, task id 'other'. */
+  readonly other: LockTable;
+  /** Starts a worker process on the suite's database; it is killed after the test. */
+  start(taskId: string): Promise<Worker>;
+}
+
+/**
+ * The fixture of suites whose tests race worker processes against two tables
+ * of their own: a database of the suite's own, `locks` and `other` on it,
+ * workers killed and every lock released after each test, all removed after
+ * the suite. Call it inside describe().
+ */
+export function suiteWithWorkers(suite: string): SuiteWithWorkers {
+  const workers: Worker[] = [];
+  const fixture = {} as { -readonly [K in keyof SuiteWithWorkers]: SuiteWithWorkers[K] };
+  fixture.start = async (taskId: string) => {
+    const w = await Worker.start({ url: fixture.db.url, taskId });
+    workers.push(w);
+    return w;
+  };
+  before(async () => {
+    fixture.db = await createTestDb(suite);
+    fixture.locks = createLockTable({ db: fixture.db.pool });
+    fixture.other = createLockTable({ db: fixture.db.pool, owner: { taskId: 'other' } });
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.kill()));
+    await fixture.locks.releaseAll();
+  });
+  after(async () => {
+    await Promise.all([fixture.locks.close(), fixture.other.close()]);
+    await fixture.db.drop();
+  });
+  return fixture;
 }

@@ -82,6 +82,20 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
     assert.deepEqual((await stored()).l, {});
   });
 
+  it('a release whose lost compare-and-swap lands only after the client re-read (and wrote again) is done, not reported lost', async () => {
+    const cas = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'cas' }, fastPath: false, retry: { deadlineMs: 10_000 } });
+    try {
+      const lease = await cas.acquire('app_task_relate');
+      // The re-read still finds the entry; the lost write lands just before the client's second one, which then loses the race.
+      const cut = proxy.cutAt(CAS, 'late');
+      await cas.release(lease);
+      await cut;
+      assert.deepEqual((await stored()).l, {});
+    } finally {
+      await cas.close();
+    }
+  });
+
   it('a wait() whose winning write lost its reply acquires once, and does not wait on itself', async () => {
     const held = await other.acquire('box_update_task');
     const waiting = locks.wait(['box_update_task'], { timeoutMs: 8_000 });
@@ -157,6 +171,23 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
       assert.equal((await stored()).l.full_backup_task_x?.n !== undefined, true, 'the lost write did take the lock');
       proxy.setDown(false);
       await until('the background release of the lock nobody has a lease for', async () => (await stored()).l.full_backup_task_x === undefined);
+    } finally {
+      await hasty.close();
+    }
+  });
+
+  it('an acquire of unknown outcome that took nothing is settled in the background by one write of the row, after which the lost write can no longer land', async () => {
+    const hasty = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'hasty' }, retry: { deadlineMs: 300 } });
+    try {
+      const before = await stored();
+      // Cut before it reaches the server: nothing is applied, but the client cannot know.
+      const cut = proxy.cutAt(CAS, 'drop-statement', { thenDown: true });
+      await assert.rejects(hasty.acquire('full_backup_task_y'), (err: LockError & { outcomeUnknown?: boolean }) => err.outcomeUnknown === true);
+      await cut;
+      proxy.setDown(false);
+      // Nothing held under its nonce is not enough while the lost write could still come: the row is written once, unchanged.
+      await until('the background release to write the row', async () => (await stored()).version > before.version);
+      assert.deepEqual((await stored()).l, before.l, 'a write of the document unchanged');
     } finally {
       await hasty.close();
     }

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import mysql from 'mysql2/promise';
-import { createLockTable, migrate, type LockError, type LockTable } from '../../lib/index.js';
+import { createLockTable, migrate, type Lease, type LockError, type LockTable } from '../../lib/index.js';
 import { until } from '../helpers/db.js';
 import { startPrivateServer, type PrivateServer } from '../helpers/private-server.js';
 
@@ -41,6 +41,21 @@ async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?:
 function assertWithin(r: { ms: number; error?: LockError }, code: string, bound: number, margin: number, what: string): void {
   assert.equal(r.error?.code, code, `${what}: ${r.error ? `${r.error.code} ${r.error.message}` : 'resolved'}`);
   assert.ok(r.ms <= bound + margin, `${what}: settled after ${Math.round(r.ms)} ms, bound ${bound} ms + ${margin} ms`);
+}
+
+/** acquire, release (of `lease`) and list on `t`, whose retry.deadlineMs is 1,000: each gives up within it with EDATABASE. Resolves with how long each took. */
+async function eachGivesUp(t: LockTable, lease: Lease): Promise<number[]> {
+  const took: number[] = [];
+  for (const [what, call] of [
+    ['acquire', () => t.acquire('box_update')],
+    ['release', () => t.release(lease)],
+    ['list', () => t.list()],
+  ] as const) {
+    const r = await timed((call as () => Promise<unknown>)());
+    assertWithin(r, 'EDATABASE', 1_000, MARGIN_MS, what);
+    took.push(r.ms);
+  }
+  return took;
 }
 
 /**
@@ -118,16 +133,7 @@ describe('every promised bound holds (a private server)', function () {
       const t = table(server.url(DB), { retry: { deadlineMs: 1_000 } });
       const lease = await t.acquire('mail_restart');
       await server.stop('graceful');
-      const took: number[] = [];
-      for (const [what, call] of [
-        ['acquire', () => t.acquire('box_update')],
-        ['release', () => t.release(lease)],
-        ['list', () => t.list()],
-      ] as const) {
-        const r = await timed((call as () => Promise<unknown>)());
-        assertWithin(r, 'EDATABASE', 1_000, MARGIN_MS, what);
-        took.push(r.ms);
-      }
+      const took = await eachGivesUp(t, lease);
       record('retry.deadlineMs 1000', 'refused connections', 1_000, took);
     });
   });
@@ -137,16 +143,7 @@ describe('every promised bound holds (a private server)', function () {
       const t = table(server.url(DB), { retry: { deadlineMs: 1_000 } });
       const lease = await t.acquire('mail_restart');
       await hang(server.pid!);
-      const took: number[] = [];
-      for (const [what, call] of [
-        ['acquire', () => t.acquire('box_update')],
-        ['release', () => t.release(lease)],
-        ['list', () => t.list()],
-      ] as const) {
-        const r = await timed((call as () => Promise<unknown>)());
-        assertWithin(r, 'EDATABASE', 1_000, MARGIN_MS, what);
-        took.push(r.ms);
-      }
+      const took = await eachGivesUp(t, lease);
       record('retry.deadlineMs 1000', 'hung server', 1_000, took);
       const w = await timed(t.wait('app_task_hung', { timeoutMs: 600 }));
       assertWithin(w, 'ETIMEDOUT', 600, MARGIN_MS, 'wait');

@@ -60,7 +60,7 @@ describe('the locktable CLI (real binary, real server)', () => {
   it('list --json parses and matches list()', async () => {
     const mine = await locks.acquire(['app_task_blog', 'app_backup_blog'], { ttlMs: 600_000 });
     const w = await start('task-5');
-    assert.ok((await w.send({ op: 'acquire', names: ['box_update'] })).ok);
+    assert.ok((await w.send({ op: 'acquire', names: ['box_update_task'] })).ok);
     const run = await cli(['list', '--json'], env);
     assert.equal(run.code, 0, run.stderr);
     const listed = JSON.parse(run.stdout) as Array<Record<string, unknown>>;
@@ -76,7 +76,7 @@ describe('the locktable CLI (real binary, real server)', () => {
       [
         ['app_backup_blog', 'test-server', mine.token, 'alive'],
         ['app_task_blog', 'test-server', mine.token, 'alive'],
-        ['box_update', 'task-5', expected[2]!.token, 'alive'],
+        ['box_update_task', 'task-5', expected[2]!.token, 'alive'],
       ],
     );
     assert.equal(listed[0]!.expiresAt, mine.expiresAt!.toISOString());

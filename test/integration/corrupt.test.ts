@@ -77,6 +77,23 @@ describe('a corrupt document', () => {
     assert.deepEqual(await rawRow(db.pool), before);
   });
 
+  it('fails every operation with EFORMAT, not ECORRUPT, on fields a newer locktable added (an unknown owner field), and leaves the document', async () => {
+    const owner = { h: 'h', b: 'b', ns: 'pid:[1]', p: 1, s: 2, u: 'u', z: [1, 2] };
+    const kept = await store(JSON.stringify({ v: 3, o: { '0123456789abcdef': owner }, l: { box_update: { t: 'box_update', f: 1, n: 'x', a: 1, o: '0123456789abcdef' } } }));
+    const before = await rawRow(db.pool);
+    for (const [name, op] of operations) {
+      await assert.rejects(op(), (err: unknown) => {
+        assert.ok(err instanceof LockError, `${name}: ${String(err)}`);
+        assert.equal(err.code, 'EFORMAT', `${name}: ${err.message}`);
+        assert.deepEqual((err as LockError & { fields: string[] }).fields, ['o.0123456789abcdef.z']);
+        assert.equal((err as LockError & { raw: string }).raw, kept);
+        assert.match(err.message, /upgrade locktable/);
+        return true;
+      });
+    }
+    assert.deepEqual(await rawRow(db.pool), before, 'not one byte changed, version unchanged');
+  });
+
   it('is replaced only by an explicit repair() of the exact text inspected', async () => {
     const raw = await store('{"v":1,"l":{"box_update":{"garbage":true}}}');
     const err = await locks.list().catch((e: unknown) => e as LockError & { raw: string });

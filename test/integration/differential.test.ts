@@ -1,12 +1,13 @@
 // Holds the one-statement paths to the pure transitions: random sequences of
-// operations (several owners, many names, conflicts, releases, wipes, owner
+// operations (several owners, many names, conflicts — of names and of the
+// catalogue's conflict rules: box_update against app tasks and backups —, releases, wipes, owner
 // cleanup, expiries, reaps, and bursts that the gate combines) run through
 // three engines — lock tables on the one-statement path, lock tables with it
 // turned off (read, decide, compare-and-swap), and the pure model
 // (lib/transitions.ts on an in-memory document) — and every outcome and the
 // document after every step must be the same in all three.
 import assert from 'node:assert/strict';
-import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
+import { createLockTable, LockTypes, type Lease, type LockError, type LockTable } from '../../lib/index.js';
 import { emptyDocument, entryOf, fromStoredOwner, parseDocument, serializeDocument, toHolder, toStoredOwner, type Entry, type LockDocument, type StoredOwner } from '../../lib/document.js';
 import { judge } from '../../lib/liveness.js';
 import { localView } from '../../lib/owner.js';
@@ -16,7 +17,12 @@ import { Tap } from '../helpers/tap.js';
 import { prng } from '../helpers/prng.js';
 
 const OWNERS = ['o0', 'o1', 'o2'];
-const NAMES = Array.from({ length: 24 }, (_, i) => `app_task_${i}`);
+const TASKS = Array.from({ length: 24 }, (_, i) => `app_task_${i}`);
+// box_update is set against every app task and backup by LockTypes' rule (read and decide);
+// an app task's or backup's one-statement acquire checks box_update itself (its guard).
+const NAMES = [...TASKS, 'box_update', 'app_backup_0', 'app_backup_1'];
+/** The names shared and semaphore acquisitions pick from: few, so that groups of either kind meet. */
+const SHARED = [...TASKS.slice(0, 6), 'app_backup_0'];
 const LONG_TTL = 3_600_000;
 
 /** The owner of a waiter on another host: nothing here can judge it, only its expiry. */
@@ -129,7 +135,9 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
           const e = err as LockError & { holders?: Array<{ name: string; token: number }>; waiters?: Array<{ name: string; id: string }>; reason?: string; names?: string[] };
           if (e.code === 'ELOCKED') {
             const byToken = new Map([...tokens].map(([id, tok]) => [tok, id]));
-            return `ELOCKED ${e.holders!.map((h) => `${h.name}@#${byToken.get(h.token)}`).sort()} ahead ${e.waiters!.map((w) => `${w.name}~${w.id}`).sort()}`;
+            const holders = e.holders as Array<{ name: string; token: number; rule?: string }>;
+            const waiters = e.waiters as Array<{ name: string; id: string; rule?: string }>;
+            return `ELOCKED ${holders.map((h) => `${h.name}@#${byToken.get(h.token)}${h.rule ? '!' : ''}`).sort()} ahead ${waiters.map((w) => `${w.name}~${w.id}${w.rule ? '!' : ''}`).sort()}`;
           }
           if (e.code === 'ENOTHELD') return `ENOTHELD ${e.reason} ${[...e.names!].sort()}`;
           if (e.code === 'EINVALIDOPTION') return 'EINVALIDOPTION';
@@ -180,10 +188,16 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
             }));
             const deadShares = new Set<string>();
             for (const n of op.names) for (const h of doc.s?.[n]?.h ?? []) if (judge(fromStoredOwner(h.o), h.e, t, here) === 'dead') deadShares.add(h.n);
+            // Holders a conflict rule sets against the names: judged as the table judges them.
+            for (const b of T.conflicting(doc, op.names, LockTypes.conflicts).held) {
+              if (judge(fromStoredOwner(b.entry.o), b.entry.e, t, here) !== 'dead') continue;
+              if (b.shared) deadShares.add(b.entry.n);
+              else dead.add(b.name);
+            }
             const kind = { mode: op.mode, limit: op.limit };
-            const r = T.acquire(doc, { names: op.names, typeOf: (n) => n.replace(/_\d+$/, ''), owner: owners[op.owner]!, nonce, token: version + 1, now: t, ttlMs: op.ttl ? LONG_TTL : undefined, dead, deadShares, ...kind });
+            const r = T.acquire(doc, { names: op.names, typeOf: (n) => n.replace(/_\d+$/, ''), owner: owners[op.owner]!, nonce, token: version + 1, now: t, ttlMs: op.ttl ? LONG_TTL : undefined, dead, deadShares, rules: LockTypes.conflicts, ...kind });
             if (!r.ok && r.conflicts) return 'EINVALIDOPTION';
-            if (!r.ok) return `ELOCKED ${r.blockers.map((b) => `${b.name}@#${opOfNonce.get(b.entry.n)}`).sort()} ahead ${r.ahead.map((a) => `${a.name}~${a.intent.n}`).sort()}`;
+            if (!r.ok) return `ELOCKED ${r.blockers.map((b) => `${b.name}@#${opOfNonce.get(b.entry.n)}${b.rule ? '!' : ''}`).sort()} ahead ${r.ahead.map((a) => `${a.name}~${a.intent.n}${a.rule ? '!' : ''}`).sort()}`;
             doc = r.doc;
             version++;
             nonces.set(op.id, { nonce, names: op.names });
@@ -250,27 +264,28 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
     const live: Array<{ id: number; owner: number; names: string[] }> = [];
     const lines: number[] = [];
     const pick = <X>(xs: X[]) => xs[rnd.int(xs.length)]!;
-    const someNames = (max: number) => {
+    const someNames = (max: number, from = NAMES) => {
       const out = new Set<string>();
       const n = 1 + rnd.int(max);
-      while (out.size < n) out.add(pick(NAMES));
+      while (out.size < n) out.add(pick(from));
       return [...out];
     };
     for (let s = 0; s < steps; s++) {
       const roll = rnd.int(100);
       if (roll < 20) {
-        // A burst: one owner's acquires and releases at once, on disjoint names, so that their order does not matter.
+        // A burst: one owner's acquires and releases at once, on disjoint names, so that their order does not matter
+        // (app tasks only: box_update in a burst would make the order matter through the rule).
         const owner = rnd.int(OWNERS.length);
         const used = new Set<string>();
         const burst: Op[] = [];
         for (let i = 0; i < 2 + rnd.int(6); i++) {
-          const mine = live.filter((x) => x.owner === owner && x.names.every((n) => !used.has(n)));
+          const mine = live.filter((x) => x.owner === owner && x.names.every((n) => !used.has(n) && TASKS.includes(n)));
           if (mine.length && rnd.chance(0.4)) {
             const lease = live.splice(live.indexOf(pick(mine)), 1)[0]!;
             lease.names.forEach((n) => used.add(n));
             burst.push({ kind: 'release', id: ++id, owner, of: lease.id });
           } else {
-            const names = someNames(2).filter((n) => !used.has(n));
+            const names = someNames(2, TASKS).filter((n) => !used.has(n));
             if (!names.length) continue;
             names.forEach((n) => used.add(n));
             burst.push({ kind: 'acquire', id: ++id, owner, names, ttl: rnd.chance(0.3) });
@@ -280,13 +295,16 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         yield burst;
       } else if (roll < 50) {
         const owner = rnd.int(OWNERS.length);
-        const names = someNames(3);
-        live.push({ id: ++id, owner, names });
-        // A third of them shared: half plain, half a semaphore of limit 2 (so some meet a group of the other kind).
+        // Now and then the box update, alone: it gets through only when no app task or backup is held.
+        // A third of them shared: half plain, half a semaphore of limit 2, on a few names (so some meet a group of the other kind).
         const kind = rnd.chance(0.33) ? (rnd.chance(0.5) ? { mode: 'shared' as const } : { mode: 'shared' as const, limit: 2 }) : {};
+        const names = rnd.chance(0.05) ? ['box_update'] : 'mode' in kind ? someNames(3, SHARED) : someNames(3);
+        live.push({ id: ++id, owner, names });
         yield [{ kind: 'acquire', id, owner, names, ttl: rnd.chance(0.3), ...kind }];
       } else if (roll < 78 && live.length) {
-        const lease = live.splice(rnd.int(live.length), 1)[0]!;
+        // A box update does not last long: while it is held, every app task and backup is refused.
+        const box = live.findIndex((x) => x.names.includes('box_update'));
+        const lease = live.splice(box >= 0 && rnd.chance(0.5) ? box : rnd.int(live.length), 1)[0]!;
         // Sometimes a release of only part of the lease, or of a name it never had.
         const names = rnd.chance(0.15) ? [pick(lease.names), ...(rnd.chance(0.5) ? [pick(NAMES)] : [])].filter((n, i, a) => a.indexOf(n) === i) : undefined;
         yield [{ kind: 'release', id: ++id, owner: lease.owner, of: lease.id, ...(names ? { names } : {}) }];
@@ -304,6 +322,13 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         yield [{ kind: 'releaseByOwner', id: ++id, owner: rnd.int(OWNERS.length), taskId: pick(OWNERS) }];
       } else {
         yield [{ kind: 'releaseAll', id: ++id, owner: rnd.int(OWNERS.length) }];
+        lines.length = 0;
+        if (rnd.chance(0.4)) {
+          // Nothing is held now: the box update gets through, and app tasks then meet it.
+          const owner = rnd.int(OWNERS.length);
+          live.push({ id: ++id, owner, names: ['box_update'] });
+          yield [{ kind: 'acquire', id, owner, names: ['box_update'], ttl: false }];
+        }
       }
     }
   }
@@ -327,12 +352,16 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         let blockedByLine = 0;
         let sharedTaken = 0;
         let conflicts = 0;
-        for (const burst of sequence(seed, 300)) {
+        let ruleBlocked = 0;
+        let boxTaken = 0;
+        for (const burst of sequence(seed, 360)) {
           steps++;
           const results = await Promise.all(engines.map(async (e) => (await Promise.all(burst.map((op) => e.run(op)))).join(' | ')));
           if (/ahead \S/.test(results[2]!)) blockedByLine++;
           if (burst.some((op) => op.kind === 'acquire' && op.mode) && results[2] === 'ok') sharedTaken++;
           if (results[2] === 'EINVALIDOPTION') conflicts++;
+          if (/ELOCKED \S*!|ahead \S*!/.test(results[2]!)) ruleBlocked++;
+          if (burst.some((op) => op.kind === 'acquire' && op.names.includes('box_update')) && results[2] === 'ok') boxTaken++;
           const where = `seed ${seed} step ${steps}: ${JSON.stringify(burst)}`;
           assert.equal(results[0], results[2], `one-statement vs model at ${where}`);
           assert.equal(results[1], results[2], `compare-and-swap vs model at ${where}`);
@@ -348,6 +377,8 @@ describe('differential: one-statement path, compare-and-swap path and the pure m
         assert.ok(blockedByLine >= 3, `only ${blockedByLine} acquisitions met a waiter in line`);
         assert.ok(sharedTaken >= 5, `only ${sharedTaken} shared or semaphore acquisitions succeeded`);
         assert.ok(conflicts >= 1, 'no acquisition met a group of another limit');
+        assert.ok(ruleBlocked >= 3, `only ${ruleBlocked} acquisitions were blocked by a conflict rule`);
+        assert.ok(boxTaken >= 1, 'box_update was never taken: the rule was only ever seen from one side');
       } finally {
         await Promise.all([...fastTables, ...casTables].map((t) => t.close()));
       }

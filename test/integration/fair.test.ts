@@ -4,37 +4,19 @@ import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { createLockTable, LockChannels, type Lease, type LockError, type LockTable, type QueuedEvent, type DequeuedEvent } from '../../lib/index.js';
 import { ownerKey, parseDocument, serializeDocument, toStoredOwner } from '../../lib/document.js';
-import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
-import { Worker } from '../helpers/workers.js';
+import { rawRow, until, type TestDb } from '../helpers/db.js';
+import { suiteWithWorkers } from '../helpers/workers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('fair waiting', function () {
   this.timeout(120_000);
+  const suite = suiteWithWorkers('fair');
+  const start = suite.start;
   let db: TestDb;
   let locks: LockTable;
   let other: LockTable;
-  const workers: Worker[] = [];
-
-  before(async () => {
-    db = await createTestDb('fair');
-    locks = createLockTable({ db: db.pool });
-    other = createLockTable({ db: db.pool, owner: { taskId: 'other' } });
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.kill()));
-    await locks.releaseAll();
-  });
-  after(async () => {
-    await Promise.all([locks.close(), other.close()]);
-    await db.drop();
-  });
-
-  const start = async (taskId: string) => {
-    const w = await Worker.start({ url: db.url, taskId });
-    workers.push(w);
-    return w;
-  };
+  before(() => ({ db, locks, other } = suite));
 
   it('serves nine waiters in different processes in the order they got in line', async () => {
     const held = await locks.acquire('box_update');
@@ -145,7 +127,7 @@ describe('fair waiting', function () {
   });
 
   it('an intent that expired (its waiter vanished without leaving) does not block; one still renewed does', async () => {
-    const held = await locks.acquire('box_update');
+    const held = await locks.acquire('mail_restart');
     // An intent of a waiter on another host, as another process would have written it.
     const stranger = { ...toStoredOwner(locks.owner), h: 'elsewhere', b: 'another-machine', p: 4242 };
     const row = (await rawRow(db.pool))!;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
 import { DB_NOW_MS, PREPARED_MAX_ENTRIES } from '../../lib/store.js';
-import { createTestDb, rawRow, storedText, type TestDb } from '../helpers/db.js';
+import { createTestDb, rawRow, storedText, until, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
 const FAST = /^UPDATE `locks` SET version = LAST_INSERT_ID/;
@@ -74,11 +74,11 @@ describe('one-statement paths and combining', () => {
   });
 
   it('falls back to read-decide-write when a name is held, and says who holds it', async () => {
-    const theirs = await other.acquire('box_update');
+    const theirs = await other.acquire('box_update_task');
     tap.reset();
-    await assert.rejects(locks.acquire(['mail_restart', 'box_update']), (err: LockError & { holders: Array<{ name: string; token: number }> }) => {
+    await assert.rejects(locks.acquire(['mail_restart', 'box_update_task']), (err: LockError & { holders: Array<{ name: string; token: number }> }) => {
       assert.equal(err.code, 'ELOCKED');
-      assert.deepEqual(err.holders.map((h) => [h.name, h.token]), [['box_update', theirs.token]]);
+      assert.deepEqual(err.holders.map((h) => [h.name, h.token]), [['box_update_task', theirs.token]]);
       return true;
     });
     assert.equal(tap.statements.length, 2, 'the refused statement, then the read that decides');
@@ -151,10 +151,10 @@ describe('one-statement paths and combining', () => {
       assert.equal((rows as Array<{ ok: number }>)[0]!.ok, 1);
       // Before its first statement a table asks once whether the server runs Galera (lib/cluster.ts Causal);
       // the first acquire reads the database's time (the host's clock is never a guess), then writes in one statement.
-      await t.release(await t.acquire('box_update'));
+      await t.release(await t.acquire('box_update_task'));
       assert.deepEqual(ftap.statements.map((s) => (/@@wsrep_on/.test(s) ? 'probe' : FAST.test(s) ? 'fast' : s)), ['probe', `SELECT ${DB_NOW_MS} AS now`, 'fast', 'fast']);
       ftap.reset();
-      await t.release(await t.acquire('box_update'));
+      await t.release(await t.acquire('box_update_task'));
       assert.deepEqual(ftap.statements.map((s) => FAST.test(s)), [true, true]);
     } finally {
       await t.close();
@@ -170,6 +170,62 @@ describe('one-statement paths and combining', () => {
     tap.reset();
     await locks.release(lease);
     assert.equal(tap.statements.length, 1);
+  });
+
+  describe('conflict rules (LockTypes: box_update <-> app_task_*, app_backup_*, full_backup_task_*)', () => {
+    type Blocked = LockError & { holders: Array<{ name: string; token: number; rule?: string }>; waiters: Array<{ name: string; rule?: string }> };
+
+    it('a conflict rule refuses the one-statement acquire: an app task while box_update is held', async () => {
+      // Without box_update held, this acquire is one statement: the one-statement path is what the rule must stop.
+      await locks.release(await locks.acquire('app_task_r'));
+      assert.deepEqual(tap.updates.map((u) => [FAST.test(u.sql), u.affectedRows]), [[true, 1], [true, 1]]);
+      const box = await other.acquire('box_update');
+      tap.reset();
+      await assert.rejects(locks.acquire('app_task_r'), (err: Blocked) => {
+        assert.equal(err.code, 'ELOCKED');
+        assert.deepEqual(err.holders.map((h) => [h.name, h.token, h.rule]), [['box_update', box.token, 'box_update <-> app_task_*']]);
+        assert.match(err.message, /box_update by task other, .*conflict rule box_update <-> app_task_\*/);
+        return true;
+      });
+      assert.deepEqual(tap.updates.map((u) => [FAST.test(u.sql), u.affectedRows]), [[true, 0]], 'the one statement ran and was refused by its guard');
+      assert.match(tap.statements[1]!, READ, 'then the read decided');
+      assert.deepEqual((await stored()).l.app_task_r, undefined);
+      assert.equal(await locks.tryAcquire(['app_backup_r', 'mail_restart']), null, 'a backup too');
+      await other.release(box);
+      tap.reset();
+      const lease = await locks.acquire('app_task_r');
+      assert.deepEqual(tap.updates.map((u) => [FAST.test(u.sql), u.affectedRows]), [[true, 1]], 'one statement again once box_update is gone');
+      await locks.release(lease);
+    });
+
+    it('a box update waiting in line refuses later app tasks, on the one-statement path too', async () => {
+      const task = await other.acquire('app_task_running');
+      const waiting = locks.wait('box_update');
+      await until('the box update to get in line', async () => (await other.listWaiters()).length === 1);
+      tap.reset();
+      const rival = createLockTable({ db: tap.db, owner: { taskId: 'rival' } });
+      try {
+        await assert.rejects(rival.acquire('app_task_late'), (err: Blocked) => {
+          assert.deepEqual([err.holders, err.waiters.map((w) => [w.name, w.rule])], [[], [['box_update', 'box_update <-> app_task_*']]]);
+          return true;
+        });
+        assert.deepEqual(tap.updates.filter((u) => FAST.test(u.sql)).map((u) => u.affectedRows), [0]);
+        await other.release(task);
+        const box = await waiting;
+        await assert.rejects(rival.acquire('app_task_late'), { code: 'ELOCKED' });
+        await locks.release(box);
+        await rival.release(await rival.acquire('app_task_late'));
+      } finally {
+        await rival.close();
+      }
+    });
+
+    it('box_update itself reads and decides: its rule names a pattern no statement can check', async () => {
+      const lease = await locks.acquire('box_update');
+      assert.equal(tap.statements.filter((q) => FAST.test(q)).length, 0);
+      assert.ok(tap.statements.some((q) => READ.test(q)) && tap.statements.some((q) => CAS.test(q)));
+      await locks.release(lease);
+    });
   });
 
   describe('a lost reply', () => {

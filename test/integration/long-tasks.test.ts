@@ -24,6 +24,14 @@ describe('long tasks', () => {
     const doc = JSON.parse(row!.raw) as { l: Record<string, { n: string; e?: number }> };
     return doc.l[name];
   };
+  /** Statements of this suite's database waiting for a row lock. */
+  const lockWaits = async () => {
+    const [rows] = await db.pool.query(
+      "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = ?",
+      [db.name],
+    );
+    return Number((rows as Array<{ n: number }>)[0]!.n);
+  };
   const dbNow = async () => Number(((await db.pool.query('SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS now'))[0] as Array<{ now: number }>)[0]!.now);
 
   before(async () => {
@@ -107,6 +115,26 @@ describe('long tasks', () => {
       assert.ok(await entry('app_task_valid'), 'nothing was released by a bad lease');
       await locks.release(locks.lease(json));
       assert.equal(await entry('app_task_valid'), undefined);
+    });
+  });
+
+  describe('a lease narrowed to some of its names', () => {
+    it('released on its own, leaves the rest of its acquisition this table\'s: renewed, found by its JSON, released once', async () => {
+      const lease = await locks.acquire(['app_task_n1', 'app_task_n2'], { ttlMs: 30_000 });
+      const kept = locks.keepAlive(lease, { periodMs: 20 });
+      const narrowed = { ...lease, names: ['app_task_n1'] };
+      await locks.release(narrowed);
+      assert.equal(await entry('app_task_n1'), undefined);
+      const e = (await entry('app_task_n2'))!.e!;
+      await until('a renewal of the rest (or the lease lost)', async () => kept.signal.aborted || (await entry('app_task_n2'))!.e! > e);
+      assert.equal(kept.signal.aborted, false, String(kept.signal.reason));
+      await locks.release(narrowed); // released: a no-op, not ENOTHELD
+      assert.throws(() => locks.keepAlive({ ...lease, names: ['app_task_n2', 'app_task_n3'] }), { code: 'EINVALIDOPTION', message: /acquisition's own lease/ });
+      // Still this table's acquisition: its JSON finds it (a stranger's lease would have to say its ttlMs), and the same renewal.
+      assert.equal(locks.keepAlive(locks.lease(JSON.stringify(lease))).signal, kept.signal);
+      await locks.release(lease);
+      assert.equal(await entry('app_task_n2'), undefined);
+      assert.equal(kept.signal.aborted, false, 'a release is not a loss');
     });
   });
 
@@ -265,25 +293,88 @@ describe('long tasks', () => {
       assert.equal(await entry('app_task_restart'), undefined);
     });
 
-    it('using() work still running when close() is called: its signal aborts when the unrenewed lease runs out', async () => {
+    it('using() work still running when close() is called: its signal aborts with ECLOSED, and close() waits for it to return and release', async () => {
+      const t = createLockTable({ db: db.pool, owner: { taskId: 'closing' } });
+      tables.push(t);
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => (started = resolve));
+      let closeReturned!: () => void;
+      const returned = new Promise<void>((resolve) => (closeReturned = resolve));
+      const order: string[] = [];
+      let reason: unknown;
+      // No ttlMs: nothing would ever free this lock but a release.
+      const work = t.using('app_task_closing', async (_lease, signal) => {
+        started();
+        // Until told to stop; or, were it never told, until close() has returned.
+        await Promise.race([new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })), returned]);
+        reason = signal.reason;
+        order.push('work returned');
+        return 'done';
+      });
+      await running;
+      await t.close().then(() => order.push('close() returned'));
+      closeReturned();
+      assert.equal(await work, 'done', 'using() released: it did not fail with ECLOSED');
+      assert.deepEqual(order, ['work returned', 'close() returned']);
+      assert.equal((reason as LockError).code, 'ECLOSED');
+      assert.equal(await entry('app_task_closing'), undefined, 'released');
+      await assert.rejects(t.using('app_task_closing', () => 1), { code: 'ECLOSED' });
+    });
+
+    it('using() work that does not stop within close()\'s timeoutMs: close() returns, and the unrenewed lease runs out', async () => {
       const t = createLockTable({ db: db.pool, owner: { taskId: 'closing' } });
       let finish!: () => void;
       let signal!: AbortSignal;
+      let outcome: unknown;
       const started = new Promise<void>((resolve) => {
-        void t.using('app_task_closing', async (_lease, s) => {
+        t.using('app_task_closing_late', async (_lease, s) => {
           signal = s;
           resolve();
           await new Promise<void>((r) => (finish = r));
-        }, { ttlMs: 600 }).catch(() => {});
+        }, { ttlMs: 600 }).then(
+          () => (outcome = 'released'),
+          (err: LockError) => (outcome = err.code),
+        );
       });
       await started;
-      await t.close();
+      await assert.rejects(t.close({ timeoutMs: -1 }), { code: 'EINVALIDOPTION' });
+      await t.close({ timeoutMs: 0 });
+      assert.equal(signal.aborted, true, 'told to stop');
+      assert.equal((signal.reason as LockError).code, 'ECLOSED');
       let taken: Lease | null = null;
-      await until('another table to take the lock over', async () => (taken = await other.tryAcquire('app_task_closing')) !== null);
-      assert.equal(signal.aborted, true, 'the work is told once anyone may take its lock');
-      assert.equal((signal.reason as NotHeldError).reason, 'expired');
+      await until('another table to take the lock over', async () => (taken = await other.tryAcquire('app_task_closing_late')) !== null);
       finish();
+      await until('using() to end', () => outcome !== undefined);
+      assert.equal(outcome, 'ECLOSED', 'it could not release: the table was closed');
       await other.release(taken!);
+    });
+
+    it('extend() called while a renewal is due: the last called is the last written, and later renewals keep its length', async () => {
+      const lease = await locks.acquire('app_task_extend_race', { ttlMs: 30_000 });
+      const blocker = await db.pool.getConnection();
+      let kept: { stop(): Promise<void> } | undefined;
+      try {
+        // Holds the row: extend()'s write waits for it.
+        await blocker.query('START TRANSACTION');
+        await blocker.query("SELECT version FROM locks WHERE id = 'platform' FOR UPDATE");
+        const extended = locks.extend(lease, 600_000);
+        await until('extend() to wait for the row', async () => (await lockWaits()) >= 1);
+        // Renewals every millisecond; the first is due before the timer below (Node runs timers in the order they are due).
+        kept = locks.keepAlive(lease, { periodMs: 1 });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await blocker.query('COMMIT');
+        await extended;
+        const after = (await rawRow(db.pool))!.version;
+        await until('a renewal after extend()', async () => (await rawRow(db.pool))!.version > after);
+        await kept.stop();
+        const left = (await entry('app_task_extend_race'))!.e! - (await dbNow());
+        assert.ok(left > 300_000, `the lease runs for the length extend() set, not the older one a renewal had started with (${left} ms left)`);
+      } finally {
+        await blocker.query('ROLLBACK').catch(() => {});
+        blocker.release();
+        await kept?.stop();
+        await locks.release(lease);
+      }
     });
 
     it('extend() to a shorter ttlMs while kept alive renews at a third of the new length', async () => {

@@ -54,16 +54,16 @@ describe('across processes', () => {
     const alive = await start('alive');
     assert.ok((await doomed.send({ op: 'acquire', names: ['app_task_1', 'app_backup_1'] })).ok);
     assert.ok((await alive.send({ op: 'acquire', names: ['app_task_2'] })).ok);
-    const mine = await server.acquire('box_update');
+    const mine = await server.acquire('mail_restart');
     await doomed.kill();
     const listed = await server.list();
     assert.deepEqual(
       listed.map((l) => [l.name, l.liveness]),
-      [['app_backup_1', 'dead'], ['app_task_1', 'dead'], ['app_task_2', 'alive'], ['box_update', 'alive']],
+      [['app_backup_1', 'dead'], ['app_task_1', 'dead'], ['app_task_2', 'alive'], ['mail_restart', 'alive']],
     );
     const released = await server.reapDead();
     assert.deepEqual(released.map((h) => [h.name, h.owner.pid]).sort(), [['app_backup_1', doomed.pid], ['app_task_1', doomed.pid]]);
-    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_2', 'box_update']);
+    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_2', 'mail_restart']);
     assert.deepEqual(await server.reapDead(), [], 'a second reap finds nothing');
     await server.release(mine);
   });
@@ -96,9 +96,9 @@ describe('across processes', () => {
     assert.equal(entry?.liveness, 'alive');
     assert.deepEqual(await server.reapDead(), []);
     // And the other way round: the unprivileged worker probes root's live process (EPERM) and keeps its lock too.
-    await server.acquire('box_update');
+    await server.acquire('mail_restart');
     assert.deepEqual((await other.send({ op: 'reap' })).removed, []);
-    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_nobody', 'box_update']);
+    assert.deepEqual((await server.list()).map((l) => l.name), ['app_task_nobody', 'mail_restart']);
   });
 
   it('a waiter blocked on a SIGKILLed holder acquires without anyone cleaning up', async () => {

@@ -92,14 +92,14 @@ describe('server faults (a private server)', function () {
       const url = server.url(DB);
       const worker = await Worker.start({ url, taskId: 'holder' });
       try {
-        const held = await worker.send({ op: 'acquire', names: ['box_update'] });
+        const held = await worker.send({ op: 'acquire', names: ['box_update_task'] });
         assert.ok(held.ok, JSON.stringify(held));
         const b = table(url, 'b');
         const mine = await b.acquire('mail_restart');
         const a = table(url, 'a');
         const selects = await status("SHOW GLOBAL STATUS LIKE 'Com_select'");
         let settled = false;
-        const waiting = a.wait(['box_update'], { timeoutMs: 20_000 }).finally(() => (settled = true));
+        const waiting = a.wait(['box_update_task'], { timeoutMs: 20_000 }).finally(() => (settled = true));
         await until('the waiter to be polling', async () => (await status("SHOW GLOBAL STATUS LIKE 'Com_select'")) > selects + 4);
 
         await server.stop(how);
@@ -112,7 +112,7 @@ describe('server faults (a private server)', function () {
           list.map((l) => [l.name, l.token, l.owner.pid]),
           [
             ['app_task_during', queued.token, process.pid],
-            ['box_update', held.token, worker.pid],
+            ['box_update_task', held.token, worker.pid],
             ['mail_restart', mine.token, process.pid],
           ],
           'every lock held before the restart is still there',

@@ -2,37 +2,21 @@
 // groups, `s`), each with its own lease, across processes; fair waiting keeps
 // a waiting exclusive ahead of a stream of shared holders.
 import assert from 'node:assert/strict';
-import { createLockTable, type LockError, type LockTable } from '../../lib/index.js';
+import diagnostics from 'node:diagnostics_channel';
+import { createLockTable, LockChannels, type AcquiredEvent, type LockError, type LockTable, type ReleasedEvent } from '../../lib/index.js';
 import { parseDocument } from '../../lib/document.js';
-import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
-import { Worker } from '../helpers/workers.js';
+import { rawRow, until, type TestDb } from '../helpers/db.js';
+import { Tap } from '../helpers/tap.js';
+import { suiteWithWorkers } from '../helpers/workers.js';
 
 describe('shared locks and semaphores', function () {
   this.timeout(120_000);
+  const suite = suiteWithWorkers('shared');
+  const start = suite.start;
   let db: TestDb;
   let locks: LockTable;
   let other: LockTable;
-  const workers: Worker[] = [];
-
-  before(async () => {
-    db = await createTestDb('shared');
-    locks = createLockTable({ db: db.pool });
-    other = createLockTable({ db: db.pool, owner: { taskId: 'other' } });
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.kill()));
-    await locks.releaseAll();
-  });
-  after(async () => {
-    await Promise.all([locks.close(), other.close()]);
-    await db.drop();
-  });
-
-  const start = async (taskId: string) => {
-    const w = await Worker.start({ url: db.url, taskId });
-    workers.push(w);
-    return w;
-  };
+  before(() => ({ db, locks, other } = suite));
   const stored = async () => parseDocument('platform', (await rawRow(db.pool))!.raw);
 
   it('shared holders coexist, each with its own nonce and token; exclusive is refused until the last releases', async () => {
@@ -115,6 +99,78 @@ describe('shared locks and semaphores', function () {
     // plus polling; 5 s leaves room for a loaded machine, against a stream of 300 × 50 ms per reader.
     assert.ok(waited < 5_000, `waited ${waited} ms`);
     assert.ok((await writer.send({ op: 'release' })).ok);
+  });
+
+  it('a shared lease records its mode (also in its JSON): its release goes straight to the read and the write', async () => {
+    const tap = new Tap(db.pool);
+    const t = createLockTable({ db: tap.db, owner: { taskId: 'tapped' } });
+    try {
+      const lease = await t.acquire('app_backup_m', { limit: 3 });
+      assert.deepEqual([lease.mode, lease.limit], ['shared', 3]);
+      const json = JSON.parse(JSON.stringify(lease)) as { mode?: string; limit?: number };
+      assert.deepEqual([json.mode, json.limit], ['shared', 3]);
+      const exclusive = await t.acquire('app_task_m');
+      assert.equal('mode' in exclusive, false, 'an exclusive lease and its JSON are as before');
+      await t.release(exclusive);
+      tap.reset();
+      await t.release(lease);
+      assert.deepEqual(tap.updates.filter((u) => /LAST_INSERT_ID/.test(u.sql)), [], 'no one-statement release to be refused');
+      assert.equal(tap.updates.length, 1, 'one compare-and-swap write');
+      // A lease rebuilt from JSON in another table (another process) knows it too.
+      const again = await t.acquire('app_backup_m', { mode: 'shared' });
+      tap.reset();
+      await other.release(other.lease(JSON.stringify(again)));
+      assert.equal((await stored()).s, undefined);
+      assert.deepEqual(tap.updates, [], 'released by the other table, not this one');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('acquired and released events carry the mode and a semaphore\'s limit', async () => {
+    const acquired: AcquiredEvent[] = [];
+    const released: ReleasedEvent[] = [];
+    const onAcquired = (e: unknown) => acquired.push(e as AcquiredEvent);
+    const onReleased = (e: unknown) => released.push(e as ReleasedEvent);
+    diagnostics.subscribe(LockChannels.acquired, onAcquired);
+    diagnostics.subscribe(LockChannels.released, onReleased);
+    try {
+      await locks.release(await locks.acquire('app_task_ev'));
+      await locks.release(await locks.acquire('app_task_ev', { mode: 'shared' }));
+      await locks.release(await locks.acquire('app_task_ev', { limit: 4 }));
+    } finally {
+      diagnostics.unsubscribe(LockChannels.acquired, onAcquired);
+      diagnostics.unsubscribe(LockChannels.released, onReleased);
+    }
+    const kinds = (es: Array<{ names: readonly string[]; mode: string; limit?: number }>) => es.filter((e) => e.names.includes('app_task_ev')).map((e) => [e.mode, e.limit]);
+    assert.deepEqual(kinds(acquired), [['exclusive', undefined], ['shared', undefined], ['shared', 4]]);
+    assert.deepEqual(kinds(released), [['exclusive', undefined], ['shared', undefined], ['shared', 4]]);
+  });
+
+  it('releaseName() on a name held shared: every holder, only when all are dead unless forced', async () => {
+    const dead = await start('gone');
+    assert.ok((await dead.send({ op: 'acquire', names: ['app_backup_n'], limit: 3 })).ok);
+    const live = await other.acquire('app_backup_n', { limit: 3 });
+    await dead.kill();
+    const before = (await rawRow(db.pool))!.raw;
+    await assert.rejects(locks.releaseName('app_backup_n'), (err: LockError & { holders: Array<{ owner: { taskId?: string }; liveness?: string }> }) => {
+      assert.equal(err.code, 'ELOCKED');
+      assert.deepEqual(err.holders.map((h) => [h.owner.taskId, h.liveness]), [['other', 'alive']], 'names the holders that are not dead');
+      assert.match(err.message, /app_backup_n is held shared; one holder is not provably dead: .*task other.*alive: pass \{ force: true \}/);
+      return true;
+    });
+    assert.equal((await rawRow(db.pool))!.raw, before, 'nothing changed');
+    const removed = await locks.releaseName('app_backup_n', { force: true });
+    assert.deepEqual([removed?.name, removed?.mode, removed?.limit], ['app_backup_n', 'shared', 3]);
+    assert.deepEqual(removed?.holders?.map((h) => [h.owner.taskId, h.liveness]), [['gone', 'dead'], ['other', 'alive']]);
+    assert.equal((await stored()).s, undefined);
+    await assert.rejects(other.release(live), { code: 'ENOTHELD', reason: 'forced' });
+    // Every holder dead: no force needed.
+    const d2 = await start('gone2');
+    assert.ok((await d2.send({ op: 'acquire', names: ['app_backup_n'], mode: 'shared' })).ok);
+    await d2.kill();
+    const reaped = await locks.releaseName('app_backup_n');
+    assert.deepEqual(reaped?.holders?.map((h) => [h.owner.taskId, h.liveness]), [['gone2', 'dead']]);
   });
 
   it('a SIGKILLed shared holder is cleaned up: reapDead removes only its entry; a full semaphore takes over its place', async () => {

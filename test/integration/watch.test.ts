@@ -24,8 +24,8 @@ describe('wait() watching its blockers', () => {
     const tap = new Tap(db.pool);
     const waiter = createLockTable({ db: tap.db, owner: { taskId: 'waiter' } });
     try {
-      const held = await holder.acquire('box_update');
-      const waiting = waiter.wait(['box_update'], { timeoutMs: 20_000 });
+      const held = await holder.acquire('box_update_task');
+      const waiting = waiter.wait(['box_update_task'], { timeoutMs: 20_000 });
       await until('the waiter to poll', () => tap.statements.some((s) => s.startsWith('SELECT version, CAST(TIMESTAMPDIFF')));
       tap.reset();
       // Forty writes about other names: the version moves forty times.

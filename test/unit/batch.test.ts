@@ -203,3 +203,41 @@ describe('fastStatement: which one-statement writes are prepared', () => {
     assert.ok(values.some((v) => String(v).includes('nonce1')));
   });
 });
+
+describe('planFast and conflict rules (guards)', () => {
+  const guarded = (names: string[], nonce: string, guards: string[]): Member => ({ ...acquire(names, nonce), guards } as Member);
+
+  it('refuses the statement while a guard is held, held shared or waited for: its three paths are in the NOT JSON_CONTAINS_PATH', () => {
+    const fast = planFast([guarded(['app_task_a'], 'n1', ['box_update'])], ctx, 1_000)!;
+    assert.deepEqual(fast.plan.guards, ['box_update']);
+    const { sql, values } = fastStatement('`locks`', 'platform', fast.plan);
+    assert.match(sql, /NOT JSON_CONTAINS_PATH\(dataJson, 'one', \?, \?, \?, \?, \?, \?\)/);
+    for (const p of ['$.l."app_task_a"', '$.s."app_task_a"', '$.q."app_task_a"', '$.l."box_update"', '$.s."box_update"', '$.q."box_update"']) assert.ok(values.includes(p), p);
+  });
+
+  it('leaves out a member whose guard an earlier member takes or releases, and one that takes an earlier member\'s guard', () => {
+    const a = guarded(['app_task_a'], 'n1', ['box_update']);
+    const box = acquire(['box_update'], 'n2');
+    assert.deepEqual(planFast([box, a], ctx, 1_000)!.included, [true, false]);
+    assert.deepEqual(planFast([a, box], ctx, 1_000)!.included, [true, false], 'both sides of a rule in one statement could both apply');
+    assert.deepEqual(planFast([release(['box_update'], 'n0'), a], ctx, 1_000)!.included, [true, false]);
+    assert.deepEqual(planFast([a, guarded(['app_task_b'], 'n3', ['box_update'])], ctx, 1_000)!.included, [true, true], 'two members of one side go together');
+    assert.deepEqual(planFast([a, guarded(['app_task_b'], 'n3', ['box_update'])], ctx, 1_000)!.plan.guards, ['box_update'], 'once');
+  });
+
+  it('prepares a statement with one guard (3 more shapes at most), and sends two as text', () => {
+    const shapes = new Set<string>();
+    for (const members of [
+      [guarded(['app_task_a'], 'n1', ['box_update'])],
+      [guarded(['app_task_a', 'app_backup_a'], 'n1', ['box_update'])],
+      [guarded(['app_task_a'], 'n1', ['box_update']), guarded(['app_task_b'], 'n2', ['box_update'])],
+      [guarded(['app_task_a'], 'n1', ['box_update']), release(['app_task_b'], 'n2')],
+    ]) {
+      const st = fastStatement('`locks`', 'platform', planFast(members, ctx, 1_000)!.plan);
+      assert.ok(st.prepared, st.sql);
+      shapes.add(st.sql);
+    }
+    assert.equal(shapes.size, 3);
+    assert.equal(fastStatement('`locks`', 'platform', planFast([guarded(['x_1'], 'n1', ['g_1', 'g_2'])], ctx, 1_000)!.plan).prepared, false);
+  });
+});

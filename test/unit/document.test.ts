@@ -136,6 +136,39 @@ describe('document (pure)', () => {
     assert.throws(() => parseDocument('s', '{"v":4,"l":{},"whatever":1}'), (err: unknown) => err instanceof FormatError && err.code === 'EFORMAT');
   });
 
+  it('fails with EFORMAT, naming them, for fields this version does not know in a document of its own format; ECORRUPT where they cannot be a newer version\'s', () => {
+    const stored = JSON.parse(serializeDocument({ v: 3, l: { box_update: { ...entry } } })) as { o: Record<string, Record<string, unknown>>; l: Record<string, Record<string, unknown>> };
+    const key = Object.keys(stored.o)[0]!;
+    const newer = [
+      [{ ...stored, o: { [key]: { ...stored.o[key], z: [1] } } }, [`o.${key}.z`]],
+      [{ ...stored, l: { box_update: { ...stored.l.box_update, m: 'x', k: 1 } } }, ['l.box_update.m', 'l.box_update.k']],
+      [{ ...stored, x: {} }, ['x']],
+    ] as const;
+    for (const [doc, fields] of newer) {
+      const raw = JSON.stringify(doc);
+      let caught: unknown;
+      try {
+        parseDocument('s', raw);
+      } catch (err) {
+        caught = err;
+      }
+      assert.ok(caught instanceof FormatError, `${raw}: ${String(caught)}`);
+      assert.equal(caught.code, 'EFORMAT');
+      assert.deepEqual(caught.fields, fields);
+      assert.equal(caught.raw, raw);
+      assert.match(caught.message, /does not know .* upgrade locktable/);
+    }
+    const damaged = [
+      // An unknown field and a wrong value: damage.
+      { ...stored, l: { box_update: { ...stored.l.box_update, z: 1, f: -1 } } },
+      // Format 1 (no newer version writes it) with an unknown field.
+      { v: 1, l: { box_update: { ...entry, o: { ...entry.o, z: 1 } } } },
+    ];
+    for (const doc of damaged) {
+      assert.throws(() => parseDocument('s', JSON.stringify(doc)), (err: unknown) => err instanceof CorruptDocumentError && err.code === 'ECORRUPT');
+    }
+  });
+
   it('converts owners and entries to their public form and back', () => {
     const owner = { host: 'h', bootId: 'b', pidNs: 'pid:[1]', pid: 1, startTime: 2, user: 'root', taskId: '42' };
     assert.deepEqual(fromStoredOwner(toStoredOwner(owner)), owner);

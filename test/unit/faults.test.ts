@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { isAmbiguous, isFailover, isTransient, toLockError, toUnresolvedError } from '../../lib/faults.js';
-import { causalSql } from '../../lib/cluster.js';
+import { causalSql, nodeTimeout } from '../../lib/cluster.js';
 import { LockError } from '../../lib/errors.js';
 
 // Shapes as mysql2 3.x produces them (see test/integration/faults-facts.test.ts for the ones pinned on a server).
@@ -95,5 +95,12 @@ describe('faults (pure)', () => {
     // Reads only: writes are certified, and a refused one is sent again causally.
     assert.equal(causalSql('UPDATE locks SET v = 1', false), 'UPDATE locks SET v = 1');
     assert.equal(causalSql('SELECT 1', false), 'SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1');
+  });
+
+  it('gives each node of a list an equal share of the operation\'s bound (retry.deadlineMs), so that one operation can try every node', () => {
+    assert.equal(nodeTimeout(15_000, 3), 5_000);
+    assert.equal(nodeTimeout(1_500, 1), 1_500);
+    assert.equal(nodeTimeout(1_000, 3), 333);
+    assert.equal(nodeTimeout(0, 3), 1, 'never zero: a statement is always sent');
   });
 });

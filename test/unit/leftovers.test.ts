@@ -40,4 +40,23 @@ describe('background release of leftovers (pure, with a stand-in release)', () =
     left.add({ names: ['b'], nonce: 'n2' });
     assert.equal(left.size, 0, 'a closed table takes no more');
   });
+
+  it('the same nonce given up on twice is one leftover, `maybe` if either said so', async () => {
+    const seen: Array<[string, boolean | undefined]> = [];
+    const left = new Leftovers({
+      release: async (item: Leftover) => {
+        seen.push([item.nonce, item.maybe]);
+        throw new Error('down');
+      },
+      log: () => {},
+      baseMs: 10_000,
+    });
+    left.add({ names: ['a'], nonce: 'n' });
+    left.add({ names: ['a'], nonce: 'n', maybe: true });
+    left.add({ names: ['a'], nonce: 'n' });
+    assert.equal(left.size, 1);
+    await until('the first attempt', () => seen.length === 1, 5_000);
+    assert.deepEqual(seen, [['n', true]]);
+    await left.flush();
+  });
 });

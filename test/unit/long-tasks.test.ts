@@ -66,6 +66,12 @@ describe('long tasks (pure)', () => {
       assert.ok(back.acquiredAt instanceof Date);
       assert.deepEqual(parseLease(JSON.parse(JSON.stringify(lease))), lease);
     });
+    it('keeps a shared lease\'s mode and limit, so its release goes straight to the right write', () => {
+      const shared = { ...lease, mode: 'shared' as const, limit: 3 };
+      assert.deepEqual(parseLease(JSON.stringify(shared)), shared);
+      assert.throws(() => parseLease({ ...lease, mode: 'exclusive' }), { code: 'EINVALIDOPTION' }, 'an exclusive lease has no mode');
+      assert.throws(() => parseLease({ ...shared, limit: 0 }), { code: 'EINVALIDOPTION' });
+    });
     it('refuses what is not a lease with EINVALIDOPTION (EINVALIDNAME for a bad name)', () => {
       for (const bad of [undefined, 'nope', {}, { ...lease, token: 0 }, { ...lease, acquiredAt: 5 }, { ...lease, owner: { ...lease.owner, pid: -1 } }]) {
         assert.throws(() => parseLease(bad), { code: 'EINVALIDOPTION' }, JSON.stringify(bad));

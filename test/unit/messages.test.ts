@@ -133,6 +133,24 @@ const TABLE: Row[] = [
     'locked: waiters in line first (pass { barge: true } to ignore the line): app_task_blog #1 task 102, pid 4343 on box1 since 2026-01-02T03:04:05.000Z; wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
   ],
   [
+    'acquire of box_update while an app task runs (a conflict rule)',
+    fail(new LockedError([{ ...HOLDER, rule: 'box_update <-> app_task_*' }])),
+    'ELOCKED',
+    'locked: app_task_blog by task 101, pid 4242 on box1 since 2026-01-02T03:04:05.000Z (token 7; conflict rule box_update <-> app_task_*); wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
+  ],
+  [
+    'acquire of an app task while a box update waits (a conflict rule)',
+    fail(new LockedError([], undefined, [{ ...WAITING, name: 'box_update', rule: 'box_update <-> app_task_*' }])),
+    'ELOCKED',
+    'locked: waiters in line first (pass { barge: true } to ignore the line): box_update #1 task 102, pid 4343 on box1 since 2026-01-02T03:04:05.000Z (conflict rule box_update <-> app_task_*); wait for it with wait() or using(names, fn, { wait: true }), or see who holds what with `locktable list`',
+  ],
+  [
+    'a conflict rule with a misspelt pattern',
+    () => defineLockTypes({ singletons: ['box_update'], prefixes: { appTask: 'app_task_' }, conflicts: { box_update: ['app_tsk_*'] } }),
+    'EINVALIDOPTION',
+    "conflicts: 'app_tsk_*' matches no name of the catalogue: did you mean 'app_task_*'? (patterns: a singleton, a type, or a prefix followed by *: box_update, app_task_*, app_task)",
+  ],
+  [
     'release of an expired, retaken lease',
     fail(new NotHeldError(['app_task_blog'], 'expired', [HOLDER])),
     'ENOTHELD',

@@ -70,9 +70,9 @@ describe('metrics (pure)', () => {
     try {
       const owner = { host: 'h', bootId: 'b', pidNs: 'n', pid: 1, startTime: 1, user: 'u' };
       const holder = { name: 'x', type: 'x', owner, token: 1, acquiredAt: new Date(0) };
-      sink.emit('acquired', { space: 's1', op: 'acquire', names: ['x'], token: 1, owner, waitedMs: 4 });
-      sink.emit('acquired', { space: 's1', op: 'wait', names: ['y'], token: 2, owner, waitedMs: 10 });
-      sink.emit('released', { space: 's1', names: ['x'], token: 1, owner, heldMs: 7 });
+      sink.emit('acquired', { space: 's1', op: 'acquire', names: ['x'], token: 1, owner, waitedMs: 4, mode: 'exclusive' });
+      sink.emit('acquired', { space: 's1', op: 'wait', names: ['y'], token: 2, owner, waitedMs: 10, mode: 'shared', limit: 3 });
+      sink.emit('released', { space: 's1', names: ['x'], token: 1, owner, heldMs: 7, mode: 'exclusive' });
       sink.emit('contended', { space: 's1', op: 'tryAcquire', names: ['x'], holders: [holder], waiters: [] });
       sink.emit('retried', { space: 's1', op: 'acquire', attempt: 1, reason: 'lost the race' });
       sink.emit('reaped', { space: 's1', op: 'reapDead', locks: [{ ...holder, reason: 'reaped' }, { ...holder, name: 'z', reason: 'reaped' }], by: owner });

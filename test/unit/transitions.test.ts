@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { emptyDocument, MAX_QUEUE, MAX_TOMBSTONES, type Entry, type LockDocument, type StoredOwner } from '../../lib/document.js';
+import { defineLockTypes } from '../../lib/names.js';
 import * as T from '../../lib/transitions.js';
 
 const alice: StoredOwner = { h: 'box', b: 'boot', ns: 'pid:[1]', p: 100, s: 5, u: 'root', t: 'a' };
@@ -278,6 +279,135 @@ describe('transitions (pure)', () => {
       const r = T.enqueue(doc, { names: ['x'], waiter: 'late', owner: carol, now: 1000, ttlMs: 100 });
       assert.equal(r.full, 'x');
       assert.equal(r.changed, false);
+    });
+  });
+
+  describe('conflict rules', () => {
+    const carol: StoredOwner = { ...alice, p: 300, s: 7, t: 'c' };
+    const { conflicts: rules } = defineLockTypes({
+      singletons: ['box_update', 'mail_restart'],
+      prefixes: { appTask: 'app_task_', appBackup: 'app_backup_' },
+      conflicts: { box_update: ['app_task_*'] },
+    });
+    const R = { rules };
+    const queue = (doc: LockDocument, names: string[], owner: StoredOwner, waiter: string, extra: Partial<T.EnqueueInput> = {}) =>
+      T.enqueue(doc, { names, waiter, owner, now: 1000, ttlMs: 100, ...extra }).doc;
+    const rulesHeld = (doc: LockDocument, names: string[]) => T.conflicting(doc, names, rules).held.map((b) => [b.name, b.entry.n, b.rule]);
+
+    it('a holder of one side blocks the other side, both ways, naming the holder and the rule', () => {
+      const tasks = held(emptyDocument(), ['app_task_a'], alice, 'na', 3);
+      const r = take(tasks, ['box_update'], bob, 'nb', 4, R);
+      assert.equal(r.ok, false);
+      assert.deepEqual(!r.ok && r.blockers.map((b) => [b.name, b.entry.n, b.rule]), [['app_task_a', 'na', 'box_update <-> app_task_*']]);
+      const box = held(emptyDocument(), ['box_update'], bob, 'nb', 3);
+      const back = take(box, ['app_task_z'], alice, 'na', 4, R);
+      assert.deepEqual(!back.ok && back.blockers.map((b) => [b.name, b.rule]), [['box_update', 'box_update <-> app_task_*']]);
+      assert.ok(take(box, ['app_backup_z', 'mail_restart'], alice, 'na', 4, R).ok, 'names no rule sets against box_update');
+      assert.ok(take(tasks, ['box_update'], bob, 'nb', 4).ok, 'without rules, no conflict');
+    });
+
+    it('the names of one acquisition never exclude each other; a name\'s own holders block by name only', () => {
+      const r = take(emptyDocument(), ['box_update', 'app_task_a', 'app_task_b'], bob, 'nb', 3, R);
+      assert.ok(r.ok);
+      const again = take(r.doc, ['box_update'], carol, 'nc', 4, R);
+      assert.deepEqual(!again.ok && again.blockers.map((b) => [b.name, b.rule ?? 'by name']).sort(), [
+        ['app_task_a', 'box_update <-> app_task_*'],
+        ['app_task_b', 'box_update <-> app_task_*'],
+        ['box_update', 'by name'],
+      ]);
+    });
+
+    it('an expired holder or one judged dead does not block: it is taken over (removed and recorded) in the same write', () => {
+      const expiring = T.acquire(emptyDocument(), { names: ['app_task_a'], typeOf, owner: alice, nonce: 'na', token: 3, now: 0, ttlMs: 500 });
+      assert.ok(expiring.ok);
+      let doc = held(expiring.doc, ['app_task_b'], alice, 'nb', 4);
+      assert.deepEqual(rulesHeld(doc, ['box_update']).map(([n]) => n), ['app_task_a', 'app_task_b'], 'conflicting() lists them for the caller to judge');
+      assert.equal(take(doc, ['box_update'], bob, 'nx', 5, { ...R, now: 500 }).ok, false, 'app_task_b is live');
+      const r = take(doc, ['box_update'], bob, 'nx', 5, { ...R, now: 500, dead: new Set(['app_task_b']) });
+      assert.ok(r.ok);
+      assert.deepEqual(r.removed.map((x) => [x.name, x.why]), [['app_task_a', 'expired'], ['app_task_b', 'reaped']]);
+      assert.deepEqual(Object.keys(r.doc.l), ['box_update']);
+      assert.deepEqual(r.doc.r?.map((t) => [t.k, t.n, t.w]), [['app_task_a', 'na', 'expired'], ['app_task_b', 'nb', 'reaped']]);
+      doc = r.doc;
+      // The dead holder's late release says why its lease is gone.
+      assert.deepEqual(T.release(doc, ['app_task_b'], 'nb').missing, [{ name: 'app_task_b', reason: 'reaped' }]);
+    });
+
+    it('rules hold whatever the modes: shared holders of one side block the other side, shared or not', () => {
+      let doc = take(emptyDocument(), ['app_task_a'], alice, 'na', 3, { mode: 'shared' });
+      assert.ok(doc.ok);
+      doc = take(doc.doc, ['app_task_a'], carol, 'nc', 4, { mode: 'shared', ...R });
+      assert.ok(doc.ok, 'holders of one name share it: a rule relates different names');
+      for (const mode of ['exclusive', 'shared'] as const) {
+        const r = take(doc.doc, ['box_update'], bob, 'nb', 5, { mode, ...R });
+        assert.deepEqual(!r.ok && r.blockers.map((b) => [b.name, b.entry.n, b.shared, b.rule]), [
+          ['app_task_a', 'na', true, 'box_update <-> app_task_*'],
+          ['app_task_a', 'nc', true, 'box_update <-> app_task_*'],
+        ], mode);
+      }
+      const r = take(doc.doc, ['box_update'], bob, 'nb', 5, { ...R, deadShares: new Set(['na', 'nc']) });
+      assert.ok(r.ok, 'dead shared holders are taken over');
+      assert.equal(r.doc.s, undefined);
+      const box = take(emptyDocument(), ['box_update'], bob, 'nb', 3, { mode: 'shared', limit: 2 });
+      assert.ok(box.ok);
+      assert.equal(take(box.doc, ['app_task_a'], alice, 'na', 4, { mode: 'shared', ...R }).ok, false, 'a semaphore holder of box_update excludes app tasks too');
+    });
+
+    it('a shared acquisition of a name held shared by others is blocked by those holders when another of its names conflicts with it', () => {
+      const doc = take(emptyDocument(), ['app_task_a'], alice, 'na', 3, { mode: 'shared' });
+      assert.ok(doc.ok);
+      const r = take(doc.doc, ['app_task_a', 'box_update'], bob, 'nb', 4, { mode: 'shared', ...R });
+      assert.deepEqual(!r.ok && r.blockers.map((b) => [b.name, b.entry.n, b.rule]), [['app_task_a', 'na', 'box_update <-> app_task_*']]);
+    });
+
+    it('a waiter in line for one side stops later acquisitions of the other side (unless barge); the waiter itself is not stopped by later ones', () => {
+      let doc = held(emptyDocument(), ['app_task_a'], alice, 'na', 3);
+      doc = queue(doc, ['box_update'], bob, 'box');
+      const later = take(doc, ['app_task_b'], carol, 'nc', 4, R);
+      assert.equal(later.ok, false);
+      assert.deepEqual(!later.ok && [later.blockers, later.ahead.map((a) => [a.name, a.intent.n, a.position, a.rule])], [[], [['box_update', 'box', 1, 'box_update <-> app_task_*']]]);
+      assert.ok(take(doc, ['app_task_b'], carol, 'nc', 4, { ...R, barge: true }).ok);
+      // An app task that waits gets in line after the box update: it waits for it too.
+      doc = queue(doc, ['app_task_b'], carol, 'task');
+      const task = take(doc, ['app_task_b'], carol, 'nc', 4, { ...R, waiter: 'task' });
+      assert.deepEqual(!task.ok && task.ahead.map((a) => a.intent.n), ['box']);
+      // The box update waits only for the running task, not for the task waiting behind it.
+      const box = take(doc, ['box_update'], bob, 'nb', 4, { ...R, waiter: 'box' });
+      assert.deepEqual(!box.ok && [box.blockers.map((b) => b.name), box.ahead], [['app_task_a'], []]);
+      doc = T.release(doc, ['app_task_a'], 'na').doc;
+      const won = take(doc, ['box_update'], bob, 'nb', 5, { ...R, waiter: 'box' });
+      assert.ok(won.ok, 'once the running task is gone, the box update goes first');
+      assert.deepEqual(won.doc.q && Object.keys(won.doc.q), ['app_task_b'], 'the task still waits, now for the holder');
+      const after = take(won.doc, ['app_task_b'], carol, 'nc', 6, { ...R, waiter: 'task' });
+      assert.deepEqual(!after.ok && [after.blockers.map((b) => [b.name, b.rule]), after.ahead], [[['box_update', 'box_update <-> app_task_*']], []]);
+    });
+
+    it('a waiter of the other side that got in line first goes first', () => {
+      let doc = queue(emptyDocument(), ['app_task_a'], alice, 'task');
+      doc = queue(doc, ['box_update'], bob, 'box');
+      const box = take(doc, ['box_update'], bob, 'nb', 3, { ...R, waiter: 'box' });
+      assert.deepEqual(!box.ok && box.ahead.map((a) => [a.name, a.intent.n, a.rule]), [['app_task_a', 'task', 'box_update <-> app_task_*']]);
+      assert.ok(take(doc, ['app_task_a'], alice, 'na', 3, { ...R, waiter: 'task' }).ok);
+    });
+
+    it('expired waiters and waiters judged dead on the other side do not block, and leave with the acquisition', () => {
+      let doc = queue(emptyDocument(), ['box_update'], carol, 'dead');
+      doc = queue(doc, ['box_update'], bob, 'gone', { now: 800 }); // expires at 900
+      assert.deepEqual(doc.q!.box_update!.map((i) => i.n), ['dead', 'gone']);
+      const r = take(doc, ['app_task_a'], alice, 'na', 3, { ...R, deadWaiters: new Set(['dead']) });
+      assert.ok(r.ok);
+      assert.equal(r.doc.q, undefined, 'both dropped');
+      assert.equal(take(doc, ['app_task_a'], alice, 'na', 3, R).ok, false, 'the live one blocks');
+    });
+
+    it('enqueue orders waiters of different names by the write that put them in line, even within one ms or after a clock step back', () => {
+      let doc = queue(emptyDocument(), ['app_task_a'], alice, 'w1', { now: 1000 });
+      doc = queue(doc, ['box_update'], bob, 'w2', { now: 1000 });
+      doc = queue(doc, ['mail_restart'], carol, 'w3', { now: 900 });
+      assert.deepEqual([doc.q!.app_task_a![0]!.a, doc.q!.box_update![0]!.a, doc.q!.mail_restart![0]!.a], [1000, 1001, 1002]);
+      // w2 is behind w1: it waits for it; w1 does not wait for w2.
+      assert.equal(take(doc, ['box_update'], bob, 'n', 3, { ...R, waiter: 'w2', now: 950 }).ok, false);
+      assert.ok(take(doc, ['app_task_a'], alice, 'n', 3, { ...R, waiter: 'w1', now: 950 }).ok);
     });
   });
 
