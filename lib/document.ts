@@ -332,22 +332,12 @@ export function serializeDocument(doc: LockDocument): string {
 
 /**
  * `{"l":{name:{"n":nonce}},…}`: `JSON_CONTAINS(dataJson, it)` holds while every
- * name still carries its nonce (and, with `intents`, every waiter is still in
- * the line of its name, and with `shares` every shared holder still holds). The one-statement release guards with it, and
- * wait()'s poll asks it of the waiters' blockers.
+ * name still carries its nonce. The one-statement release guards with it.
  */
-export function nonceCandidate(
-  pairs: Iterable<readonly [name: string, nonce: string]>,
-  intents: Iterable<readonly [name: string, waiter: string]> = [],
-  shares: Iterable<readonly [name: string, nonce: string]> = [],
-): string {
+export function nonceCandidate(pairs: Iterable<readonly [name: string, nonce: string]>): string {
   const l: Record<string, { n: string }> = {};
   for (const [name, n] of pairs) l[name] = { n };
-  const candidate: { l: typeof l; q?: Record<string, Array<{ n: string }>>; s?: Record<string, { h: Array<{ n: string }> }> } = { l };
-  // Arrays: JSON_CONTAINS holds when each element given is contained in some element of the stored array.
-  for (const [name, n] of intents) ((candidate.q ??= {})[name] ??= []).push({ n });
-  for (const [name, n] of shares) ((candidate.s ??= {})[name] ??= { h: [] }).h.push({ n });
-  return JSON.stringify(candidate);
+  return JSON.stringify({ l });
 }
 
 /**

@@ -222,23 +222,28 @@ export async function readSpaceLocked(db: Conn, table: string, space: string): P
 
 /**
  * The cheap poll of waiters: the version, the database's clock (which keeps
- * lib/clock.ts anchored) and, only if the version moved since `since`, whether
- * the document still contains `holds` (lib/watch.ts): `same` is null when not
- * checked.
+ * lib/clock.ts anchored) and, only if the version moved since `since`, what
+ * the document holds at each of `paths` (lib/watch.ts watchPaths: nonces and
+ * waiter ids): `seen` has one value per path (null where nothing is there),
+ * and is null when not read.
  */
 export async function readVersion(
   db: Conn,
   table: string,
   space: string,
   since: number,
-  holds: string,
-): Promise<{ version: number; now: number; same: boolean | null } | undefined> {
+  paths: readonly string[],
+): Promise<{ version: number; now: number; seen: unknown[] | null } | undefined> {
+  // One text on every server (MySQL's JSON type would come back parsed, MariaDB's as text): a JSON array, a value per path.
+  const each = paths.map(() => "COALESCE(CAST(JSON_EXTRACT(dataJson, ?) AS CHAR), 'null')").join(", ',', ");
   const [rows] = await db.query(
-    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM ${table} WHERE id = ?`,
-    [since, holds, space],
+    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, CONCAT('[', ${paths.length ? each : "''"}, ']')) AS seen FROM ${table} WHERE id = ?`,
+    [since, ...paths, space],
   );
-  const row = rowsWith<{ version: unknown; now: unknown; same: unknown }>(rows, ['version', 'now', 'same'])[0];
-  return row ? { version: Number(row.version), now: Number(row.now), same: row.same === null ? null : Number(row.same) === 1 } : undefined;
+  const row = rowsWith<{ version: unknown; now: unknown; seen: unknown }>(rows, ['version', 'now', 'seen'])[0];
+  if (!row) return undefined;
+  const seen = row.seen === null ? null : (JSON.parse(String(row.seen)) as unknown[]);
+  return { version: Number(row.version), now: Number(row.now), seen };
 }
 
 /**
