@@ -13,7 +13,7 @@
 // each gets its own token in that range, in queue order. So tokens stay unique
 // and strictly increasing across every acquisition of the space, exactly as
 // with one write per acquisition.
-import { entryOf, nonceCandidate, ownerKey, ownerText, type Entry, type LockDocument, type StoredOwner } from './document.js';
+import { compactEntry, entryOf, nonceCandidate, ownerKey, ownerText, type Entry, type LockDocument, type StoredOwner } from './document.js';
 import type { FastPlan } from './store.js';
 import { isExpired } from './transitions.js';
 
@@ -123,7 +123,8 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
       const entry: Entry = { t: m.types.get(n) ?? n, o: ctx.owner, f: 0, n: m.nonce, a: at };
       if (m.ttlMs !== undefined) entry.e = at + m.ttlMs;
       entries[n] = entry;
-      plan.sets.push({ path: entryPath(n), json: JSON.stringify({ ...entry, o: key }), back });
+      // Stored as a full write stores it (format 4): f is set in SQL.
+      plan.sets.push({ path: entryPath(n), name: n, json: JSON.stringify(compactEntry(n, entry, key)), back });
     }
     for (const g of m.guards ?? []) if (!plan.guards.includes(g)) plan.guards.push(g);
     return intents.push({ entries, back });
@@ -190,7 +191,7 @@ function withToken(entries: Record<string, Entry>, f: number): Record<string, En
   return out;
 }
 
-/** The JSON path of an owner's record in format 2. Keys are hex (document.ts ownerKey). */
+/** The JSON path of an owner's record (format 2 on). Keys are letters and digits (document.ts ownerKey). */
 export function ownerPath(key: string): string {
   return `$.o."${key}"`;
 }

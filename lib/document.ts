@@ -5,14 +5,17 @@ import { MAX_NAME_LENGTH } from './names.js';
 import type { Owner } from './owner.js';
 
 /**
- * The document format this version writes. It still reads formats 1 and 2
- * (and rewrites them as 3 on the next full write). Format 3 is format 2 plus
+ * The document format this version writes. It still reads formats 1 to 3
+ * (and rewrites them as 4 on the next full write). Format 3 is format 2 plus
  * two optional maps, both absent when empty, so a space that uses neither
  * stores exactly what format 2 stored: `s` (names held by several holders at
  * once: shared locks and semaphores) and `q` (the line of waiters of each
- * name). docs/lock-kinds.md describes it.
+ * name). Format 4 is format 3 with shorter entries (see `compactEntry`): the
+ * type left out where the name implies it, owner keys of 11 characters. A format-4 reader also takes entries
+ * and owner keys written the format-3 way (an older locktable's one-statement
+ * acquire writes them so). docs/lock-kinds.md describes it.
  */
-export const FORMAT = 3;
+export const FORMAT = 4;
 /** How many records of forced removals the document keeps, newest last. */
 export const MAX_TOMBSTONES = 32;
 
@@ -55,12 +58,19 @@ export const MAX_QUEUE = 1_000;
 
 const OWNER_KEY_RE = /^[0-9a-f]{16}$/;
 const ownerKeySchema = z.string().regex(OWNER_KEY_RE);
+/** Format 4's owner keys: 11 base-62 characters, or 16 hex as formats 2 and 3 (and an older locktable's one-statement acquire) wrote them. */
+const ownerKey4Schema = z.string().regex(/^(?:[0-9A-Za-z]{11}|[0-9a-f]{16})$/);
 /** An entry in format 2: the owner by key into the document's `o`. */
 const linkedEntry = z.object({ ...entryFields, o: ownerKeySchema }).strict();
 
 /** A holder of a shared lock or semaphore in format 3: an entry without its type (the group has it). */
 const linkedShare = linkedEntry.omit({ t: true });
 const share = storedEntry.omit({ t: true });
+
+/** An entry in format 4: `t` absent when impliedType(name) gives it. */
+const compactFields = { ...entryFields, t: entryFields.t.optional(), o: ownerKey4Schema };
+const shortEntry = z.object(compactFields).strict();
+const shortShare = z.object(compactFields).omit({ t: true }).strict();
 
 /**
  * A name held by several holders at once: `c` is the semaphore's limit (the
@@ -134,6 +144,17 @@ const formatThree = z
   })
   .strict();
 
+const formatFour = z
+  .object({
+    v: z.literal(4),
+    o: z.record(ownerKey4Schema, storedOwner),
+    l: z.record(nameKey, shortEntry),
+    s: z.record(nameKey, z.object({ ...groupFields, h: z.array(shortShare).min(1).max(MAX_HOLDERS) }).strict()).optional(),
+    q: z.record(nameKey, z.array(z.object({ ...intentFields, o: ownerKey4Schema }).strict()).min(1).max(MAX_QUEUE)).optional(),
+    r: tombstones,
+  })
+  .strict();
+
 /**
  * The document in memory: every entry with its owner. Its `v` says nothing
  * about storage (serializeDocument always writes FORMAT); any format number
@@ -190,7 +211,7 @@ export function parseDocument(space: string, raw: string): LockDocument {
     }
   }
   const v = !!value && typeof value === 'object' ? (value as { v?: unknown }).v : undefined;
-  const parsed = (v === 1 ? formatOne : v === 2 ? formatTwo : formatThree).safeParse(value);
+  const parsed = (v === 1 ? formatOne : v === 2 ? formatTwo : v === 3 ? formatThree : formatFour).safeParse(value);
   if (!parsed.success) {
     // Fields this version does not know, in a document of its own format and
     // otherwise valid: written by a newer locktable that added them (see
@@ -207,15 +228,21 @@ export function parseDocument(space: string, raw: string): LockDocument {
     );
   }
   if (parsed.data.v === 1) return { ...parsed.data, v: FORMAT };
-  const data = parsed.data as z.infer<typeof formatThree>;
+  // Formats 2 and 3 are format 4 with every entry written out in full.
+  const data = parsed.data as z.infer<typeof formatFour>;
   const owners = data.o;
   const ownerAt = (where: string, key: string): StoredOwner => {
     const owner = Object.hasOwn(owners, key) ? owners[key] : undefined;
     if (!owner) throw new CorruptDocumentError(space, raw, [`${where}.o: no owner '${key}' in o`]);
     return owner;
   };
+  // Back to the entry in memory: the owner itself (and, below, the type in full).
+  const expand = <X extends { o: string }>(where: string, { o, ...x }: X) => ({ ...x, o: ownerAt(where, o) });
   const doc: LockDocument = { v: FORMAT, l: {} };
-  for (const [name, { o: key, ...entry }] of Object.entries(data.l)) doc.l[name] = { ...entry, o: ownerAt(`l.${name}`, key) };
+  for (const [name, entry] of Object.entries(data.l)) {
+    const { t, ...rest } = expand(`l.${name}`, entry);
+    doc.l[name] = { t: t ?? impliedType(name), ...rest };
+  }
   if (data.s) {
     doc.s = {};
     for (const [name, group] of Object.entries(data.s)) {
@@ -223,7 +250,7 @@ export function parseDocument(space: string, raw: string): LockDocument {
       const nonces = new Set(group.h.map((h) => h.n));
       if (nonces.size !== group.h.length) throw new CorruptDocumentError(space, raw, [`s.${name}.h: a nonce appears twice`]);
       if (group.c !== undefined && group.h.length > group.c) throw new CorruptDocumentError(space, raw, [`s.${name}.h: more holders than its limit ${group.c}`]);
-      doc.s[name] = { ...group, h: group.h.map(({ o, ...h }, i) => ({ ...h, o: ownerAt(`s.${name}.h.${i}`, o) })) };
+      doc.s[name] = { ...group, h: group.h.map((h, i) => expand(`s.${name}.h.${i}`, h)) };
     }
   }
   if (data.q) {
@@ -257,22 +284,46 @@ export function entryOf(doc: LockDocument, name: string): Entry | undefined {
 }
 
 /**
- * The stored text, format 3: each owner once in `o`, entries, shared holders
- * and waiters refer to it by key. Owners nothing refers to are not written,
- * nor are an empty `s` or `q`.
+ * The type a name implies in format 4: the name up to its last `_` (`app_task`
+ * for `app_task_42`, as the platform's catalogue types its prefixed names), or
+ * the name itself when it has no `_` after its first character. An entry whose
+ * type is this leaves `t` out.
+ */
+export function impliedType(name: string): string {
+  const i = name.lastIndexOf('_');
+  return i > 0 ? name.slice(0, i) : name;
+}
+
+/**
+ * An entry (or shared holder, `name` undefined) as format 4 stores it: owner
+ * by key, `t` only where the name does not imply it. The one-statement
+ * acquire writes the same shape (lib/batch.ts).
+ */
+export function compactEntry(name: string | undefined, x: Omit<Entry, 't'> & { t?: string }, key: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { o: key, f: x.f, n: x.n, a: x.a };
+  if (x.e !== undefined) out.e = x.e;
+  if (name !== undefined && x.t !== undefined && x.t !== impliedType(name)) out.t = x.t;
+  return out;
+}
+
+/**
+ * The stored text, format 4: each owner once in `o`, entries, shared holders
+ * and waiters refer to it by key; entries in their short form (compactEntry).
+ * Owners nothing refers to are not written, nor are an empty `s` or `q`.
  */
 export function serializeDocument(doc: LockDocument): string {
   const o: Record<string, StoredOwner> = {};
-  const link = <X extends { o: StoredOwner }>(x: X): Omit<X, 'o'> & { o: string } => {
-    const key = ownerKey(x.o);
-    o[key] ??= x.o;
-    return { ...x, o: key };
+  const keyOf = (owner: StoredOwner): string => {
+    const key = ownerKey(owner);
+    o[key] ??= owner;
+    return key;
   };
+  const link = <X extends { o: StoredOwner }>(x: X): Omit<X, 'o'> & { o: string } => ({ ...x, o: keyOf(x.o) });
   const l: Record<string, unknown> = {};
-  for (const [name, entry] of Object.entries(doc.l)) l[name] = link(entry);
+  for (const [name, entry] of Object.entries(doc.l)) l[name] = compactEntry(name, entry, keyOf(entry.o));
   const stored: Record<string, unknown> = { v: FORMAT, o, l };
   const groups = Object.entries(doc.s ?? {}).filter(([, g]) => g.h.length > 0);
-  if (groups.length) stored.s = Object.fromEntries(groups.map(([name, g]) => [name, { ...g, h: g.h.map(link) }]));
+  if (groups.length) stored.s = Object.fromEntries(groups.map(([name, g]) => [name, { ...g, h: g.h.map((h) => compactEntry(undefined, h, keyOf(h.o))) }]));
   const lines = Object.entries(doc.q ?? {}).filter(([, line]) => line.length > 0);
   if (lines.length) stored.q = Object.fromEntries(lines.map(([name, line]) => [name, line.map(link)]));
   if (doc.r !== undefined) stored.r = doc.r;
@@ -281,22 +332,12 @@ export function serializeDocument(doc: LockDocument): string {
 
 /**
  * `{"l":{name:{"n":nonce}},…}`: `JSON_CONTAINS(dataJson, it)` holds while every
- * name still carries its nonce (and, with `intents`, every waiter is still in
- * the line of its name, and with `shares` every shared holder still holds). The one-statement release guards with it, and
- * wait()'s poll asks it of the waiters' blockers.
+ * name still carries its nonce. The one-statement release guards with it.
  */
-export function nonceCandidate(
-  pairs: Iterable<readonly [name: string, nonce: string]>,
-  intents: Iterable<readonly [name: string, waiter: string]> = [],
-  shares: Iterable<readonly [name: string, nonce: string]> = [],
-): string {
+export function nonceCandidate(pairs: Iterable<readonly [name: string, nonce: string]>): string {
   const l: Record<string, { n: string }> = {};
   for (const [name, n] of pairs) l[name] = { n };
-  const candidate: { l: typeof l; q?: Record<string, Array<{ n: string }>>; s?: Record<string, { h: Array<{ n: string }> }> } = { l };
-  // Arrays: JSON_CONTAINS holds when each element given is contained in some element of the stored array.
-  for (const [name, n] of intents) ((candidate.q ??= {})[name] ??= []).push({ n });
-  for (const [name, n] of shares) ((candidate.s ??= {})[name] ??= { h: [] }).h.push({ n });
-  return JSON.stringify(candidate);
+  return JSON.stringify({ l });
 }
 
 /**
@@ -319,17 +360,25 @@ export function strayOwnerRecords(raw: string): number {
 
 const keys = new WeakMap<StoredOwner, string>();
 
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
 /**
- * The key an owner is stored under in format 2: a hash of its stored form, so
+ * The key an owner is stored under (format 2 on): a hash of its stored form, so
  * every writer (a full write here, or the one-statement acquire in SQL) files
  * the same owner under the same key without coordinating. 64 bits: owners are
- * few (one per process), so a collision is not a practical concern. Hex only,
- * so it is never a LIKE pattern nor a path that needs quoting.
+ * few (one per process), so a collision is not a practical concern. Format 4
+ * writes them in base 62 (11 characters; formats 2 and 3 wrote 16 hex): letters
+ * and digits only, so a key is never a LIKE pattern nor a path that needs quoting.
  */
 export function ownerKey(owner: StoredOwner): string {
   let key = keys.get(owner);
   if (key === undefined) {
-    key = createHash('sha256').update(ownerText(owner)).digest('hex').slice(0, 16);
+    let n = createHash('sha256').update(ownerText(owner)).digest().readBigUInt64BE(0);
+    key = '';
+    for (let i = 0; i < 11; i++) {
+      key = BASE62[Number(n % 62n)]! + key;
+      n /= 62n;
+    }
     keys.set(owner, key);
   }
   return key;

@@ -122,7 +122,7 @@ export class LockTable<N extends string = PlatformLockName> {
         const inside = working.getStore();
         return inside ? blockers.filter((b) => inside.has(b.entry.n) && this.#leases.get(b.entry.n)?.released === false) : [];
       },
-      readVersion: (since, holds) => this.#writer.readVersion(since, holds),
+      readVersion: (since, paths) => this.#writer.readVersion(since, paths),
       now: () => this.#clock.now(),
       mutate: (what, step, within) => this.#writer.gate.run(() => this.#writer.mutate(what, step, {}, within)),
       event: (kind, event) => this.#event(kind, event),

@@ -12,6 +12,7 @@
 // so the test is the same as `dataCrc = CRC32(dataJson)` without converting
 // the old document to text for it (costly on MySQL's binary JSON).
 import { rowsWith, type Conn } from './db.js';
+import { FORMAT } from './document.js';
 
 /**
  * Database time when the statement started, in ms since the epoch (UTC).
@@ -96,8 +97,13 @@ export interface FastPlan {
   holds?: string;
   /** The acquiring owner's record, `$.o."key"` and its JSON text. */
   owner?: { path: string; json: string };
-  /** Entries to add, at paths (`$.l."name"`) that must not exist yet, nor the name's `$.s` and `$.q` paths; `f` in `json` is replaced by `version - back` (the new version minus back). */
-  sets: Array<{ path: string; json: string; back: number }>;
+  /**
+   * Entries to add, at paths (`$.l."name"`) of names that must be nowhere in
+   * the document yet (not in `l`, `s` nor `q`); `f` in `json` is replaced by
+   * `version - back` (the new version minus back). Entries are in format 4,
+   * so a statement that adds any also sets `v` to 4.
+   */
+  sets: Array<{ path: string; name: string; json: string; back: number }>;
   /** Names a conflict rule sets against those acquired: none of them may be held (`$.l`), held shared (`$.s`) or waited for (`$.q`). */
   guards: string[];
   /**
@@ -132,7 +138,10 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
     values.push(...plan.removes);
   }
   if (plan.sets.length || plan.owner) {
-    const args: string[] = [];
+    // The entries are in format 4's short form: the document says so (an older
+    // locktable then refuses it with EFORMAT instead of misreading it). `v` is
+    // its first key, so this costs next to nothing.
+    const args: string[] = [`'$.v', ${FORMAT}`];
     if (plan.owner) {
       args.push("?, JSON_EXTRACT(?, '$')");
       values.push(plan.owner.path, plan.owner.json);
@@ -146,11 +155,16 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   let where = 'id = ? AND dataCrc = dataCrcNow';
   values.push(space);
   if (plan.sets.length) {
-    // Format 3: nor held by several holders (`$.s`), nor anyone in line for it (`$.q`);
-    // and the same for every name a conflict rule sets against them (guards).
-    const names = [...plan.sets.map((s) => s.path.slice(3)), ...plan.guards.map((g) => `."${g}"`)];
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?, ?, ?'.repeat(names.length)})`;
-    for (const n of names) values.push(`$.l${n}`, `$.s${n}`, `$.q${n}`);
+    // The name is in no map of the document: not held (`$.l`), nor by several
+    // holders (`$.s`), nor anyone in line for it (`$.q`); and the same for
+    // every name a conflict rule sets against them (guards). One wildcard
+    // path per name: MariaDB walks the document once per call whatever the
+    // number of paths, and compares every step with every path. It also
+    // matches an owner record whose key is the name (`$.o`): a refusal, which
+    // only sends the acquisition to the read-decide-write path.
+    const names = [...plan.sets.map((s) => s.name), ...plan.guards];
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(names.length)})`;
+    for (const n of names) values.push(anyMapPath(n));
   }
   if (plan.holds !== undefined) {
     where += ' AND JSON_CONTAINS(dataJson, ?)';
@@ -164,6 +178,11 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   values.push(plan.at.ms, plan.at.toleranceMs);
   const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
   return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES && plan.guards.length <= PREPARED_MAX_GUARDS };
+}
+
+/** `$.*."name"`: the name as a key of any top-level map. Names are validated (no quote, no backslash). */
+export function anyMapPath(name: string): string {
+  return `$.*."${name}"`;
 }
 
 /**
@@ -203,23 +222,28 @@ export async function readSpaceLocked(db: Conn, table: string, space: string): P
 
 /**
  * The cheap poll of waiters: the version, the database's clock (which keeps
- * lib/clock.ts anchored) and, only if the version moved since `since`, whether
- * the document still contains `holds` (lib/watch.ts): `same` is null when not
- * checked.
+ * lib/clock.ts anchored) and, only if the version moved since `since`, what
+ * the document holds at each of `paths` (lib/watch.ts watchPaths: nonces and
+ * waiter ids): `seen` has one value per path (null where nothing is there),
+ * and is null when not read.
  */
 export async function readVersion(
   db: Conn,
   table: string,
   space: string,
   since: number,
-  holds: string,
-): Promise<{ version: number; now: number; same: boolean | null } | undefined> {
+  paths: readonly string[],
+): Promise<{ version: number; now: number; seen: unknown[] | null } | undefined> {
+  // One text on every server (MySQL's JSON type would come back parsed, MariaDB's as text): a JSON array, a value per path.
+  const each = paths.map(() => "COALESCE(CAST(JSON_EXTRACT(dataJson, ?) AS CHAR), 'null')").join(", ',', ");
   const [rows] = await db.query(
-    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, JSON_CONTAINS(dataJson, ?)) AS same FROM ${table} WHERE id = ?`,
-    [since, holds, space],
+    `SELECT version, ${DB_NOW_MS} AS now, IF(version = ?, NULL, CONCAT('[', ${paths.length ? each : "''"}, ']')) AS seen FROM ${table} WHERE id = ?`,
+    [since, ...paths, space],
   );
-  const row = rowsWith<{ version: unknown; now: unknown; same: unknown }>(rows, ['version', 'now', 'same'])[0];
-  return row ? { version: Number(row.version), now: Number(row.now), same: row.same === null ? null : Number(row.same) === 1 } : undefined;
+  const row = rowsWith<{ version: unknown; now: unknown; seen: unknown }>(rows, ['version', 'now', 'seen'])[0];
+  if (!row) return undefined;
+  const seen = row.seen === null ? null : (JSON.parse(String(row.seen)) as unknown[]);
+  return { version: Number(row.version), now: Number(row.now), seen };
 }
 
 /**

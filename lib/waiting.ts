@@ -14,7 +14,7 @@ import { nonce as newNonce } from './nonce.js';
 import { localView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
-import { shouldWake, watchCandidate, type Watched } from './watch.js';
+import { inFront, movedUp, shouldWake, viewOf, watchPaths, type View, type Watched } from './watch.js';
 import { isGiveUp, type Step } from './writer.js';
 
 const log = createDebug('locktable:wait');
@@ -53,8 +53,8 @@ export interface WaitingPorts {
   observe(names: string[], startedAt: number, outcome: { lease: Lease } | Blocked, contended: boolean): { lease: Lease } | Blocked;
   /** The blockers held by the using() work this wait() was called from (it would wait for itself). */
   ownBlockers(blockers: readonly T.Blocker[]): T.Blocker[];
-  /** The poll's read (Writer.readVersion). */
-  readVersion(since: number, holds: string): Promise<{ version: number; same: boolean | null } | undefined>;
+  /** The poll's read (Writer.readVersion): what the document holds at `paths` (null when the version did not move since `since`). */
+  readVersion(since: number, paths: readonly string[]): Promise<{ version: number; seen: unknown[] | null } | undefined>;
   /** The database's time as estimated here, ms; undefined before any read. */
   now(): number | undefined;
   /** A read-decide-write (Writer.mutate, through the gate), within `within` ms (default retry.deadlineMs). */
@@ -152,7 +152,8 @@ export class Waiters {
         if (own.length) throw new DeadlockError(own.map((b) => holderOf(b)));
         const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
         if (left !== undefined && left <= 0) throw timeout(outcome);
-        const woke = await this.#sleepUntilChange(outcome.version, outcome.blockers, left, signal, outcome.ahead);
+        const shared = call.options.mode === 'shared' || call.options.limit !== undefined;
+        const woke = await this.#sleepUntilChange({ version: outcome.version, blockers: outcome.blockers, ahead: outcome.ahead, ...(id === undefined ? {} : { waiter: id }), anyGone: shared }, left, signal);
         if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw timeout(outcome);
       }
     } catch (err) {
@@ -183,17 +184,12 @@ export class Waiters {
   }
 
   // wait() support: one poller per table, however many waiters. It reads the
-  // version, and when that moved whether the waiters' blockers are still there
-  // (lib/watch.ts); a waiter wakes when one of its blockers is gone, when a
-  // blocker is judged dead from here, or when a blocker's lease has expired by
-  // the database clock.
-  #sleepUntilChange(
-    version: number,
-    blockers: Waiter['blockers'],
-    timeoutMs: number | undefined,
-    signal?: AbortSignal,
-    ahead: Waiter['ahead'] = [],
-  ): Promise<boolean> {
+  // version, and when that moved who holds and who waits for the names its
+  // waiters watch (lib/watch.ts); a waiter wakes when everything it saw in its
+  // way is gone (a shared or semaphore waiter: any of it), when a holder or a
+  // waiter in front is judged dead from here, or when a lease or an intent
+  // has expired by the database clock.
+  #sleepUntilChange(watched: Watched, timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let unwatch: (() => void) | undefined;
@@ -205,7 +201,7 @@ export class Waiters {
         else resolve(value);
       };
       const onAbort = () => done(new AbortError(signal!.reason));
-      const waiter: Waiter = { version, blockers, ahead, wake: () => done(this.#ports.isClosed() || this.#ports.isClosing() ? new ClosedError() : true) };
+      const waiter: Waiter = { ...watched, wake: () => done(this.#ports.isClosed() || this.#ports.isClosing() ? new ClosedError() : true) };
       if (this.#ports.isClosing()) return waiter.wake();
       // Aborted while the last attempt was in flight: the 'abort' event has already fired.
       if (signal?.aborted) return onAbort();
@@ -214,7 +210,7 @@ export class Waiters {
       if (signal) unwatch = watchAbort(signal, onAbort);
       this.#waiters.add(waiter);
       // It saw its blockers at another version than the last poll: the next poll must check them.
-      if (version !== this.#polledVersion) this.#polledVersion = -1;
+      if (watched.version !== this.#polledVersion) this.#polledVersion = -1;
       void this.#poll();
     });
   }
@@ -228,11 +224,12 @@ export class Waiters {
     try {
       while (this.#waiters.size && !this.#ports.isClosed()) {
         await new Promise((r) => setTimeout(r, interval));
-        let seen: { version: number; same: boolean | null } | undefined;
+        let seen: { version: number; view: View | null } | undefined;
         try {
           const since = this.#polledVersion;
-          const holds = watchCandidate(this.#waiters);
-          seen = await this.#ports.readVersion(since, holds);
+          const paths = watchPaths(this.#waiters);
+          const read = await this.#ports.readVersion(since, paths);
+          seen = read && { version: read.version, view: read.seen && viewOf(paths, read.seen) };
           if (seen && this.#polledVersion === since) this.#polledVersion = seen.version;
         } catch (err) {
           if (this.#ports.isClosed()) break;
@@ -243,6 +240,7 @@ export class Waiters {
         // Known after the poll's read; without it (no row) expiry is not judged here.
         const now = this.#ports.now() ?? Number.NEGATIVE_INFINITY;
         let woke = 0;
+        let hurry = false;
         for (const w of [...this.#waiters]) {
           const holderGone =
             w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
@@ -251,9 +249,13 @@ export class Waiters {
           if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake();
             woke++;
+          } else if (seen.view) {
+            // Moved up near the front of its line: its turn may come within a few short handoffs.
+            if (movedUp(w, seen.view)) hurry = true;
+            w.front = inFront(w, seen.view);
           }
         }
-        interval = woke ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
+        interval = woke || hurry ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
       }
     } finally {
       this.#polling = false;

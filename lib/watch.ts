@@ -1,13 +1,21 @@
 // What wait() watches between attempts, as pure functions.
 //
 // One poller per table reads the row's version every few ms. A waiter must
-// wake when one of its blockers is gone: released, taken over, expired or its
-// owner dead. A new version alone does not say that: in a busy space most
-// writes are about other names, and waking every waiter on each of them sends
-// a herd of attempts that all fail. So when the version moved, the same poll
-// asks the server whether every blocker still carries the nonce the waiter saw
-// (JSON_CONTAINS, one parse of the document; none while the version stands).
-import { nonceCandidate, type Entry, type Intent } from './document.js';
+// wake when an attempt could succeed: when what it saw in its way is gone —
+// holders released, taken over, expired or dead, waiters in front of it out
+// of line. A new version alone does not say that: in a busy space most writes
+// are about other names or other waiters. So when the version moved, the same
+// poll reads, for the names its waiters watch, who holds them and who is in
+// line (their nonces and ids only, lib/store.ts readVersion; nothing while the
+// version stands), and each waiter decides from that (shouldWake).
+//
+// An exclusive waiter wakes only when everything it saw in its way is gone.
+// With one hot name and a line of fifteen, waking each waiter whenever any of
+// it changed (the holder, or the first in line taking it) woke all fifteen
+// twice per handoff: thirty reads that all found the name taken again, on the
+// CPU the next holder needed. Now the first in line wakes when the holder
+// releases, the second when the first took the name, and the others sleep.
+import type { Entry, Intent } from './document.js';
 
 export interface Watched {
   /** The version the waiter saw its blockers at. */
@@ -16,30 +24,107 @@ export interface Watched {
   blockers: Array<{ name: string; entry: Entry; shared?: boolean }>;
   /** Waiters in line in front of it. */
   ahead?: Array<{ name: string; intent: Intent }>;
+  /**
+   * Its own id in line (fair waiting): a waiter it saw in front that is now
+   * behind it (dropped from the line, and back in at the back) is no longer
+   * in front.
+   */
+  waiter?: string;
+  /**
+   * Shared and semaphore waiters: one holder or waiter going can free the
+   * place they need, so any change of what they saw wakes them.
+   */
+  anyGone?: boolean;
+  /** How many waiters stood in front of it at the previous poll (inFront()); the poller keeps it. */
+  front?: number;
 }
 
 /**
- * `{"l":{name:{"n":nonce}},"q":…,"s":…}` for every blocker and every waiter in
- * front of every waiter: JSON_CONTAINS of it holds while none of them changed.
+ * A waiter with fewer waiters than this in front of it polls from pollMinMs
+ * again each time the line moves up: the handoffs in front of it are short,
+ * and waking at the back-off's pollMaxMs when its turn has come would add up
+ * to that much to every handoff.
  */
-export function watchCandidate(waiters: Iterable<Watched>): string {
-  const pairs: Array<[string, string]> = [];
-  const shares: Array<[string, string]> = [];
-  const intents: Array<[string, string]> = [];
+export const NEAR_FRONT = 3;
+
+/** The JSON path of the exclusive holder's nonce of `name`. Names are validated (no quote, no backslash). */
+const holderPath = (name: string) => `$.l."${name}".n`;
+/** The JSON path of the nonces of the shared holders of `name`. */
+const sharesPath = (name: string) => `$.s."${name}".h[*].n`;
+/** The JSON path of the ids in the line of `name`, first first. */
+const linePath = (name: string) => `$.q."${name}"[*].n`;
+
+/**
+ * The JSON paths the poll reads for these waiters: for each name, only what
+ * some waiter watches there (its exclusive holder, its shared holders, its
+ * line). Each path yields nonces or waiter ids (lib/store.ts readVersion).
+ */
+export function watchPaths(waiters: Iterable<Watched>): string[] {
+  const paths = new Set<string>();
   for (const w of waiters) {
-    for (const b of w.blockers) (b.shared ? shares : pairs).push([b.name, b.entry.n]);
-    for (const a of w.ahead ?? []) intents.push([a.name, a.intent.n]);
+    for (const b of w.blockers) paths.add(b.shared ? sharesPath(b.name) : holderPath(b.name));
+    for (const a of w.ahead ?? []) paths.add(linePath(a.name));
   }
-  return nonceCandidate(pairs, intents, shares);
+  return [...paths];
+}
+
+/** What the poll saw: for each path of watchPaths(), the strings found there, in document order. */
+export type View = ReadonlyMap<string, readonly string[]>;
+
+/**
+ * The poll's reading of `paths` (one value per path: what JSON_EXTRACT gave,
+ * null when nothing is there; an array when the path has a wildcard, though
+ * servers differ on a wildcard that matches once).
+ */
+export function viewOf(paths: readonly string[], values: readonly unknown[]): View {
+  const view = new Map<string, string[]>();
+  paths.forEach((p, i) => {
+    const v = values[i];
+    view.set(p, v === null || v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);
+  });
+  return view;
 }
 
 /**
- * Whether a waiter should try again, given what the poll saw: `same` is
- * whether every watched blocker is unchanged (null: not checked, because the
- * version did not move since the previous poll).
+ * How many of the waiters it saw in front of it still stand there (on the
+ * name where most do): with no view, all of them.
  */
-export function shouldWake(w: Watched, seen: { version: number; same: boolean | null }, blockerDead: boolean): boolean {
+export function inFront(w: Watched, view?: View): number {
+  const byName = new Map<string, number>();
+  for (const a of w.ahead ?? []) if (!view || aheadStands(w, a, view)) byName.set(a.name, (byName.get(a.name) ?? 0) + 1);
+  return Math.max(0, ...byName.values());
+}
+
+/** Whether a waiter it saw in front of it is still in the line of that name, in front of it. */
+function aheadStands(w: Watched, a: { name: string; intent: Intent }, view: View): boolean {
+  const line = view.get(linePath(a.name)) ?? [];
+  const at = line.indexOf(a.intent.n);
+  const own = w.waiter === undefined ? -1 : line.indexOf(w.waiter);
+  return at >= 0 && (own < 0 || at < own);
+}
+
+/**
+ * Whether the poll should come soon for this waiter, given what it saw: the
+ * line moved up in front of it, and it is now near the front (NEAR_FRONT).
+ */
+export function movedUp(w: Watched, view: View): boolean {
+  const now = inFront(w, view);
+  return now < (w.front ?? inFront(w)) && now < NEAR_FRONT;
+}
+
+/**
+ * Whether a waiter should try again, given what the poll saw: `view` is null
+ * when it was not read, because the version did not move since the previous
+ * poll (which judged every waiter watching then). `blockerDead`: a holder or
+ * a waiter in front was judged dead from here, or its lease or intent
+ * expired by the database clock.
+ */
+export function shouldWake(w: Watched, seen: { version: number; view: View | null }, blockerDead: boolean): boolean {
   if (blockerDead) return true;
-  if (seen.version === w.version) return false;
-  return seen.same === false;
+  if (seen.version === w.version || !seen.view) return false;
+  const view = seen.view;
+  const stands: boolean[] = [];
+  for (const b of w.blockers) stands.push((view.get(b.shared ? sharesPath(b.name) : holderPath(b.name)) ?? []).includes(b.entry.n));
+  for (const a of w.ahead ?? []) stands.push(aheadStands(w, a, view));
+  return w.anyGone ? stands.some((s) => !s) : stands.every((s) => !s);
 }

@@ -164,9 +164,9 @@ export class Writer {
   }
 
   /** wait()'s poll (lib/store.ts readVersion), within retry.deadlineMs; it keeps the clock estimate anchored. */
-  readVersion(since: number, holds: string): Promise<{ version: number; same: boolean | null } | undefined> {
+  readVersion(since: number, paths: readonly string[]): Promise<{ version: number; seen: unknown[] | null } | undefined> {
     const bound = this.bound();
-    return this.gate.run(() => this.#clock.track(() => readVersion(this.#conn(bound), this.#table, this.space, since, holds)), this.expiry(bound, 'poll'));
+    return this.gate.run(() => this.#clock.track(() => readVersion(this.#conn(bound), this.#table, this.space, since, paths)), this.expiry(bound, 'poll'));
   }
 
   /** repair(): replaces the document with an empty one, only if its text is still exactly `expectedRaw`. */

@@ -71,7 +71,7 @@ describe('a corrupt document', () => {
   }
 
   it('fails with EFORMAT on a document from a newer locktable, and leaves it', async () => {
-    await store('{"v":4,"locks":[]}');
+    await store('{"v":5,"locks":[]}');
     const before = await rawRow(db.pool);
     await assert.rejects(locks.acquire('box_update'), { code: 'EFORMAT' });
     assert.deepEqual(await rawRow(db.pool), before);
@@ -79,7 +79,7 @@ describe('a corrupt document', () => {
 
   it('fails every operation with EFORMAT, not ECORRUPT, on fields a newer locktable added (an unknown owner field), and leaves the document', async () => {
     const owner = { h: 'h', b: 'b', ns: 'pid:[1]', p: 1, s: 2, u: 'u', z: [1, 2] };
-    const kept = await store(JSON.stringify({ v: 3, o: { '0123456789abcdef': owner }, l: { box_update: { t: 'box_update', f: 1, n: 'x', a: 1, o: '0123456789abcdef' } } }));
+    const kept = await store(JSON.stringify({ v: 4, o: { '0123456789abcdef': owner }, l: { box_update: { t: 'box_update', f: 1, n: 'x', a: 1, o: '0123456789abcdef' } } }));
     const before = await rawRow(db.pool);
     for (const [name, op] of operations) {
       await assert.rejects(op(), (err: unknown) => {

@@ -166,10 +166,30 @@ describe('one-statement paths and combining', () => {
     const raw = '{"v":1,"l":{}}';
     await db.pool.query(`UPDATE locks SET dataJson = ?, dataCrc = NULL WHERE id = 'platform'`, [raw]);
     const lease = await locks.acquire('box_update');
-    assert.equal((await stored()).v, 3);
+    assert.equal((await stored()).v, 4);
     tap.reset();
     await locks.release(lease);
     assert.equal(tap.statements.length, 1);
+  });
+
+  it('format 4: a one-statement acquire on a format-3 document (as an older locktable left it) makes it format 4 and writes its entry short; the format-3 entries are read as they are', async () => {
+    const hex = '0123456789abcdef';
+    const old = { h: 'elsewhere', b: 'boot', ns: 'pid:[1]', p: 77, s: 1, u: 'root', t: 'old' };
+    const e = 9_999_999_999_999;
+    const raw = JSON.stringify({ v: 3, o: { [hex]: old }, l: { box_update_task: { t: 'box_update_task', o: hex, f: 1, n: 'oldnonce', a: 1, e } } });
+    await db.pool.query(`UPDATE locks SET dataJson = ?, dataCrc = CRC32(dataJson) WHERE id = 'platform'`, [raw]);
+    const lease = await locks.acquire('app_task_short', { ttlMs: 60_000 });
+    assert.deepEqual(tap.statements.map((s) => FAST.test(s)), [true], 'one statement, no read');
+    const doc = (await stored()) as unknown as { v: number; l: Record<string, Record<string, unknown>> };
+    assert.equal(doc.v, 4);
+    assert.deepEqual(Object.keys(doc.l.app_task_short!).sort(), ['a', 'e', 'f', 'n', 'o'], 'no type: the name implies it');
+    assert.match(String(doc.l.app_task_short!.o), /^[0-9A-Za-z]{11}$/);
+    assert.deepEqual(doc.l.box_update_task, { t: 'box_update_task', o: hex, f: 1, n: 'oldnonce', a: 1, e }, 'the other entries are left as they were');
+    const held = await locks.list();
+    assert.deepEqual(held.map((h) => [h.name, h.type, h.owner.taskId, h.token]), [['app_task_short', 'app_task', 'me', lease.token], ['box_update_task', 'box_update_task', 'old', 1]]);
+    await locks.release(lease);
+    await other.releaseAll();
+    assert.deepEqual(await locks.list(), []);
   });
 
   describe('conflict rules (LockTypes: box_update <-> app_task_*, app_backup_*, full_backup_task_*)', () => {

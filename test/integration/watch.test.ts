@@ -1,6 +1,6 @@
 // wait() wakes for its own blockers, not for every write to the space.
 import assert from 'node:assert/strict';
-import { createLockTable, type LockTable } from '../../lib/index.js';
+import { createLockTable, type Lease, type LockTable } from '../../lib/index.js';
 import { createTestDb, until, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
@@ -39,6 +39,48 @@ describe('wait() watching its blockers', () => {
       await waiter.release(lease);
     } finally {
       await waiter.close();
+    }
+  });
+
+  it('a line hands the name on without waking the waiters further back: each waiter reads at most three times, wherever it stands', async () => {
+    const POLL = 'SELECT version, CAST(TIMESTAMPDIFF';
+    // The read an attempt after a wake-up decides from (and a first attempt that met a line).
+    const READ = 'SELECT version, CAST(dataJson AS CHAR) AS raw';
+    const count = (tap: Tap, prefix: string) => tap.statements.filter((s) => s.startsWith(prefix)).length;
+    const n = 5;
+    const taps = Array.from({ length: n }, () => new Tap(db.pool));
+    // Intents that outlast the test: no renewal writes or reads in the count.
+    const tables = taps.map((tap, i) => createLockTable({ db: tap.db, owner: { taskId: `line${i}` }, wait: { intentTtlMs: 600_000 } }));
+    const served = new Set<number>();
+    // Every waiter still waiting polls twice more: it has seen the last write (and, had it to wake for it, has woken).
+    const seenByAll = async () => {
+      const marks = taps.map((t) => count(t, POLL));
+      await until('every waiter to poll twice more', () => taps.every((t, i) => served.has(i) || count(t, POLL) >= marks[i]! + 2));
+    };
+    try {
+      const held = await holder.acquire('app_task_line');
+      const waits: Array<Promise<Lease>> = [];
+      for (const [i, t] of tables.entries()) {
+        waits.push(t.wait('app_task_line', { timeoutMs: 60_000 }));
+        await until(`waiter ${i} in line`, async () => (await holder.listWaiters()).length === i + 1);
+      }
+      await seenByAll();
+      let release = () => holder.release(held);
+      for (let i = 0; i < n; i++) {
+        await release();
+        const lease = await waits[i]!;
+        served.add(i);
+        await seenByAll();
+        release = () => tables[i]!.release(lease);
+      }
+      await release();
+      // Its first attempt, the wake-up when the one in front took the name
+      // (it is then first), the one when that one released it. Waking at
+      // every handoff in front, the last of five read nine times.
+      const reads = taps.map((t) => count(t, READ));
+      assert.ok(reads.every((r) => r >= 1 && r <= 3), `reads per waiter, first in line first: ${reads.join(', ')}`);
+    } finally {
+      await Promise.all(tables.map((t) => t.close()));
     }
   });
 });

@@ -33,7 +33,7 @@ describe('long tasks (pure)', () => {
       assert.deepEqual(stored.a, [[40, 4]]);
       assert.deepEqual(fromStoredOwner(stored), owner);
       assert.equal(ownerText(stored), '{"h":"h","b":"b","ns":"pid:[1]","p":50,"s":5,"u":"u","a":[[40,4]]}');
-      const doc = { v: 3, l: { x: { t: 'x', o: stored, f: 1, n: 'n', a: 1 } } };
+      const doc = { v: 4, l: { x: { t: 'x', o: stored, f: 1, n: 'n', a: 1 } } };
       assert.deepEqual(parseDocument('s', serializeDocument(doc)), doc);
     });
 

@@ -1,25 +1,83 @@
 import assert from 'node:assert/strict';
-import { shouldWake, watchCandidate, type Watched } from '../../lib/watch.js';
-import type { Entry } from '../../lib/document.js';
+import { inFront, movedUp, NEAR_FRONT, shouldWake, viewOf, watchPaths, type Watched } from '../../lib/watch.js';
+import type { Entry, Intent } from '../../lib/document.js';
 
-const entry = (n: string): Entry => ({ t: 'x', o: { h: 'h', b: 'b', ns: 'n', p: 1, s: 1, u: 'u' }, f: 1, n, a: 1 });
+const owner = { h: 'h', b: 'b', ns: 'n', p: 1, s: 1, u: 'u' };
+const entry = (n: string): Entry => ({ t: 'x', o: owner, f: 1, n, a: 1 });
+const intent = (n: string): Intent => ({ n, o: owner, a: 1, e: 2 });
+/** What the poll would read for `w`, the document holding `at` (path → what is there). */
+const seenAt = (w: Watched, version: number, at: Record<string, unknown>) => {
+  const paths = watchPaths([w]);
+  return { version, view: viewOf(paths, paths.map((p) => at[p] ?? null)) };
+};
 
 describe('watch (pure)', () => {
-  it('asks for every blocker of every waiter with the nonce it was seen with', () => {
+  it('reads, for each name, only what some waiter watches there', () => {
     const waiters: Watched[] = [
-      { version: 3, blockers: [{ name: 'a', entry: entry('n1') }, { name: 'b', entry: entry('n2') }] },
-      { version: 4, blockers: [{ name: 'c', entry: entry('n3') }] },
+      { version: 3, blockers: [{ name: 'a', entry: entry('n1') }, { name: 'b', entry: entry('n2') }], ahead: [{ name: 'a', intent: intent('w1') }] },
+      { version: 4, blockers: [{ name: 'c', entry: entry('n3'), shared: true }, { name: 'a', entry: entry('n1') }], ahead: [{ name: 'a', intent: intent('w2') }] },
     ];
-    assert.deepEqual(JSON.parse(watchCandidate(waiters)), { l: { a: { n: 'n1' }, b: { n: 'n2' }, c: { n: 'n3' } } });
-    assert.equal(watchCandidate([]), '{"l":{}}');
+    assert.deepEqual(watchPaths(waiters), ['$.l."a".n', '$.l."b".n', '$.q."a"[*].n', '$.s."c".h[*].n']);
+    assert.deepEqual(watchPaths([]), []);
   });
 
-  it('wakes a waiter when a blocker changed, or is judged dead; not for writes about other names', () => {
-    const w: Watched = { version: 10, blockers: [{ name: 'a', entry: entry('n1') }] };
-    assert.equal(shouldWake(w, { version: 10, same: null }, false), false, 'nothing moved');
-    assert.equal(shouldWake(w, { version: 12, same: true }, false), false, 'other names moved');
-    assert.equal(shouldWake(w, { version: 12, same: false }, false), true, 'a blocker changed');
-    assert.equal(shouldWake(w, { version: 12, same: null }, false), false, 'unchecked: the next poll checks');
-    assert.equal(shouldWake(w, { version: 10, same: null }, true), true, 'its holder died or its lease ran out');
+  it('takes what each path gave: nothing, one value, or a list (servers differ on a wildcard matching once)', () => {
+    const view = viewOf(['p', 'q', 'r'], [null, 'x', ['y', 'z']]);
+    assert.deepEqual([...view], [['p', []], ['q', ['x']], ['r', ['y', 'z']]]);
+  });
+
+  it('wakes an exclusive waiter only when every holder and every waiter in front it saw is gone', () => {
+    const w: Watched = { version: 10, waiter: 'me', blockers: [{ name: 'a', entry: entry('h1') }], ahead: [{ name: 'a', intent: intent('w1') }, { name: 'a', intent: intent('w2') }] };
+    const line = '$.q."a"[*].n';
+    const holder = '$.l."a".n';
+    assert.equal(shouldWake(w, { version: 10, view: null }, false), false, 'nothing moved');
+    assert.equal(shouldWake(w, seenAt(w, 12, { [holder]: 'h1', [line]: ['w1', 'w2', 'me'] }), false), false, 'other names or waiters behind it moved');
+    assert.equal(shouldWake(w, seenAt(w, 13, { [holder]: 'w1lease', [line]: ['w2', 'me'] }), false), false, 'the first in line took it: the second still stands in front');
+    assert.equal(shouldWake(w, seenAt(w, 14, { [line]: ['w2', 'me'] }), false), false, 'released: the second in front takes it next');
+    assert.equal(shouldWake(w, seenAt(w, 15, { [holder]: 'w2lease', [line]: ['me'] }), false), true, 'everyone it saw in its way is gone: now it is first');
+    assert.equal(shouldWake(w, seenAt(w, 16, { [line]: ['me'] }), false), true, 'and the name is free');
+    assert.equal(shouldWake(w, { version: 12, view: null }, false), false, 'unchecked at this version: the previous poll judged it');
+    assert.equal(shouldWake(w, { version: 10, view: null }, true), true, 'a holder or a waiter in front died, or its lease or intent ran out');
+  });
+
+  it('a waiter seen in front that is now behind it (dropped, back in line) no longer counts', () => {
+    const w: Watched = { version: 10, waiter: 'me', blockers: [], ahead: [{ name: 'a', intent: intent('w1') }] };
+    assert.equal(shouldWake(w, seenAt(w, 11, { '$.q."a"[*].n': ['w1', 'me'] }), false), false);
+    assert.equal(shouldWake(w, seenAt(w, 12, { '$.q."a"[*].n': ['me', 'w1'] }), false), true);
+  });
+
+  it('a shared or semaphore waiter wakes when any holder or waiter it saw is gone (one leaving can free its place)', () => {
+    const w: Watched = {
+      version: 10,
+      anyGone: true,
+      blockers: [{ name: 's', entry: entry('h1'), shared: true }, { name: 's', entry: entry('h2'), shared: true }],
+    };
+    assert.equal(shouldWake(w, seenAt(w, 11, { '$.s."s".h[*].n': ['h1', 'h2'] }), false), false, 'both still hold');
+    assert.equal(shouldWake(w, seenAt(w, 12, { '$.s."s".h[*].n': ['h2', 'h3'] }), false), true, 'one left');
+  });
+
+  it('a waiter for several names wakes when every holder it saw, on every name, is gone', () => {
+    const w: Watched = { version: 1, blockers: [{ name: 'a', entry: entry('x') }, { name: 'b', entry: entry('y') }] };
+    assert.equal(shouldWake(w, seenAt(w, 2, { '$.l."b".n': 'y' }), false), false, 'b still held: it could not take both');
+    assert.equal(shouldWake(w, seenAt(w, 3, {}), false), true);
+  });
+
+  it('counts the waiters still in front, and hurries the poll when the line moved up near the front', () => {
+    assert.equal(NEAR_FRONT, 3);
+    const ids = ['w1', 'w2', 'w3', 'w4'];
+    const w: Watched = { version: 1, waiter: 'me', blockers: [{ name: 'a', entry: entry('h') }], ahead: ids.map((n) => ({ name: 'a', intent: intent(n) })) };
+    const line = (...xs: string[]) => viewOf(['$.q."a"[*].n'], [xs]);
+    assert.equal(inFront(w), 4, 'as it saw them');
+    assert.equal(inFront(w, line('w1', 'w2', 'w3', 'w4', 'me')), 4);
+    assert.equal(movedUp(w, line('w2', 'w3', 'w4', 'me')), false, 'three still in front: not near the front yet');
+    w.front = 3;
+    assert.equal(movedUp(w, line('w3', 'w4', 'me')), true, 'two in front now');
+    w.front = 2;
+    assert.equal(movedUp(w, line('w3', 'w4', 'me', 'x')), false, 'the line did not move up in front of it');
+    assert.equal(movedUp(w, line('w4', 'me')), true);
+    w.front = 1;
+    assert.equal(movedUp(w, line('me')), true, 'first in line, the holder still there');
+    const twoNames: Watched = { version: 1, blockers: [], ahead: [{ name: 'a', intent: intent('x') }, { name: 'b', intent: intent('y') }, { name: 'b', intent: intent('z') }] };
+    assert.equal(inFront(twoNames), 2, 'on the name where most stand');
   });
 });
