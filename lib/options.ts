@@ -128,10 +128,14 @@ export interface AcquireOptions {
    * fails with EINVALIDOPTION.
    */
   limit?: number;
+  /**
+   * Abort the call: it rejects with EABORTED within ~50 ms (a write already
+   * sent is settled by its nonce, never left held: docs/time-and-bounds.md).
+   */
+  signal?: AbortSignal;
 }
 
 export interface WaitOptions extends AcquireOptions {
-  signal?: AbortSignal;
   /** Give up with ETIMEDOUT after this long. Default: wait until acquired or aborted. */
   timeoutMs?: number;
 }
