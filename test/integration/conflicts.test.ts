@@ -5,36 +5,20 @@
 import assert from 'node:assert/strict';
 import { createLockTable, defineLockTypes, type LockError, type LockTable } from '../../lib/index.js';
 import { parseDocument } from '../../lib/document.js';
-import { createTestDb, rawRow, until, type TestDb } from '../helpers/db.js';
-import { Worker } from '../helpers/workers.js';
+import { rawRow, until, type TestDb } from '../helpers/db.js';
+import { suiteWithWorkers } from '../helpers/workers.js';
 
 type Blocked = LockError & { holders: Array<{ name: string; owner: { pid: number }; rule?: string }>; waiters: Array<{ name: string; rule?: string }> };
 const RULE = 'box_update <-> app_task_*';
 
 describe('conflict rules across processes', function () {
   this.timeout(120_000);
+  const suite = suiteWithWorkers('conflicts');
+  const start = suite.start;
   let db: TestDb;
   let locks: LockTable;
-  const workers: Worker[] = [];
+  before(() => ({ db, locks } = suite));
 
-  before(async () => {
-    db = await createTestDb('conflicts');
-    locks = createLockTable({ db: db.pool, owner: { taskId: 'server' } });
-  });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map((w) => w.kill()));
-    await locks.releaseAll();
-  });
-  after(async () => {
-    await locks.close();
-    await db.drop();
-  });
-
-  const start = async (taskId: string) => {
-    const w = await Worker.start({ url: db.url, taskId });
-    workers.push(w);
-    return w;
-  };
   const stored = async () => parseDocument('platform', (await rawRow(db.pool))!.raw);
 
   it("an app task in another process blocks box_update, naming that holder and the rule; a box update there blocks app tasks and backups here", async () => {
