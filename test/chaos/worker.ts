@@ -20,7 +20,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { openSync, writeSync } from 'node:fs';
 import { format } from 'node:util';
 import createDebug from 'debug';
-import { createLockTable, LockChannels, type DequeuedEvent, type LockError } from '../../lib/index.js';
+import { createLockTable, LockChannels, type DequeuedEvent, type Lease, type LockError } from '../../lib/index.js';
 import { prng } from '../helpers/prng.js';
 
 export interface KindsConfig {
@@ -113,6 +113,11 @@ async function kindsCycle(kinds: KindsConfig): Promise<void> {
     return;
   }
   for (const name of names) record({ k: 'enter', name, token: lease.token, ...kind });
+  await holdAndRelease(names, lease);
+}
+
+/** The section of a wait()ed lease: hold it up to holdMaxMs, record the exit, release. */
+async function holdAndRelease(names: string[], lease: Lease): Promise<void> {
   await new Promise((r) => setTimeout(r, random.int(0, config.holdMaxMs)));
   for (const name of names) record({ k: 'exit', name, token: lease.token });
   try {
@@ -151,15 +156,7 @@ async function main(): Promise<void> {
       continue;
     }
     for (const name of names) record({ k: 'enter', name, token: lease.token });
-    await new Promise((r) => setTimeout(r, random.int(0, config.holdMaxMs)));
-    for (const name of names) record({ k: 'exit', name, token: lease.token });
-    try {
-      await locks.release(lease);
-      record({ k: 'released', token: lease.token });
-    } catch (err) {
-      const e = err as LockError & { reason?: string };
-      record({ k: 'release-error', token: lease.token, code: e.code ?? 'UNKNOWN', reason: e.reason, message: e.message });
-    }
+    await holdAndRelease(names, lease);
   }
   await locks.close();
 }
