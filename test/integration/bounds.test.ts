@@ -59,6 +59,21 @@ async function eachGivesUp(t: LockTable, lease: Lease): Promise<number[]> {
 }
 
 /**
+ * wait() on `t` under `fault`: with timeoutMs it fails ETIMEDOUT within it, and
+ * with a signal fired at abortAtMs it fails EABORTED at once; both recorded.
+ */
+async function waitGivesUp(t: LockTable, fault: string, names: [string, string], timeoutMs: number, abortAtMs: number): Promise<void> {
+  const w = await timed(t.wait(names[0] as never, { timeoutMs }));
+  assertWithin(w, 'ETIMEDOUT', timeoutMs, MARGIN_MS, 'wait');
+  record(`timeoutMs ${timeoutMs}`, fault, timeoutMs, [w.ms]);
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(), abortAtMs);
+  const a = await timed(t.wait(names[1] as never, { signal: abort.signal }));
+  assertWithin(a, 'EABORTED', abortAtMs, ABORT_MARGIN_MS, 'aborted wait');
+  record(`signal at ${abortAtMs}`, fault, abortAtMs, [a.ms]);
+}
+
+/**
  * SIGSTOP, and wait until every thread of the server is stopped: the signal
  * stops a multi-threaded server thread by thread, and a statement answered in
  * between would make a "hung" server answer (seen on MySQL 9.7).
@@ -145,14 +160,7 @@ describe('every promised bound holds (a private server)', function () {
       await hang(server.pid!);
       const took = await eachGivesUp(t, lease);
       record('retry.deadlineMs 1000', 'hung server', 1_000, took);
-      const w = await timed(t.wait('app_task_hung', { timeoutMs: 600 }));
-      assertWithin(w, 'ETIMEDOUT', 600, MARGIN_MS, 'wait');
-      record('timeoutMs 600', 'hung server', 600, [w.ms]);
-      const abort = new AbortController();
-      setTimeout(() => abort.abort(), 300);
-      const a = await timed(t.wait('app_task_hung2', { signal: abort.signal }));
-      assertWithin(a, 'EABORTED', 300, ABORT_MARGIN_MS, 'aborted wait');
-      record('signal at 300', 'hung server', 300, [a.ms]);
+      await waitGivesUp(t, 'hung server', ['app_task_hung', 'app_task_hung2'], 600, 300);
       process.kill(server.pid!, 'SIGCONT');
       // What was cut may have been applied: released in the background once the server answers.
       const other = table(server.url(DB), { owner: { taskId: 'other' } });
@@ -173,14 +181,7 @@ describe('every promised bound holds (a private server)', function () {
         const [rows] = await root.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(20)'");
         return Number((rows as Array<{ n: unknown }>)[0]!.n) === 2;
       });
-      const w = await timed(t.wait('box_update', { timeoutMs: 2_000 }));
-      assertWithin(w, 'ETIMEDOUT', 2_000, MARGIN_MS, 'wait');
-      record('timeoutMs 2000', 'exhausted pool', 2_000, [w.ms]);
-      const abort = new AbortController();
-      setTimeout(() => abort.abort(), 500);
-      const a = await timed(t.wait('box_update', { signal: abort.signal }));
-      assertWithin(a, 'EABORTED', 500, ABORT_MARGIN_MS, 'aborted wait');
-      record('signal at 500', 'exhausted pool', 500, [a.ms]);
+      await waitGivesUp(t, 'exhausted pool', ['box_update', 'box_update'], 2_000, 500);
       const q = await timed(short.acquire('mail_restart'));
       assertWithin(q, 'EDATABASE', 1_000, MARGIN_MS, 'acquire');
       record('retry.deadlineMs 1000', 'exhausted pool', 1_000, [q.ms]);
