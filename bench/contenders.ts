@@ -113,39 +113,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 const CONNECTION = { trace: false } as const;
 
-/** A pool that counts the statements sent through it, queries and prepared statements alike. */
-function counted(url: string, connections: number) {
-  const pool = mysql.createPool({ uri: url, connectionLimit: connections, ...CONNECTION });
-  const count = { n: 0 };
-  const db = {
-    query: (sql: string, values?: unknown[]) => {
-      count.n++;
-      return pool.query(sql, values);
-    },
-    execute: (sql: string, values?: Array<string | number>) => {
-      count.n++;
-      return pool.execute(sql, values);
-    },
-    // locktable runs each statement on a connection it takes (to bound the wait for it): counted alike.
-    getConnection: async () => {
-      const conn = await pool.getConnection();
-      return {
-        query: (sql: string, values?: unknown[]) => {
-          count.n++;
-          return conn.query(sql, values);
-        },
-        execute: (sql: string, values?: Array<string | number>) => {
-          count.n++;
-          return conn.execute(sql, values);
-        },
-        release: () => conn.release(),
-        destroy: () => conn.destroy(),
-      };
-    },
-  };
-  return { pool, db, count };
-}
-
 /**
  * A mysql2 pool whose connections count the statements sent on them (each
  * query or execute call is one statement; mysql2's own pool.query hands its
@@ -252,8 +219,8 @@ export const original: Contender = {
     return async () => {};
   },
   async open(place, callers) {
-    const pool = counted(place.url, Math.min(64, Math.max(1, callers)));
-    const { db } = pool;
+    const pool = countedOnConnections(place.url, Math.min(64, Math.max(1, callers)));
+    const db = pool.pool;
     const owner = toStoredOwner(currentOwner({ taskId: 'bench' }));
     let nonces = 0;
     const read = async () => {
@@ -312,9 +279,9 @@ export const bare: Contender = {
     return async () => {};
   },
   async open(place, callers) {
-    const pool = counted(place.url, Math.min(64, Math.max(1, callers)));
+    const pool = countedOnConnections(place.url, Math.min(64, Math.max(1, callers)));
     // A prepared statement, as locktable's own one-statement writes are.
-    const bump = () => pool.db.execute('UPDATE locks SET version = version + 1 WHERE id = ?', [SPACE.bare]);
+    const bump = () => pool.pool.execute('UPDATE locks SET version = version + 1 WHERE id = ?', [SPACE.bare]);
     return countedSession(pool, {
       async cycle() {
         await bump();
