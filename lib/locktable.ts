@@ -21,7 +21,7 @@ import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
 import type { KeepAlive, KeepAliveOptions, LockInfo, LockTableOptions, OwnerMatch, ReleasedName, UsingOptions, WaiterInfo } from './types.js';
 import { holderOf, waitingOf, Waiters, type Blocked } from './waiting.js';
-import { isGiveUp, openStatements, Writer } from './writer.js';
+import { fenced, isGiveUp, openStatements, Writer } from './writer.js';
 
 const log = {
   release: createDebug('locktable:release'),
@@ -712,28 +712,20 @@ export class LockTable<N extends string = PlatformLockName> {
   /**
    * Releases whatever is still held under `nonce` (background clean-up of
    * leftovers.ts). `maybe`: a write under that nonce may still land (its
-   * outcome is unknown), so finding nothing held settles it only once a write
-   * of the row has committed after that read: after it the lost write can no
-   * longer apply (a compare-and-swap finds another version, a one-statement
-   * write is past its time, and on Galera certification refuses it). When no
-   * one else writes, this release makes that write itself, the document unchanged.
+   * outcome is unknown), so finding nothing held settles it only as the
+   * writer's fenced() says.
    */
   async #releaseNonce(names: readonly string[], nonce: string, deadlineMs?: number, maybe = false): Promise<void> {
     const bound = this.#writer.bound(deadlineMs);
-    // The version of the last read that found nothing held under the nonce.
-    let clear: number | undefined;
     const outcome = maybe
       ? await this.#writer.gate.run(
           () =>
             this.#writer.mutate(
               'background release',
-              (doc, snap) => {
+              fenced((doc) => {
                 const r = T.release(doc, names, nonce);
-                if (r.released.length) return { write: r.doc, result: r };
-                if (clear !== undefined && snap.version > clear) return { result: r };
-                clear = snap.version;
-                return { write: doc, result: r };
-              },
+                return r.released.length ? { write: r.doc, result: r } : { result: r };
+              }),
               {},
               bound,
             ),

@@ -15,7 +15,7 @@ import { localView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { inFront, movedUp, shouldWake, viewOf, watchPaths, type View, type Watched } from './watch.js';
-import { isGiveUp, type Step } from './writer.js';
+import { fenced, isGiveUp, type Step } from './writer.js';
 
 const log = createDebug('locktable:wait');
 
@@ -292,24 +292,14 @@ export class Waiters {
   /**
    * Removes the intents `match` selects; a wake-up for waiters of this table
    * behind them. `maybe`: a write that adds one may still land, so finding
-   * none settles it only once a write of the row has committed after that
-   * read (the late compare-and-swap then finds another version); when no one
-   * else writes, this makes that write itself, the document unchanged.
+   * none settles it only as fenced() says.
    */
   async #dropIntents(match: (intent: Intent) => boolean, maybe = false): Promise<void> {
-    // The version of the last read that found none.
-    let clear: number | undefined;
-    const dropped = await this.#ports.mutate(
-      'dequeue',
-      (doc, snap) => {
-        const next = T.dropWaiters(doc, match);
-        if (next !== doc) return { write: next, result: true };
-        if (!maybe || (clear !== undefined && snap.version > clear)) return { result: false };
-        clear = snap.version;
-        return { write: doc, result: false };
-      },
-      Math.min(2_000, this.#ports.options.retry.deadlineMs),
-    );
+    const drop = (doc: LockDocument): Step<boolean> => {
+      const next = T.dropWaiters(doc, match);
+      return next !== doc ? { write: next, result: true } : { result: false };
+    };
+    const dropped = await this.#ports.mutate('dequeue', maybe ? fenced(drop) : drop, Math.min(2_000, this.#ports.options.retry.deadlineMs));
     if (dropped) this.wake();
   }
 

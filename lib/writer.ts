@@ -30,6 +30,25 @@ const log = {
 
 export type Step<R> = { write?: LockDocument; result: R };
 
+/**
+ * A mutate() step for clean-up after a write whose outcome is unknown (it may
+ * still land): when `step` finds nothing to change, that settles it only once a
+ * write of the row has committed after the read that found nothing. After it
+ * the late write can no longer apply (a compare-and-swap finds another version,
+ * a one-statement write is past its time, and on Galera certification refuses
+ * it). When no one else writes, the step makes that write itself, the document
+ * unchanged. A new function per operation: it keeps the version of its last read.
+ */
+export function fenced<R>(step: (doc: LockDocument, snap: Snapshot) => Step<R>): (doc: LockDocument, snap: Snapshot) => Step<R> {
+  let clear: number | undefined;
+  return (doc, snap) => {
+    const s = step(doc, snap);
+    if (s.write !== undefined || (clear !== undefined && snap.version > clear)) return s;
+    clear = snap.version;
+    return { write: doc, result: s.result };
+  };
+}
+
 /** How mutate() settles a write whose reply was lost (the connection broke after it was sent). */
 export interface Settle<R> {
   /** Told at once, with the version the lost write was to replace. */
