@@ -60,8 +60,15 @@ export class Acquirer {
     this.#writer = config.writer;
   }
 
-  /** One attempt at taking every name: the lease, or what blocks it. `waiter`: the id of the wait() this attempt belongs to, which gets (or stays) in line when blocked. `bound`: when it gives up. */
-  async attempt(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#writer.bound()): Promise<{ lease: Lease } | Blocked> {
+  /**
+   * One attempt at taking every name: the lease, or what blocks it. `waiter`:
+   * the id of the wait() this attempt belongs to, which gets (or stays) in
+   * line when blocked. `bound`: when it gives up. `readFirst`: decide from a
+   * read (a waiter woken by a change). `take`: the waiter's poll saw its one
+   * name free with its intent first in line: one statement takes it from the
+   * front of the line first (lib/batch.ts AcquireMember.waiter).
+   */
+  async attempt(names: string[], options: AcquireOptions, readFirst = false, waiter?: string, bound: Bound = this.#writer.bound(), take = false): Promise<{ lease: Lease } | Blocked> {
     let nonce = newNonce();
     // Writes of this acquisition whose reply was lost: nonce → the version each
     // was to replace. Any of them may have been applied, or may still be (a
@@ -100,14 +107,15 @@ export class Acquirer {
     // pattern on the other side (box_update against app_task_*) only the read can check.
     const rules = this.#config.rules;
     const guards = rules.guards(names);
-    if (this.#config.options.fastPath && !readFirst && !shared && guards !== undefined) {
+    const fromLine = take && waiter !== undefined && !options.barge && names.length === 1;
+    if (this.#config.options.fastPath && (!readFirst || fromLine) && !shared && guards !== undefined) {
       let fast: Outcome;
       try {
         // A statement that lands after the caller gave up at its bound holds the
         // names for no one: released in the background.
         const late = () => this.#config.leftovers.add({ names, nonce });
         fast = await this.#writer.withinBound(
-          this.#writer.gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types, ...(guards.length ? { guards } : {}) }, this.#writer.expiry(bound, 'acquire')),
+          this.#writer.gate.submit({ kind: 'acquire', names, nonce, ttlMs: options.ttlMs, types, ...(guards.length ? { guards } : {}), ...(fromLine ? { waiter } : {}) }, this.#writer.expiry(bound, 'acquire')),
           bound,
           'acquire',
           (o) => o.kind === 'acquired' && late(),

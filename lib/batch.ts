@@ -30,6 +30,15 @@ export interface AcquireMember {
    * for. An acquisition whose rules name a pattern never comes here.
    */
   guards?: readonly string[] | undefined;
+  /**
+   * Fair waiting's take from the front of the line: the id of this
+   * acquisition's intent, first in the line of its one name when its waiter
+   * last looked. The statement then applies only if that intent is still
+   * first in line and no one holds the name (exclusive or shared), and
+   * removes the intent in the same write, as the pure transition does for a
+   * waiter at the front. At most one per statement.
+   */
+  waiter?: string | undefined;
 }
 
 export interface ReleaseMember {
@@ -94,9 +103,12 @@ export interface FastBatch {
 export function planFast(members: readonly Member[], ctx: BatchContext, at: number): FastBatch | undefined {
   const seen = new Set<string>();
   const guarded = new Set<string>();
+  let takes = 0;
   const included = members.map((m) => {
     const guards = m.kind === 'acquire' ? (m.guards ?? []) : [];
     if (m.names.some((n) => seen.has(n) || guarded.has(n)) || guards.some((g) => seen.has(g))) return false;
+    // A take removes from a line in SQL that looks at the document before the statement: one per statement, of one name.
+    if (m.kind === 'acquire' && m.waiter !== undefined && (takes++ > 0 || m.names.length !== 1)) return false;
     for (const n of m.names) seen.add(n);
     for (const g of guards) guarded.add(g);
     return true;
@@ -124,7 +136,7 @@ export function planFast(members: readonly Member[], ctx: BatchContext, at: numb
       if (m.ttlMs !== undefined) entry.e = at + m.ttlMs;
       entries[n] = entry;
       // Stored as a full write stores it (format 4): f is set in SQL.
-      plan.sets.push({ path: entryPath(n), name: n, json: JSON.stringify(compactEntry(n, entry, key)), back });
+      plan.sets.push({ path: entryPath(n), name: n, json: JSON.stringify(compactEntry(n, entry, key)), back, ...(m.waiter === undefined ? {} : { waiter: m.waiter }) });
     }
     for (const g of m.guards ?? []) if (!plan.guards.includes(g)) plan.guards.push(g);
     return intents.push({ entries, back });

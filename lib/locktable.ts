@@ -116,7 +116,7 @@ export class LockTable<N extends string = PlatformLockName> {
       space: this.space,
       owner: this.owner,
       options: this.#options,
-      acquire: (names, options, contended, waiter, bound) => this.#acquirer.attempt(names, options, contended, waiter, bound),
+      acquire: (names, options, contended, waiter, bound, take) => this.#acquirer.attempt(names, options, contended, waiter, bound, take),
       observe: (names, startedAt, outcome, contended) => this.#observeAcquire('wait', names, startedAt, outcome, contended),
       ownBlockers: (blockers) => {
         const inside = working.getStore();

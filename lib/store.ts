@@ -101,9 +101,12 @@ export interface FastPlan {
    * Entries to add, at paths (`$.l."name"`) of names that must be nowhere in
    * the document yet (not in `l`, `s` nor `q`); `f` in `json` is replaced by
    * `version - back` (the new version minus back). Entries are in format 4,
-   * so a statement that adds any also sets `v` to 4.
+   * so a statement that adds any also sets `v` to 4. With `waiter`, the name
+   * is taken from the front of its line instead (lib/batch.ts AcquireMember):
+   * it must be held by no one, that intent must be first in its line, and
+   * the intent goes (with the line, and `q`, when they are left empty).
    */
-  sets: Array<{ path: string; name: string; json: string; back: number }>;
+  sets: Array<{ path: string; name: string; json: string; back: number; waiter?: string }>;
   /** Names a conflict rule sets against those acquired: none of them may be held (`$.l`), held shared (`$.s`) or waited for (`$.q`). */
   guards: string[];
   /**
@@ -133,9 +136,16 @@ export async function fastWrite(db: Conn, table: string, space: string, plan: Fa
 export function fastStatement(table: string, space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
   const values: Array<string | number> = [plan.bump];
   let doc = 'dataJson';
-  if (plan.removes.length) {
-    doc = `JSON_REMOVE(${doc}${', ?'.repeat(plan.removes.length)})`;
+  const takes = plan.sets.filter((s) => s.waiter !== undefined);
+  if (plan.removes.length || takes.length) {
+    // A take removes its intent, first in the line: the line when it was the
+    // only one there, and `q` when that was its only line (a document holds
+    // no empty line, lib/document.ts). The lengths are of the document
+    // before the statement: hence one take per statement.
+    const take = " CASE WHEN JSON_LENGTH(dataJson, ?) > 1 THEN ? WHEN JSON_LENGTH(dataJson, '$.q') > 1 THEN ? ELSE '$.q' END";
+    doc = `JSON_REMOVE(${doc}${', ?'.repeat(plan.removes.length)}${`,${take}`.repeat(takes.length)})`;
     values.push(...plan.removes);
+    for (const t of takes) values.push(linePath(t.name), `${linePath(t.name)}[0]`, linePath(t.name));
   }
   if (plan.sets.length || plan.owner) {
     // The entries are in format 4's short form: the document says so (an older
@@ -162,9 +172,15 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
     // number of paths, and compares every step with every path. It also
     // matches an owner record whose key is the name (`$.o`): a refusal, which
     // only sends the acquisition to the read-decide-write path.
-    const names = [...plan.sets.map((s) => s.name), ...plan.guards];
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(names.length)})`;
-    for (const n of names) values.push(anyMapPath(n));
+    // A name taken from the front of its line is in `$.q` (its taker's
+    // intent, checked below): held by no one is enough.
+    const paths = [...plan.sets.flatMap((s) => (s.waiter === undefined ? [anyMapPath(s.name)] : [`$.l."${s.name}"`, `$.s."${s.name}"`])), ...plan.guards.map(anyMapPath)];
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(paths.length)})`;
+    values.push(...paths);
+    for (const t of takes) {
+      where += ' AND JSON_UNQUOTE(JSON_EXTRACT(dataJson, ?)) = ?';
+      values.push(`${linePath(t.name)}[0].n`, t.waiter!);
+    }
   }
   if (plan.holds !== undefined) {
     where += ' AND JSON_CONTAINS(dataJson, ?)';
@@ -177,7 +193,14 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   where += ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?`;
   values.push(plan.at.ms, plan.at.toleranceMs);
   const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
-  return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES && plan.guards.length <= PREPARED_MAX_GUARDS };
+  // A take is prepared alone (2 more shapes: with and without a guard); combined, as text.
+  const entries = plan.removes.length + plan.sets.length;
+  return { sql, values, prepared: entries <= (takes.length ? 1 : PREPARED_MAX_ENTRIES) && plan.guards.length <= PREPARED_MAX_GUARDS };
+}
+
+/** `$.q."name"`: the line of a name. Names are validated (no quote, no backslash). */
+function linePath(name: string): string {
+  return `$.q."${name}"`;
 }
 
 /** `$.*."name"`: the name as a key of any top-level map. Names are validated (no quote, no backslash). */

@@ -14,7 +14,7 @@ import { nonce as newNonce } from './nonce.js';
 import { localView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
-import { inFront, movedUp, shouldWake, viewOf, watchPaths, type View, type Watched } from './watch.js';
+import { dueIn, inFront, movedUp, paced, seesFree, shouldWake, viewOf, watchPaths, type Pace, type View, type Watched } from './watch.js';
 import { fenced, isGiveUp, type Step } from './writer.js';
 
 const log = createDebug('locktable:wait');
@@ -23,7 +23,8 @@ const log = createDebug('locktable:wait');
 export type Blocked = { blockers: T.Blocker[]; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
 
 interface Waiter extends Watched {
-  wake(): void;
+  /** `free`: the poll saw every name it waits for held by no one, and no one in line in front of it. */
+  wake(free?: boolean): void;
 }
 
 /** A wait() of this table in line (fair waiting): its id and names, for renewal and close(). */
@@ -47,8 +48,12 @@ export interface WaitingPorts {
   space: string;
   owner: Owner;
   options: Pick<ResolvedOptions, 'wait' | 'retry'>;
-  /** One attempt of wait(): `waiter` is its id in line (none when barging), `bound` when the attempt gives up. */
-  acquire(names: string[], options: WaitOptions, contended: boolean, waiter: string | undefined, bound: Bound): Promise<{ lease: Lease } | Blocked>;
+  /**
+   * One attempt of wait(): `waiter` is its id in line (none when barging),
+   * `bound` when the attempt gives up, `take` when the poll saw the way
+   * clear (lib/acquiring.ts attempt()).
+   */
+  acquire(names: string[], options: WaitOptions, contended: boolean, waiter: string | undefined, bound: Bound, take: boolean): Promise<{ lease: Lease } | Blocked>;
   /** Publishes what an attempt did (acquired, or contended the first time); returns it. */
   observe(names: string[], startedAt: number, outcome: { lease: Lease } | Blocked, contended: boolean): { lease: Lease } | Blocked;
   /** The blockers held by the using() work this wait() was called from (it would wait for itself). */
@@ -117,6 +122,10 @@ export class Waiters {
     let reason: DequeuedReason = 'failed';
     // The last attempt that found the names taken: what a timeout reports.
     let last: Blocked | undefined;
+    // How fast its line moves, from one sleep to the next.
+    const pace: Pace = { movedAt: performance.now() };
+    // The last poll saw the way clear: the next attempt takes from the front of the line in one statement.
+    let take = false;
     if (id !== undefined) this.#queued.set(id, { names: call.names, inLine: false, since: startedAt });
     try {
       for (let contended = false; ; contended = true) {
@@ -131,7 +140,7 @@ export class Waiters {
         if (last && rest < 1) throw timeout(last);
         let attempt;
         try {
-          attempt = await this.#ports.acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#ports.options.retry.deadlineMs, rest), signal));
+          attempt = await this.#ports.acquire(call.names, call.options, contended, id, new Bound(Math.min(this.#ports.options.retry.deadlineMs, rest), signal), take);
         } catch (err) {
           if (id !== undefined) this.#queued.get(id)!.unsettled = true;
           // The database did not let the attempt through before the wait's own timeout: ETIMEDOUT, the fault as cause.
@@ -153,8 +162,9 @@ export class Waiters {
         const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
         if (left !== undefined && left <= 0) throw timeout(outcome);
         const shared = call.options.mode === 'shared' || call.options.limit !== undefined;
-        const woke = await this.#sleepUntilChange({ version: outcome.version, blockers: outcome.blockers, ahead: outcome.ahead, ...(id === undefined ? {} : { waiter: id }), anyGone: shared }, left, signal);
+        const woke: boolean | 'free' = await this.#sleepUntilChange({ version: outcome.version, blockers: outcome.blockers, ahead: outcome.ahead, ...(id === undefined ? {} : { waiter: id }), anyGone: shared, pace }, left, signal);
         if (!woke && timeoutMs !== undefined && elapsed() >= timeoutMs) throw timeout(outcome);
+        take = woke === 'free';
       }
     } catch (err) {
       reason = err instanceof TimeoutError ? 'timeout' : err instanceof AbortError ? 'aborted' : err instanceof ClosedError ? 'closed' : 'failed';
@@ -189,11 +199,11 @@ export class Waiters {
   // way is gone (a shared or semaphore waiter: any of it), when a holder or a
   // waiter in front is judged dead from here, or when a lease or an intent
   // has expired by the database clock.
-  #sleepUntilChange(watched: Watched, timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
+  #sleepUntilChange(watched: Watched, timeoutMs: number | undefined, signal?: AbortSignal): Promise<boolean | 'free'> {
+    return new Promise<boolean | 'free'>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let unwatch: (() => void) | undefined;
-      const done = (value: boolean | Error) => {
+      const done = (value: boolean | 'free' | Error) => {
         this.#waiters.delete(waiter);
         if (timer) clearTimeout(timer);
         unwatch?.();
@@ -201,7 +211,7 @@ export class Waiters {
         else resolve(value);
       };
       const onAbort = () => done(new AbortError(signal!.reason));
-      const waiter: Waiter = { ...watched, wake: () => done(this.#ports.isClosed() || this.#ports.isClosing() ? new ClosedError() : true) };
+      const waiter: Waiter = { ...watched, wake: (free) => done(this.#ports.isClosed() || this.#ports.isClosing() ? new ClosedError() : free ? 'free' : true) };
       if (this.#ports.isClosing()) return waiter.wake();
       // Aborted while the last attempt was in flight: the 'abort' event has already fired.
       if (signal?.aborted) return onAbort();
@@ -220,10 +230,13 @@ export class Waiters {
     this.#polling = true;
     const { pollMinMs, pollMaxMs } = this.#ports.options.wait;
     const here = localView();
+    // The back-off: from pollMinMs up to pollMaxMs while nothing wakes.
     let interval = pollMinMs;
+    // The next sleep: the back-off's, or sooner when a waiter's turn is due (dueIn).
+    let sleep = pollMinMs;
     try {
       while (this.#waiters.size && !this.#ports.isClosed()) {
-        await new Promise((r) => setTimeout(r, interval));
+        await new Promise((r) => setTimeout(r, sleep));
         let seen: { version: number; view: View | null } | undefined;
         try {
           const since = this.#polledVersion;
@@ -235,27 +248,37 @@ export class Waiters {
           if (this.#ports.isClosed()) break;
           log('poll failed, will retry: %s', (err as Error).message);
           interval = Math.min(pollMaxMs, interval * 2);
+          sleep = interval;
           continue;
         }
         // Known after the poll's read; without it (no row) expiry is not judged here.
         const now = this.#ports.now() ?? Number.NEGATIVE_INFINITY;
         let woke = 0;
         let hurry = false;
+        let due = Infinity;
+        const at = performance.now();
         for (const w of [...this.#waiters]) {
           const holderGone =
             w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
             (w.ahead ?? []).some((a) => judge(fromStoredOwner(a.intent.o), a.intent.e, now, here) === 'dead');
           // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
           if (!seen || shouldWake(w, seen, holderGone)) {
-            w.wake();
+            w.wake(!holderGone && seen?.view ? seesFree(w, seen.view) : false);
             woke++;
-          } else if (seen.view) {
+            continue;
+          }
+          if (seen.view) {
             // Moved up near the front of its line: its turn may come within a few short handoffs.
             if (movedUp(w, seen.view)) hurry = true;
+            const was = w.front ?? inFront(w);
             w.front = inFront(w, seen.view);
+            if (w.pace && w.front < was) Object.assign(w.pace, paced(w.pace, was - w.front, at));
           }
+          // Its turn comes sooner than the back-off would poll: poll sooner.
+          if (w.pace) due = Math.min(due, dueIn(w.front ?? inFront(w), w.pace, at) ?? Infinity);
         }
         interval = woke || hurry ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
+        sleep = Math.max(pollMinMs, Math.min(interval, Math.round(due)));
       }
     } finally {
       this.#polling = false;

@@ -37,6 +37,41 @@ export interface Watched {
   anyGone?: boolean;
   /** How many waiters stood in front of it at the previous poll (inFront()); the poller keeps it. */
   front?: number;
+  /** How fast its line moves up: one wait() carries it from one sleep to the next, the poller keeps it. */
+  pace?: Pace;
+}
+
+/** How fast a line moves up, as one waiter in it saw. */
+export interface Pace {
+  /** When it last saw the line move up in front of it (or got in line), performance.now() ms. */
+  movedAt: number;
+  /** Time per place, ms: unknown until it saw the line move. */
+  msPerPlace?: number;
+}
+
+/**
+ * The pace after the waiter saw its line move up `moved` places (> 0) at
+ * `at`: the time since it last moved per place, averaged with the previous
+ * estimate. An overestimate by up to one poll interval, since the moves
+ * happened somewhere between the two polls.
+ */
+export function paced(pace: Pace, moved: number, at: number): Pace {
+  const now = (at - pace.movedAt) / moved;
+  return { movedAt: at, msPerPlace: pace.msPerPlace === undefined ? now : (pace.msPerPlace + now) / 2 };
+}
+
+/**
+ * How soon a waiter `front` places back in its line wants the next poll, ms
+ * from `at`: half the time its turn is due at the line's pace (every place in
+ * front, then the holder), so that it closes in on its turn in a few polls
+ * instead of stepping past it at the back-off's interval. Undefined when no
+ * pace is known yet, or its turn is overdue (a long hold: the back-off
+ * decides then, so a waiter never polls fast for long).
+ */
+export function dueIn(front: number, pace: Pace | undefined, at: number): number | undefined {
+  if (pace?.msPerPlace === undefined) return undefined;
+  const eta = (front + 1) * pace.msPerPlace - (at - pace.movedAt);
+  return eta > 0 ? eta / 2 : undefined;
 }
 
 /**
@@ -110,6 +145,16 @@ function aheadStands(w: Watched, a: { name: string; intent: Intent }, view: View
 export function movedUp(w: Watched, view: View): boolean {
   const now = inFront(w, view);
   return now < (w.front ?? inFront(w)) && now < NEAR_FRONT;
+}
+
+/**
+ * Whether the poll that woke a waiter saw its way clear: no one holding any
+ * name it was blocked on (every holder path it watches empty). With every
+ * waiter it saw in front gone too (it woke), it is first in every line it is
+ * in: no one gets in line in front of another.
+ */
+export function seesFree(w: Watched, view: View): boolean {
+  return w.blockers.length > 0 && w.blockers.every((b) => view.get(b.shared ? sharesPath(b.name) : holderPath(b.name))?.length === 0);
 }
 
 /**

@@ -3,7 +3,11 @@
 // a lost reply is resolved.
 import assert from 'node:assert/strict';
 import { createLockTable, type Lease, type LockError, type LockTable } from '../../lib/index.js';
-import { DB_NOW_MS, PREPARED_MAX_ENTRIES } from '../../lib/store.js';
+import { createSpace, DB_NOW_MS, fastWrite, PREPARED_MAX_ENTRIES, readNow } from '../../lib/store.js';
+import { planFast } from '../../lib/batch.js';
+import { emptyDocument, parseDocument, serializeDocument, toStoredOwner, type LockDocument } from '../../lib/document.js';
+import { currentOwner } from '../../lib/owner.js';
+import * as T from '../../lib/transitions.js';
 import { createTestDb, rawRow, storedText, until, type TestDb } from '../helpers/db.js';
 import { Tap } from '../helpers/tap.js';
 
@@ -372,5 +376,80 @@ describe('one-statement paths and combining', () => {
     await t2.close();
     assert.equal((await stored()).o[key], undefined, 'close() dropped it');
     assert.ok(lease);
+  });
+
+  describe("fair waiting: the first in line takes the name in one statement", () => {
+    it('once the name is released, the waiter first in line takes it with one statement that also removes its intent (and the emptied line)', async () => {
+      const held = await other.acquire('app_task_line');
+      const waiting = locks.wait('app_task_line');
+      await until('the waiter to get in line', async () => (await other.listWaiters()).length === 1);
+      tap.reset();
+      await other.release(held);
+      const lease = await waiting;
+      const takes = tap.updates.filter((u) => FAST.test(u.sql) && u.sql.includes('CASE WHEN JSON_LENGTH'));
+      assert.deepEqual(takes.map((u) => u.affectedRows), [1], 'one take, applied');
+      assert.equal(tap.updates.filter((u) => CAS.test(u.sql)).length, 0, 'no read-decide-write');
+      const doc = await stored();
+      assert.equal(doc.l.app_task_line!.n, lease.nonce);
+      assert.equal(doc.l.app_task_line!.f, lease.token);
+      assert.equal((doc as { q?: unknown }).q, undefined, 'its line was the only one: `q` is gone');
+      await locks.release(lease);
+    });
+
+    it('with others behind it, takes the name and leaves the line to them, in order', async () => {
+      const rival = createLockTable({ db: db.pool, owner: { taskId: 'rival' } });
+      try {
+        const held = await other.acquire('app_task_line');
+        const first = locks.wait('app_task_line');
+        await until('the first waiter in line', async () => (await other.listWaiters()).length === 1);
+        const second = rival.wait('app_task_line');
+        await until('the second waiter in line', async () => (await other.listWaiters()).length === 2);
+        await other.release(held);
+        const lease = await first;
+        const line = (await stored() as unknown as { q: Record<string, Array<{ n: string }>> }).q.app_task_line!;
+        assert.equal(line.length, 1, 'the second stays in line');
+        await locks.release(lease);
+        await rival.release(await second);
+      } finally {
+        await rival.close();
+      }
+    });
+
+    it('the statement applies only while its intent is first in line and no one holds the name; applied, it writes what the transitions write', async () => {
+      const pool = db.pool;
+      const owner = toStoredOwner(currentOwner({ taskId: 'taker' }));
+      const stranger = toStoredOwner(currentOwner({ taskId: 'stranger' }));
+      const typeOf = () => 'app_task';
+      // Each case: a document, and whether the take of app_task_t by waiter `me` must apply to it.
+      const line = (doc: LockDocument, waiter: string, who: typeof owner, now: number, names = ['app_task_t']) => T.enqueue(doc, { names, waiter, owner: who, now, ttlMs: 60_000 }).doc;
+      const cases: Array<[string, (now: number) => LockDocument, boolean]> = [
+        ['first and only in line, the name free', (now) => line(emptyDocument(), 'me', owner, now), true],
+        ['first, another waiter behind it and another line', (now) => line(line(line(emptyDocument(), 'me', owner, now), 'w2', stranger, now), 'w3', stranger, now, ['app_task_u']), true],
+        ['second in line', (now) => line(line(emptyDocument(), 'w0', stranger, now), 'me', owner, now), false],
+        ['the name held', (now) => { const d = line(emptyDocument(), 'me', owner, now); const r = T.acquire(d, { names: ['app_task_t'], typeOf, owner: stranger, nonce: 'h1', token: 1, now, barge: true }); assert.ok(r.ok); return r.doc; }, false],
+        ['the name held shared', (now) => { const d = line(emptyDocument(), 'me', owner, now); const r = T.acquire(d, { names: ['app_task_t'], typeOf, owner: stranger, nonce: 'h1', token: 1, now, barge: true, mode: 'shared' }); assert.ok(r.ok); return r.doc; }, false],
+        ['not in line at all', (now) => line(emptyDocument(), 'w0', stranger, now, ['app_task_u']), false],
+      ];
+      for (const [what, make, applies] of cases) {
+        const space = `take_${cases.findIndex((c) => c[0] === what)}`;
+        const now = (await readNow(pool)).now;
+        const before = make(now);
+        await createSpace(pool, '`locks`', space, serializeDocument(before));
+        const v0 = (await rawRow(pool, space))!.version;
+        const fast = planFast([{ kind: 'acquire', names: ['app_task_t'], nonce: 'taken', types: new Map([['app_task_t', 'app_task']]), waiter: 'me' }], { owner }, now)!;
+        const version = await fastWrite(pool, '`locks`', space, fast.plan);
+        const after = (await rawRow(pool, space))!;
+        if (!applies) {
+          assert.equal(version, undefined, what);
+          assert.equal(after.version, v0, `${what}: nothing written`);
+          assert.deepEqual(parseDocument(space, after.raw), parseDocument(space, serializeDocument(before)), `${what}: nothing written`);
+          continue;
+        }
+        assert.equal(version, v0 + 1, what);
+        const model = T.acquire(before, { names: ['app_task_t'], typeOf, owner, nonce: 'taken', token: v0 + 1, now, waiter: 'me' });
+        assert.ok(model.ok, what);
+        assert.deepEqual(parseDocument(space, after.raw), parseDocument(space, serializeDocument(model.doc)), `${what}: the transitions' document`);
+      }
+    });
   });
 });

@@ -245,3 +245,36 @@ describe('planFast and conflict rules (guards)', () => {
     assert.equal(fastStatement('`locks`', 'platform', planFast([guarded(['x_1'], 'n1', ['g_1', 'g_2'])], ctx, 1_000)!.plan).prepared, false);
   });
 });
+
+describe('planFast: fair waiting\'s take from the front of the line', () => {
+  const take = (name: string, nonce: string, waiter: string, guards?: string[]): Member => ({ ...acquire([name], nonce), waiter, ...(guards ? { guards } : {}) } as Member);
+
+  it('checks that the name is held by no one and that its intent is first in line, and removes the intent: the line or `q` when left empty', () => {
+    const fast = planFast([take('app_task_a', 'n1', 'w1')], ctx, 1_000)!;
+    assert.deepEqual(fast.plan.sets.map((s) => [s.name, s.waiter]), [['app_task_a', 'w1']]);
+    const { sql, values, prepared } = fastStatement('`locks`', 'platform', fast.plan);
+    assert.ok(prepared, 'a take alone is prepared');
+    assert.equal(sql.split('?').length - 1, values.length, 'one value per placeholder');
+    assert.match(sql, /JSON_REMOVE\(dataJson, CASE WHEN JSON_LENGTH\(dataJson, \?\) > 1 THEN \? WHEN JSON_LENGTH\(dataJson, '\$\.q'\) > 1 THEN \? ELSE '\$\.q' END\)/);
+    assert.match(sql, /AND JSON_UNQUOTE\(JSON_EXTRACT\(dataJson, \?\)\) = \?/);
+    for (const v of ['$.q."app_task_a"', '$.q."app_task_a"[0]', '$.l."app_task_a"', '$.s."app_task_a"', '$.q."app_task_a"[0].n', 'w1']) assert.ok(values.includes(v), v);
+    assert.ok(!values.includes('$.*."app_task_a"'), 'its own intent is in $.q: held by no one is the check');
+  });
+
+  it('takes one name per statement, one take per statement: the others are refused at once (decided from a read)', () => {
+    assert.deepEqual(planFast([take('app_task_a', 'n1', 'w1'), take('app_task_b', 'n2', 'w2')], ctx, 1_000)!.included, [true, false]);
+    assert.deepEqual(planFast([{ ...acquire(['app_task_a', 'app_task_b'], 'n1'), waiter: 'w1' } as Member], ctx, 1_000), undefined);
+    assert.deepEqual(planFast([take('app_task_a', 'n1', 'w1'), acquire(['app_task_b'], 'n2'), release(['app_task_c'], 'n3')], ctx, 1_000)!.included, [true, true, true]);
+  });
+
+  it('is prepared alone (2 more shapes: with and without a guard); combined with others it goes as text', () => {
+    const shapes = new Set<string>();
+    for (const members of [[take('app_task_a', 'n1', 'w1')], [take('app_task_b', 'n2', 'w9')], [take('app_task_a', 'n1', 'w1', ['box_update'])]]) {
+      const st = fastStatement('`locks`', 'platform', planFast(members, ctx, 1_000)!.plan);
+      assert.ok(st.prepared);
+      shapes.add(st.sql);
+    }
+    assert.equal(shapes.size, 2);
+    assert.equal(fastStatement('`locks`', 'platform', planFast([take('app_task_a', 'n1', 'w1'), release(['app_task_b'], 'n2')], ctx, 1_000)!.plan).prepared, false);
+  });
+});

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { inFront, movedUp, NEAR_FRONT, shouldWake, viewOf, watchPaths, type Watched } from '../../lib/watch.js';
+import { dueIn, inFront, movedUp, NEAR_FRONT, paced, seesFree, shouldWake, viewOf, watchPaths, type Watched } from '../../lib/watch.js';
 import type { Entry, Intent } from '../../lib/document.js';
 
 const owner = { h: 'h', b: 'b', ns: 'n', p: 1, s: 1, u: 'u' };
@@ -79,5 +79,24 @@ describe('watch (pure)', () => {
     assert.equal(movedUp(w, line('me')), true, 'first in line, the holder still there');
     const twoNames: Watched = { version: 1, blockers: [], ahead: [{ name: 'a', intent: intent('x') }, { name: 'b', intent: intent('y') }, { name: 'b', intent: intent('z') }] };
     assert.equal(inFront(twoNames), 2, 'on the name where most stand');
+  });
+
+  it('paces the poll by the line: a waiter closes in on its turn, and the back-off decides when none is known or it is overdue', () => {
+    const got = paced({ movedAt: 1_000 }, 4, 1_040);
+    assert.deepEqual(got, { movedAt: 1_040, msPerPlace: 10 }, '4 places in 40 ms');
+    assert.deepEqual(paced(got, 1, 1_060), { movedAt: 1_060, msPerPlace: 15 }, 'averaged with the last estimate (20 ms for this place)');
+    assert.equal(dueIn(3, { movedAt: 0 }, 5), undefined, 'no pace known yet');
+    assert.equal(dueIn(3, { movedAt: 1_040, msPerPlace: 10 }, 1_040), 20, 'half of the 40 ms until its turn: 3 places, then the holder');
+    assert.equal(dueIn(0, { movedAt: 1_040, msPerPlace: 10 }, 1_046), 2, 'first in line: the holder is due in 4 ms');
+    assert.equal(dueIn(0, { movedAt: 1_040, msPerPlace: 10 }, 1_050), undefined, 'overdue (a long hold): the back-off decides, no fast polls');
+  });
+
+  it('sees the way clear when no one holds what blocked it (then its attempt takes from the front of the line)', () => {
+    const w: Watched = { version: 1, waiter: 'me', blockers: [{ name: 'a', entry: entry('h1') }] };
+    assert.equal(seesFree(w, seenAt(w, 2, {}).view), true);
+    assert.equal(seesFree(w, seenAt(w, 2, { '$.l."a".n': 'h2' }).view), false, 'someone else took it');
+    const s: Watched = { version: 1, blockers: [{ name: 's', entry: entry('h1'), shared: true }] };
+    assert.equal(seesFree(s, seenAt(s, 2, { '$.s."s".h[*].n': ['h2'] }).view), false);
+    assert.equal(seesFree({ version: 1, blockers: [] }, new Map()), false, 'nothing to judge by: decide from a read');
   });
 });
