@@ -98,7 +98,13 @@ export function watchPaths(waiters: Iterable<Watched>): string[] {
   const paths = new Set<string>();
   for (const w of waiters) {
     for (const b of w.blockers) paths.add(b.shared ? sharesPath(b.name) : holderPath(b.name));
-    for (const a of w.ahead ?? []) paths.add(linePath(a.name));
+    // An exclusive waiter also watches the holder of each name it stands in
+    // line for: once everyone in front is gone, whether that name is free
+    // decides how it tries again (seesFree).
+    for (const a of w.ahead ?? []) {
+      paths.add(linePath(a.name));
+      if (!w.anyGone) paths.add(holderPath(a.name));
+    }
   }
   return [...paths];
 }
@@ -149,12 +155,17 @@ export function movedUp(w: Watched, view: View): boolean {
 
 /**
  * Whether the poll that woke a waiter saw its way clear: no one holding any
- * name it was blocked on (every holder path it watches empty). With every
+ * name it was blocked on or stood in line for (those holder paths, and the
+ * shared holders it was blocked by, empty). With every
  * waiter it saw in front gone too (it woke), it is first in every line it is
  * in: no one gets in line in front of another.
  */
 export function seesFree(w: Watched, view: View): boolean {
-  return w.blockers.length > 0 && w.blockers.every((b) => view.get(b.shared ? sharesPath(b.name) : holderPath(b.name))?.length === 0);
+  const names = new Set([...w.blockers.map((b) => b.name), ...(w.ahead ?? []).map((a) => a.name)]);
+  if (names.size === 0) return false;
+  for (const b of w.blockers) if (b.shared && view.get(sharesPath(b.name))?.length !== 0) return false;
+  for (const n of names) if (view.get(holderPath(n))?.length !== 0) return false;
+  return true;
 }
 
 /**

@@ -98,5 +98,9 @@ describe('watch (pure)', () => {
     const s: Watched = { version: 1, blockers: [{ name: 's', entry: entry('h1'), shared: true }] };
     assert.equal(seesFree(s, seenAt(s, 2, { '$.s."s".h[*].n': ['h2'] }).view), false);
     assert.equal(seesFree({ version: 1, blockers: [] }, new Map()), false, 'nothing to judge by: decide from a read');
+    const behind: Watched = { version: 1, waiter: 'me', blockers: [], ahead: [{ name: 'a', intent: intent('w1') }] };
+    assert.ok(watchPaths([behind]).includes('$.l."a".n'), 'a waiter blocked only by the line watches the holder too');
+    assert.equal(seesFree(behind, seenAt(behind, 2, { '$.q."a"[*].n': ['me'] }).view), true);
+    assert.equal(seesFree(behind, seenAt(behind, 2, { '$.l."a".n': 'w1lease', '$.q."a"[*].n': ['me'] }).view), false, 'the one in front took it');
   });
 });
