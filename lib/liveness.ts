@@ -6,7 +6,8 @@ export type Liveness = 'alive' | 'dead' | 'unknown';
 
 /**
  * Judges the owner of a lock. Pure apart from `here.probe`, which the caller
- * supplies (tests pass a fake). Only `dead` ever lets a lock be taken away.
+ * supplies (tests pass a fake). Only `dead` ever lets a lock be taken away,
+ * and only on a fresh probe (a probe may answer "alive" from memory).
  *
  * - an expired lease is dead, wherever its owner runs (database time);
  * - the same boot id is this boot of this machine (a boot id is 128 random
@@ -25,10 +26,11 @@ export function judge(owner: Owner, expiresAt: number | undefined, now: number, 
   if (!owner.bootId || !here.bootId) return 'unknown';
   if (owner.bootId !== here.bootId) return owner.machineId && owner.machineId === here.machineId ? 'dead' : 'unknown';
   if (owner.pidNs !== here.pidNs) return 'unknown';
-  const proc = here.probe(owner.pid);
-  if (proc === undefined || proc.zombie) return 'dead';
-  if (owner.startTime && proc.startTime !== undefined && proc.startTime !== owner.startTime) return 'dead';
-  return 'alive';
+  let proc = here.probe(owner.pid);
+  const gone = () => proc === undefined || proc.zombie || (owner.startTime !== 0 && owner.startTime !== undefined && proc.startTime !== undefined && proc.startTime !== owner.startTime);
+  // The probe may answer from memory (owner.ts cachedProbe): dead is said only on what the kernel says now.
+  if (gone()) proc = here.probe(owner.pid, true);
+  return gone() ? 'dead' : 'alive';
 }
 
 /** judge() for a stored entry: its owner, and its expiry. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { judge } from '../../lib/liveness.js';
-import { parseStat, probePid, type LocalView, type Owner, type ProbeSys, type ProcInfo } from '../../lib/owner.js';
+import { cachedProbe, parseStat, probePid, PROBE_TTL_MS, type LocalView, type Owner, type ProbeSys, type ProcInfo } from '../../lib/owner.js';
 
 const here = (procs: Record<number, ProcInfo>): LocalView => ({
   host: 'box1',
@@ -108,5 +108,29 @@ describe('liveness (pure)', () => {
       assert.deepEqual(parseStat(`77 (z) Z ${rest.slice(2)}`), { startTime: 123456, zombie: true, ppid: 0 });
       assert.equal(parseStat('garbage'), undefined);
     });
+  });
+
+  it('a cached probe answers "alive" from memory for PROBE_TTL_MS, never "dead": judge() asks the kernel again before it says dead', () => {
+    let clock = 0;
+    const procs: Record<number, ProcInfo> = { 42: { startTime: 1000, zombie: false } };
+    let asked = 0;
+    const probe = cachedProbe((pid) => (asked++, procs[pid]), PROBE_TTL_MS, () => clock);
+    const view: LocalView = { ...here({}), probe };
+    assert.equal(judge(owner, undefined, 0, view), 'alive');
+    assert.equal(judge(owner, undefined, 0, view), 'alive');
+    assert.equal(asked, 1, 'the second judgement answered from memory');
+    // The process exits and its pid is reused at once: memory still says the old one lives.
+    procs[42] = { startTime: 2000, zombie: false };
+    assert.equal(judge({ ...owner, startTime: 2000 }, undefined, 0, view), 'alive', 'the new process: memory disagrees, the kernel is asked');
+    assert.equal(asked, 2);
+    delete procs[42];
+    clock += PROBE_TTL_MS - 1;
+    assert.equal(judge({ ...owner, startTime: 2000 }, undefined, 0, view), 'alive', 'dead within the TTL: judged alive a little longer (the safe side)');
+    clock += 1;
+    assert.equal(judge({ ...owner, startTime: 2000 }, undefined, 0, view), 'dead', 'past the TTL the kernel is asked');
+    assert.equal(probe(42), undefined);
+    const before = asked;
+    probe(42);
+    assert.equal(asked, before + 1, 'a process found gone is not remembered');
   });
 });
