@@ -132,29 +132,58 @@ export async function fastWrite(db: Conn, table: string, space: string, plan: Fa
 /** The statement fastWrite sends for `plan`, and whether it goes as a prepared statement. Pure. */
 export function fastStatement(table: string, space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
   const values: Array<string | number> = [plan.bump];
-  let doc = 'dataJson';
-  if (plan.removes.length) {
-    doc = `JSON_REMOVE(${doc}${', ?'.repeat(plan.removes.length)})`;
-    values.push(...plan.removes);
+  for (const path of plan.removes) values.push(path);
+  if (plan.owner) values.push(plan.owner.path, plan.owner.json);
+  for (const s of plan.sets) values.push(s.path, s.json, s.back);
+  values.push(space);
+  if (plan.sets.length) {
+    for (const s of plan.sets) values.push(anyMapPath(s.name));
+    for (const g of plan.guards) values.push(anyMapPath(g));
   }
-  if (plan.sets.length || plan.owner) {
+  if (plan.holds !== undefined) values.push(plan.holds);
+  values.push(plan.at.ms, plan.at.toleranceMs);
+  const prepared = plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES && plan.guards.length <= PREPARED_MAX_GUARDS;
+  const shape: Shape = { removes: plan.removes.length, owner: plan.owner !== undefined, sets: plan.sets.length, guards: plan.sets.length ? plan.guards.length : 0, holds: plan.holds !== undefined };
+  return { sql: prepared ? preparedSql(table, shape) : fastSql(table, shape), values, prepared };
+}
+
+/** What a one-statement write's text depends on: how many of each kind of value it binds. */
+interface Shape {
+  removes: number;
+  owner: boolean;
+  sets: number;
+  guards: number;
+  holds: boolean;
+}
+
+// The texts of the prepared shapes (a few per table, PREPARED_MAX_ENTRIES),
+// made once: the text of every statement is otherwise built anew each time.
+const preparedTexts = new Map<string, Map<number, string>>();
+
+function preparedSql(table: string, shape: Shape): string {
+  let texts = preparedTexts.get(table);
+  if (!texts) preparedTexts.set(table, (texts = new Map()));
+  const key = (((shape.removes * 64 + shape.sets) * 64 + shape.guards) * 2 + (shape.owner ? 1 : 0)) * 2 + (shape.holds ? 1 : 0);
+  let sql = texts.get(key);
+  if (sql === undefined) texts.set(key, (sql = fastSql(table, shape)));
+  return sql;
+}
+
+/** The text of a one-statement write of `shape`, its values bound in the order fastStatement lists them. Pure. */
+function fastSql(table: string, shape: Shape): string {
+  let doc = 'dataJson';
+  if (shape.removes) doc = `JSON_REMOVE(${doc}${', ?'.repeat(shape.removes)})`;
+  if (shape.sets || shape.owner) {
     // The entries are in format 4's short form: the document says so (an older
     // locktable then refuses it with EFORMAT instead of misreading it). `v` is
     // its first key, so this costs next to nothing.
     const args: string[] = [`'$.v', ${FORMAT}`];
-    if (plan.owner) {
-      args.push("?, JSON_EXTRACT(?, '$')");
-      values.push(plan.owner.path, plan.owner.json);
-    }
-    for (const s of plan.sets) {
-      args.push("?, JSON_SET(?, '$.f', version - ?)");
-      values.push(s.path, s.json, s.back);
-    }
+    if (shape.owner) args.push("?, JSON_EXTRACT(?, '$')");
+    for (let i = 0; i < shape.sets; i++) args.push("?, JSON_SET(?, '$.f', version - ?)");
     doc = `JSON_SET(${doc}, ${args.join(', ')})`;
   }
   let where = 'id = ? AND dataCrc = dataCrcNow';
-  values.push(space);
-  if (plan.sets.length) {
+  if (shape.sets) {
     // The name is in no map of the document: not held (`$.l`), nor by several
     // holders (`$.s`), nor anyone in line for it (`$.q`); and the same for
     // every name a conflict rule sets against them (guards). One wildcard
@@ -162,22 +191,15 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
     // number of paths, and compares every step with every path. It also
     // matches an owner record whose key is the name (`$.o`): a refusal, which
     // only sends the acquisition to the read-decide-write path.
-    const names = [...plan.sets.map((s) => s.name), ...plan.guards];
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(names.length)})`;
-    for (const n of names) values.push(anyMapPath(n));
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(shape.sets + shape.guards)})`;
   }
-  if (plan.holds !== undefined) {
-    where += ' AND JSON_CONTAINS(dataJson, ?)';
-    values.push(plan.holds);
-  }
+  if (shape.holds) where += ' AND JSON_CONTAINS(dataJson, ?)';
   // SYSDATE, not NOW: NOW is fixed when the statement starts, SYSDATE is read
   // when the row is evaluated, after its lock was granted. A statement stuck
   // behind the row lock past the tolerance therefore no longer applies
   // (server-facts pins this). In UTC ms, exact across time-zone changes (SYSDATE_MS).
   where += ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?`;
-  values.push(plan.at.ms, plan.at.toleranceMs);
-  const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
-  return { sql, values, prepared: plan.removes.length + plan.sets.length <= PREPARED_MAX_ENTRIES && plan.guards.length <= PREPARED_MAX_GUARDS };
+  return `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
 }
 
 /** `$.*."name"`: the name as a key of any top-level map. Names are validated (no quote, no backslash). */
