@@ -335,9 +335,12 @@ export function serializeDocument(doc: LockDocument): string {
  * name still carries its nonce. The one-statement release guards with it.
  */
 export function nonceCandidate(pairs: Iterable<readonly [name: string, nonce: string]>): string {
-  const l: Record<string, { n: string }> = {};
-  for (const [name, n] of pairs) l[name] = { n };
-  return JSON.stringify({ l });
+  // Built from strings (each name once: a statement never names a lock twice,
+  // lib/batch.ts planFast): an object keyed by names is a dictionary-mode
+  // object per statement, on the path every release takes.
+  let text = '';
+  for (const [name, n] of pairs) text += `${text ? ',' : ''}${JSON.stringify(name)}:{"n":${JSON.stringify(n)}}`;
+  return `{"l":{${text}}}`;
 }
 
 /**

@@ -99,9 +99,10 @@ export class HeldLeases {
       expiresAt: lease.expiresAt?.getTime(),
       localExpiresAt: this.#localTime(lease.expiresAt?.getTime()),
       released: false,
-      ...(lease.mode ? { mode: lease.mode } : {}),
-      ...(lease.limit !== undefined ? { limit: lease.limit } : {}),
     };
+    // Only when present, without spreading an object per acquisition.
+    if (lease.mode) (held as { mode?: 'shared' }).mode = lease.mode;
+    if (lease.limit !== undefined) (held as { limit?: number }).limit = lease.limit;
     this.#held.set(held.nonce, held);
     this.issue(lease, held);
     return held;

@@ -135,36 +135,81 @@ export async function fastWrite(db: Conn, table: string, space: string, plan: Fa
 /** The statement fastWrite sends for `plan`, and whether it goes as a prepared statement. Pure. */
 export function fastStatement(table: string, space: string, plan: FastPlan): { sql: string; values: Array<string | number>; prepared: boolean } {
   const values: Array<string | number> = [plan.bump];
+  let takes = 0;
+  for (const path of plan.removes) values.push(path);
+  for (const s of plan.sets) {
+    if (s.waiter === undefined) continue;
+    takes++;
+    values.push(linePath(s.name), `${linePath(s.name)}[0]`, linePath(s.name));
+  }
+  if (plan.owner) values.push(plan.owner.path, plan.owner.json);
+  for (const s of plan.sets) values.push(s.path, s.json, s.back);
+  values.push(space);
+  if (plan.sets.length) {
+    // A name taken from the front of its line is in `$.q` (its taker's
+    // intent, checked below): held by no one is enough.
+    for (const s of plan.sets) {
+      if (s.waiter === undefined) values.push(anyMapPath(s.name));
+      else values.push(`$.l."${s.name}"`, `$.s."${s.name}"`);
+    }
+    for (const g of plan.guards) values.push(anyMapPath(g));
+    for (const s of plan.sets) if (s.waiter !== undefined) values.push(`${linePath(s.name)}[0].n`, s.waiter);
+  }
+  if (plan.holds !== undefined) values.push(plan.holds);
+  values.push(plan.at.ms, plan.at.toleranceMs);
+  // A take is prepared alone (2 more shapes: with and without a guard); combined, as text.
+  const entries = plan.removes.length + plan.sets.length;
+  const prepared = entries <= (takes ? 1 : PREPARED_MAX_ENTRIES) && plan.guards.length <= PREPARED_MAX_GUARDS;
+  const shape: Shape = { removes: plan.removes.length, takes, owner: plan.owner !== undefined, sets: plan.sets.length, guards: plan.sets.length ? plan.guards.length : 0, holds: plan.holds !== undefined };
+  return { sql: prepared ? preparedSql(table, shape) : fastSql(table, shape), values, prepared };
+}
+
+/** What a one-statement write's text depends on: how many of each kind of value it binds. */
+interface Shape {
+  removes: number;
+  /** Sets that take from the front of a line (at most one). */
+  takes: number;
+  owner: boolean;
+  sets: number;
+  guards: number;
+  holds: boolean;
+}
+
+// The texts of the prepared shapes (a few per table, PREPARED_MAX_ENTRIES),
+// made once: the text of every statement is otherwise built anew each time.
+const preparedTexts = new Map<string, Map<number, string>>();
+
+function preparedSql(table: string, shape: Shape): string {
+  let texts = preparedTexts.get(table);
+  if (!texts) preparedTexts.set(table, (texts = new Map()));
+  const key = ((((shape.removes * 64 + shape.sets) * 64 + shape.guards) * 2 + (shape.owner ? 1 : 0)) * 2 + (shape.holds ? 1 : 0)) * 2 + shape.takes;
+  let sql = texts.get(key);
+  if (sql === undefined) texts.set(key, (sql = fastSql(table, shape)));
+  return sql;
+}
+
+/** The text of a one-statement write of `shape`, its values bound in the order fastStatement lists them. Pure. */
+function fastSql(table: string, shape: Shape): string {
   let doc = 'dataJson';
-  const takes = plan.sets.filter((s) => s.waiter !== undefined);
-  if (plan.removes.length || takes.length) {
+  if (shape.removes || shape.takes) {
     // A take removes its intent, first in the line: the line when it was the
     // only one there, and `q` when that was its only line (a document holds
     // no empty line, lib/document.ts). The lengths are of the document
     // before the statement: hence one take per statement.
     const take = " CASE WHEN JSON_LENGTH(dataJson, ?) > 1 THEN ? WHEN JSON_LENGTH(dataJson, '$.q') > 1 THEN ? ELSE '$.q' END";
-    doc = `JSON_REMOVE(${doc}${', ?'.repeat(plan.removes.length)}${`,${take}`.repeat(takes.length)})`;
-    values.push(...plan.removes);
-    for (const t of takes) values.push(linePath(t.name), `${linePath(t.name)}[0]`, linePath(t.name));
+    doc = `JSON_REMOVE(${doc}${', ?'.repeat(shape.removes)}${`,${take}`.repeat(shape.takes)})`;
   }
-  if (plan.sets.length || plan.owner) {
+  if (shape.sets || shape.owner) {
     // The entries are in format 4's short form: the document says so (an older
     // locktable then refuses it with EFORMAT instead of misreading it). `v` is
     // its first key, so this costs next to nothing.
     const args: string[] = [`'$.v', ${FORMAT}`];
-    if (plan.owner) {
-      args.push("?, JSON_EXTRACT(?, '$')");
-      values.push(plan.owner.path, plan.owner.json);
-    }
-    for (const s of plan.sets) {
-      args.push("?, JSON_SET(?, '$.f', version - ?)");
-      values.push(s.path, s.json, s.back);
-    }
+    if (shape.owner) args.push("?, JSON_EXTRACT(?, '$')");
+    for (let i = 0; i < shape.sets; i++) args.push("?, JSON_SET(?, '$.f', version - ?)");
     doc = `JSON_SET(${doc}, ${args.join(', ')})`;
   }
   let where = 'id = ? AND dataCrc = dataCrcNow';
-  values.push(space);
-  if (plan.sets.length) {
+  if (shape.sets) {
     // The name is in no map of the document: not held (`$.l`), nor by several
     // holders (`$.s`), nor anyone in line for it (`$.q`); and the same for
     // every name a conflict rule sets against them (guards). One wildcard
@@ -172,30 +217,16 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
     // number of paths, and compares every step with every path. It also
     // matches an owner record whose key is the name (`$.o`): a refusal, which
     // only sends the acquisition to the read-decide-write path.
-    // A name taken from the front of its line is in `$.q` (its taker's
-    // intent, checked below): held by no one is enough.
-    const paths = [...plan.sets.flatMap((s) => (s.waiter === undefined ? [anyMapPath(s.name)] : [`$.l."${s.name}"`, `$.s."${s.name}"`])), ...plan.guards.map(anyMapPath)];
-    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(paths.length)})`;
-    values.push(...paths);
-    for (const t of takes) {
-      where += ' AND JSON_UNQUOTE(JSON_EXTRACT(dataJson, ?)) = ?';
-      values.push(`${linePath(t.name)}[0].n`, t.waiter!);
-    }
+    where += ` AND NOT JSON_CONTAINS_PATH(dataJson, 'one'${', ?'.repeat(shape.sets + shape.takes + shape.guards)})`;
+    where += ' AND JSON_UNQUOTE(JSON_EXTRACT(dataJson, ?)) = ?'.repeat(shape.takes);
   }
-  if (plan.holds !== undefined) {
-    where += ' AND JSON_CONTAINS(dataJson, ?)';
-    values.push(plan.holds);
-  }
+  if (shape.holds) where += ' AND JSON_CONTAINS(dataJson, ?)';
   // SYSDATE, not NOW: NOW is fixed when the statement starts, SYSDATE is read
   // when the row is evaluated, after its lock was granted. A statement stuck
   // behind the row lock past the tolerance therefore no longer applies
   // (server-facts pins this). In UTC ms, exact across time-zone changes (SYSDATE_MS).
   where += ` AND ${SYSDATE_SAFE} AND ABS(? - ${SYSDATE_MS}) <= ?`;
-  values.push(plan.at.ms, plan.at.toleranceMs);
-  const sql = `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
-  // A take is prepared alone (2 more shapes: with and without a guard); combined, as text.
-  const entries = plan.removes.length + plan.sets.length;
-  return { sql, values, prepared: entries <= (takes.length ? 1 : PREPARED_MAX_ENTRIES) && plan.guards.length <= PREPARED_MAX_GUARDS };
+  return `UPDATE ${table} SET version = LAST_INSERT_ID(version + ?), dataJson = ${doc}, dataCrc = CRC32(dataJson) WHERE ${where}`;
 }
 
 /** `$.q."name"`: the line of a name. Names are validated (no quote, no backslash). */

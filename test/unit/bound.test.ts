@@ -76,6 +76,25 @@ describe('bound (monotonic deadline and signal)', () => {
     stopLong();
   });
 
+  it('waits cancelled in any order, some by the fire of another due at the same time, never fire; the others each fire once', async () => {
+    const bounds = Array.from({ length: 40 }, () => new Bound(15));
+    const fired: number[] = [];
+    const cancels: Array<() => void> = [];
+    const done = bounds.map((b, i) => new Promise<void>((resolve) => cancels.push(b.onFire(() => {
+      fired.push(i);
+      // The first to fire cancels every wait whose index is a multiple of 5, due in the same sweep.
+      if (fired.length === 1) for (let k = 0; k < 40; k += 5) if (k !== i) cancels[k]!();
+      resolve();
+    }))));
+    // Cancelled before the deadline, in an order that moves entries around: every third, from the end.
+    for (let i = 39; i >= 0; i -= 3) cancels[i]!();
+    await new Promise((r) => setTimeout(r, 60));
+    const first = fired[0]!;
+    const expected = bounds.map((_, i) => i).filter((i) => (39 - i) % 3 !== 0 && (i % 5 !== 0 || i === first));
+    assert.deepEqual([...fired].sort((a, b) => a - b), expected);
+    await Promise.all(expected.map((i) => done[i]));
+  });
+
   it('bounds that end together all fire, each once, however many there are', async () => {
     const bounds = Array.from({ length: 50 }, () => new Bound(15));
     const fired = await Promise.all(bounds.map((b) => new Promise<string>((resolve) => b.onFire(resolve))));
