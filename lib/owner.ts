@@ -136,14 +136,15 @@ export function probePid(pid: number, sys: ProbeSys = realSys): ProcInfo | undef
 }
 
 /**
- * How long a probe that found a process alive answers for it, ms. A waiter's
- * poll judges every waiter in front of it (fifteen in a busy line) and each
- * read-decide-write every waiter in the lines of its names: probing each
- * every time (kill(pid, 0) and a read of /proc/<pid>/stat) was about a fifth
- * of a waiting process's CPU time in the handoff-16 benchmark. Only "alive"
- * is remembered, so a process that dies is judged dead at most this much
- * later, never one alive judged dead: liveness.ts judge() asks again, fresh,
- * before it calls a process dead or reused.
+ * How long wait()'s poll takes a probe that found a process alive as the
+ * answer for it, ms (pollView). The poll judges every waiter in front of its
+ * waiters (fifteen in a busy line) at every tick: probing each every time
+ * (kill(pid, 0) and a read of /proc/<pid>/stat) was about a fifth of a
+ * waiting process's CPU in the handoff-16 benchmark. Only "alive" is
+ * remembered, so the poll notices a death at most this much later; it never
+ * judges one alive dead: liveness.ts judge() asks again, fresh, before it
+ * calls a process dead or its pid reused. What the poll wakes for is judged
+ * again, fresh, by the attempt it wakes.
  */
 export const PROBE_TTL_MS = 250;
 
@@ -173,9 +174,22 @@ export function localView(): LocalView {
     bootId: readTrim('/proc/sys/kernel/random/boot_id'),
     machineId: readTrim('/etc/machine-id') || readTrim('/var/lib/dbus/machine-id'),
     pidNs: readPidNs(),
-    probe: cachedProbe(probePid, PROBE_TTL_MS),
+    probe: (pid) => probePid(pid),
   };
   return cached;
+}
+
+let polled: LocalView | undefined;
+
+/**
+ * This machine, for wait()'s poll (lib/waiting.ts): its probe remembers for
+ * PROBE_TTL_MS each process it found alive (cachedProbe). Every other
+ * judgement — an attempt's read-decide-write, list(), reapDead(), the CLI —
+ * probes fresh through localView().
+ */
+export function pollView(): LocalView {
+  polled ??= { ...localView(), probe: cachedProbe(probePid, PROBE_TTL_MS) };
+  return polled;
 }
 
 /** The identity of the current process, with an optional task id. */

@@ -11,7 +11,7 @@ import type { Lease } from './lease.js';
 import { judge, judgeEntry } from './liveness.js';
 import type { ResolvedOptions, WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
-import { localView, type Owner } from './owner.js';
+import { pollView, type Owner } from './owner.js';
 import type { Snapshot } from './store.js';
 import * as T from './transitions.js';
 import { dueIn, inFront, movedUp, paced, seesFree, shouldWake, viewOf, watchPaths, type Pace, type View, type Watched } from './watch.js';
@@ -229,7 +229,7 @@ export class Waiters {
     if (this.#polling) return;
     this.#polling = true;
     const { pollMinMs, pollMaxMs } = this.#ports.options.wait;
-    const here = localView();
+    const here = pollView();
     // The back-off: from pollMinMs up to pollMaxMs while nothing wakes.
     let interval = pollMinMs;
     // The next sleep: the back-off's, or sooner when a waiter's turn is due (dueIn).
