@@ -27,7 +27,7 @@ export function judge(owner: Owner, expiresAt: number | undefined, now: number, 
   if (owner.bootId !== here.bootId) return owner.machineId && owner.machineId === here.machineId ? 'dead' : 'unknown';
   if (owner.pidNs !== here.pidNs) return 'unknown';
   let proc = here.probe(owner.pid);
-  const gone = () => proc === undefined || proc.zombie || (owner.startTime !== 0 && owner.startTime !== undefined && proc.startTime !== undefined && proc.startTime !== owner.startTime);
+  const gone = () => proc === undefined || proc.zombie || (!!owner.startTime && proc.startTime !== undefined && proc.startTime !== owner.startTime);
   // The probe may answer from memory (owner.ts cachedProbe): dead is said only on what the kernel says now.
   if (gone()) proc = here.probe(owner.pid, true);
   return gone() ? 'dead' : 'alive';

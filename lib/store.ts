@@ -150,7 +150,7 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
     // intent, checked below): held by no one is enough.
     for (const s of plan.sets) {
       if (s.waiter === undefined) values.push(anyMapPath(s.name));
-      else values.push(`$.l."${s.name}"`, `$.s."${s.name}"`);
+      else values.push(s.path, `$.s."${s.name}"`);
     }
     for (const g of plan.guards) values.push(anyMapPath(g));
     for (const s of plan.sets) if (s.waiter !== undefined) values.push(`${linePath(s.name)}[0].n`, s.waiter);

@@ -267,15 +267,17 @@ export class Waiters {
             woke++;
             continue;
           }
+          // How many stand in front of it (as it saw them until a poll read the line).
+          const was = (w.front ??= inFront(w));
           if (seen.view) {
+            const front = inFront(w, seen.view);
             // Moved up near the front of its line: its turn may come within a few short handoffs.
-            if (movedUp(w, seen.view)) hurry = true;
-            const was = w.front ?? inFront(w);
-            w.front = inFront(w, seen.view);
-            if (w.pace && w.front < was) Object.assign(w.pace, paced(w.pace, was - w.front, at));
+            if (movedUp(w, seen.view, front)) hurry = true;
+            if (w.pace && front < was) Object.assign(w.pace, paced(w.pace, was - front, at));
+            w.front = front;
           }
           // Its turn comes sooner than the back-off would poll: poll sooner.
-          if (w.pace) due = Math.min(due, dueIn(w.front ?? inFront(w), w.pace, at) ?? Infinity);
+          if (w.pace) due = Math.min(due, dueIn(w.front, w.pace, at) ?? Infinity);
         }
         interval = woke || hurry ? pollMinMs : Math.min(pollMaxMs, Math.ceil(interval * 1.5));
         sleep = Math.max(pollMinMs, Math.min(interval, Math.round(due)));

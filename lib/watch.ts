@@ -147,9 +147,9 @@ function aheadStands(w: Watched, a: { name: string; intent: Intent }, view: View
 /**
  * Whether the poll should come soon for this waiter, given what it saw: the
  * line moved up in front of it, and it is now near the front (NEAR_FRONT).
+ * `now`: inFront(w, view), when the caller has it already.
  */
-export function movedUp(w: Watched, view: View): boolean {
-  const now = inFront(w, view);
+export function movedUp(w: Watched, view: View, now = inFront(w, view)): boolean {
   return now < (w.front ?? inFront(w)) && now < NEAR_FRONT;
 }
 
