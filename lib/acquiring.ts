@@ -6,13 +6,13 @@
 import createDebug from 'debug';
 import { CLOCK_TOLERANCE_MS, type BatchContext, type Outcome } from './batch.js';
 import type { Bound } from './bound.js';
-import { entryOf, fromStoredOwner, groupOf, lineOf, type Entry } from './document.js';
+import { entryOf, groupOf, lineOf, type Entry } from './document.js';
 import { DatabaseError, InvalidOptionError } from './errors.js';
 import { toUnresolvedError } from './faults.js';
 import type { HeldLeases } from './held.js';
 import type { Lease } from './lease.js';
 import type { Leftovers } from './leftovers.js';
-import { judge, judgeEntry } from './liveness.js';
+import { judgeEntry } from './liveness.js';
 import { MAX_NAME_LENGTH, notInCatalogue } from './names.js';
 import { nonce as newNonce } from './nonce.js';
 import type { AcquireOptions, ResolvedOptions } from './options.js';
@@ -157,7 +157,7 @@ export class Acquirer {
           // Waiters in line whose owner is provably dead leave it in this write.
           const deadWaiters = new Set<string>();
           for (const n of names) {
-            for (const i of lineOf(doc, n)) if (i.n !== waiter && judge(fromStoredOwner(i.o), i.e, snap.now, here) === 'dead') deadWaiters.add(i.n);
+            for (const i of lineOf(doc, n)) if (i.n !== waiter && judgeEntry(i, snap.now, here) === 'dead') deadWaiters.add(i.n);
           }
           // Shared holders judged dead (or remnants of our own lost writes) are taken over too.
           const deadShares = new Set<string>();
@@ -172,7 +172,7 @@ export class Acquirer {
             if (b.shared) deadShares.add(b.entry.n);
             else dead.add(b.name);
           }
-          for (const w of ruled.waiting) if (w.intent.n !== waiter && judge(fromStoredOwner(w.intent.o), w.intent.e, snap.now, here) === 'dead') deadWaiters.add(w.intent.n);
+          for (const w of ruled.waiting) if (w.intent.n !== waiter && judgeEntry(w.intent, snap.now, here) === 'dead') deadWaiters.add(w.intent.n);
           const input = { names, typeOf, owner, nonce, token: snap.version + 1, now: snap.now, ttlMs: options.ttlMs, dead, deadShares, waiter, barge: options.barge, deadWaiters, mode, limit: options.limit, rules };
           const r = T.acquire(doc, input);
           if (!r.ok) {

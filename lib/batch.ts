@@ -182,7 +182,7 @@ export function applied(members: readonly Member[], fast: FastBatch, version: nu
  */
 export function settleFast(doc: LockDocument, snap: { version: number; now: number }, members: readonly Member[], fast: FastBatch): Outcome[] {
   const tombstoned = (n: string, nonce: string) => doc.r?.some((t) => t.k === n && t.n === nonce) ?? false;
-  const ours = members.filter((m, i) => fast.included[i]);
+  const ours = members.filter((_, i) => fast.included[i]);
   const acquires = ours.filter((m): m is AcquireMember => m.kind === 'acquire');
   const didApply = acquires.length
     ? acquires.some((m) => m.names.some((n) => entryOf(doc, n)?.n === m.nonce || tombstoned(n, m.nonce)))

@@ -1,7 +1,7 @@
 // `locktable doctor`: what an operator needs to know about a deployment, and
 // what to do about each problem. The diagnostic statements live here, one
 // function each; the judgements are pure functions, unit-tested without a server.
-import { DEFAULT_TABLE, MIGRATIONS_TABLE, quoteTable, rowsWith, type Conn } from './db.js';
+import { DEFAULT_TABLE, MIGRATIONS_TABLE, quoteTable, type Conn } from './db.js';
 import { parseDocument } from './document.js';
 import { LockError } from './errors.js';
 import { judgeEntry } from './liveness.js';

@@ -33,7 +33,7 @@ export function judge(owner: Owner, expiresAt: number | undefined, now: number, 
   return gone() ? 'dead' : 'alive';
 }
 
-/** judge() for a stored entry: its owner, and its expiry. */
+/** judge() for a stored entry or intent: its owner, and its expiry. */
 export function judgeEntry(entry: Pick<Entry, 'o' | 'e'>, now: number, here: LocalView): Liveness {
   return judge(fromStoredOwner(entry.o), entry.e, now, here);
 }

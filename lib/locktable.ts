@@ -3,7 +3,7 @@ import createDebug from 'debug';
 import { Acquirer } from './acquiring.js';
 import type { Bound } from './bound.js';
 import { DbClock } from './clock.js';
-import { entryOf, fromStoredOwner, groupOf, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
+import { entryOf, groupOf, toHolder, toStoredOwner, type Entry, type StoredOwner } from './document.js';
 import { ClosedError, describeHolder, InvalidOptionError, LockedError, NotHeldError, type Holder } from './errors.js';
 import { EventSink, type LockEventKind, type LockEvents } from './events.js';
 import { toLockError } from './faults.js';
@@ -11,7 +11,7 @@ import { HeldLeases, inTurn, keepAliveOf, periodOf, type Held } from './held.js'
 import { Keeper } from './keepalive.js';
 import { parseLease, type Lease } from './lease.js';
 import { Leftovers } from './leftovers.js';
-import { judge, judgeEntry } from './liveness.js';
+import { judgeEntry } from './liveness.js';
 import type { LockMetrics } from './metrics.js';
 import { assertName, LockTypes, type LockNameOf, type PlatformLockName } from './names.js';
 import { compileConflicts, type RuleCatalogue } from './rules.js';
@@ -543,7 +543,7 @@ export class LockTable<N extends string = PlatformLockName> {
     const out: WaiterInfo[] = [];
     for (const name of Object.keys(doc.q ?? {}).sort()) {
       for (const a of T.waitersAhead(doc, name, undefined, snap.now)) {
-        const liveness = judge(fromStoredOwner(a.intent.o), a.intent.e, snap.now, here);
+        const liveness = judgeEntry(a.intent, snap.now, here);
         out.push({ ...waitingOf(a), names: names.get(a.intent.n) ?? [name], liveness, ageMs: Math.max(0, snap.now - a.intent.a) });
       }
     }

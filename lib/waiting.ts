@@ -4,11 +4,11 @@
 // themselves, and every write, are the table's (given as ports).
 import createDebug from 'debug';
 import { Bound, watchAbort } from './bound.js';
-import { fromStoredOwner, toHolder, toWaiting, type Intent, type LockDocument } from './document.js';
+import { toHolder, toWaiting, type Intent, type LockDocument } from './document.js';
 import { AbortError, ClosedError, DeadlockError, TimeoutError, type Holder, type Waiting } from './errors.js';
 import type { LockEvents } from './events.js';
 import type { Lease } from './lease.js';
-import { judge, judgeEntry } from './liveness.js';
+import { judgeEntry } from './liveness.js';
 import type { ResolvedOptions, WaitOptions } from './options.js';
 import { nonce as newNonce } from './nonce.js';
 import { pollView, type Owner } from './owner.js';
@@ -260,7 +260,7 @@ export class Waiters {
         for (const w of [...this.#waiters]) {
           const holderGone =
             w.blockers.some((b) => judgeEntry(b.entry, now, here) === 'dead') ||
-            (w.ahead ?? []).some((a) => judge(fromStoredOwner(a.intent.o), a.intent.e, now, here) === 'dead');
+            (w.ahead ?? []).some((a) => judgeEntry(a.intent, now, here) === 'dead');
           // A missing row (never, for a migrated space) wakes everyone: the attempt says why.
           if (!seen || shouldWake(w, seen, holderGone)) {
             w.wake(!holderGone && seen?.view ? seesFree(w, seen.view) : false);
