@@ -180,9 +180,11 @@ export class Acquirer {
             const blocked = { blockers: r.blockers, ahead: r.ahead, version: snap.version };
             if (waiter === undefined || options.barge) return { result: blocked };
             const q = T.enqueue(doc, { names, waiter, owner, now: snap.now, ttlMs: this.#config.options.wait.intentTtlMs, deadWaiters, mode, limit: options.limit });
-            if (!q.changed) return { result: blocked };
-            const positions = Object.fromEntries(names.map((n) => [n, T.waitersAhead(q.doc, n, waiter, snap.now).length + 1]));
-            return { write: q.doc, result: { ...blocked, version: snap.version + 1, ...(q.added ? { positions } : {}) } };
+            // Its place in every line: also when nothing is written, as when an
+            // earlier write of this wait put it there and its reply was lost.
+            const positions = (d: typeof doc) => Object.fromEntries(names.map((n) => [n, T.waitersAhead(d, n, waiter, snap.now).length + 1]));
+            if (!q.changed) return { result: q.full ? blocked : { ...blocked, positions: positions(doc) } };
+            return { write: q.doc, result: { ...blocked, version: snap.version + 1, positions: positions(q.doc), ...(q.added ? { added: true } : {}) } };
           }
           if (r.removed.length) log.reap('acquire took over %s', r.removed.map((x) => `${x.name} (${x.why})`).join(','));
           return { write: r.doc, result: { nonce, entries: r.entries, removed: r.removed } };

@@ -19,8 +19,12 @@ import { fenced, isGiveUp, type Step } from './writer.js';
 
 const log = createDebug('locktable:wait');
 
-/** An attempt that found a name taken: who holds it, who is in line first, at which version; `positions` when it got in line. */
-export type Blocked = { blockers: T.Blocker[]; ahead: T.Ahead[]; version: number; positions?: Record<string, number> };
+/**
+ * An attempt that found a name taken: who holds it, who is in line first, at
+ * which version; `positions` when its wait is in line (its place in each),
+ * `added` when this attempt's write put it there.
+ */
+export type Blocked = { blockers: T.Blocker[]; ahead: T.Ahead[]; version: number; positions?: Record<string, number>; added?: boolean };
 
 interface Waiter extends Watched {
   /** `free`: the poll saw every name it waits for held by no one, and no one in line in front of it. */
@@ -156,7 +160,7 @@ export class Waiters {
           return outcome.lease;
         }
         last = outcome;
-        if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions);
+        if (id !== undefined && outcome.positions) this.#inLine(id, call.names, outcome.positions, outcome.added === true);
         const own = this.#ports.ownBlockers(outcome.blockers);
         if (own.length) throw new DeadlockError(own.map((b) => holderOf(b)));
         const left = timeoutMs === undefined ? undefined : timeoutMs - elapsed();
@@ -290,9 +294,12 @@ export class Waiters {
   // Fair waiting: a wait() in line keeps its intent alive (one write renews
   // every waiter of this table, every third of the intent's lifetime), and
   // leaves the line when it ends.
-  #inLine(id: string, names: readonly string[], positions: Record<string, number>): void {
+  // `added`: this attempt's write put it in line; otherwise it was there
+  // already (known, or put there by a write whose reply was lost).
+  #inLine(id: string, names: readonly string[], positions: Record<string, number>, added: boolean): void {
     const q = this.#queued.get(id);
-    if (!q) return;
+    if (!q || (q.inLine && !added)) return;
+    // Back in line after it was dropped (its intent lapsed or was judged dead).
     if (q.inLine) this.#ports.event('dequeued', { space: this.#ports.space, names, waiter: id, reason: 'dropped', waitedMs: performance.now() - q.since });
     q.inLine = true;
     q.since = performance.now();

@@ -139,6 +139,29 @@ describe('ambiguous writes (a proxy loses the reply)', () => {
     }
   });
 
+  it('a wait() whose get-in-line write lost its reply knows it is in line all the same: it keeps its intent renewed', async () => {
+    // Found in review: the retry finds the intent already there (nothing to
+    // write), so the wait never learned it was in line, and nothing renewed
+    // its intent: it lapsed after wait.intentTtlMs and the waiter lost its place.
+    const waiter = createLockTable({ db: proxy.url(db.name), owner: { taskId: 'proxied-renewer' }, wait: { intentTtlMs: 600 } });
+    try {
+      const held = await other.acquire('app_task_renewed');
+      const inLine = (sql: string) => CAS.test(sql) && (sql.includes('\\"q\\":{') || sql.includes('"q":{'));
+      const cut = proxy.cutAt(inLine, 'drop-reply');
+      const waiting = waiter.wait('app_task_renewed', { timeoutMs: 15_000 });
+      await cut;
+      const expiry = async () => (JSON.parse((await rawRow(db.pool))!.raw) as { q?: Record<string, Array<{ e: number }>> }).q?.app_task_renewed?.[0]?.e;
+      const first = await expiry();
+      assert.ok(first, 'the write applied: it is in line');
+      await until('its intent to be renewed', async () => ((await expiry()) ?? 0) > first, 5_000);
+      assert.equal((await other.listWaiters()).length, 1, 'still in line');
+      await other.release(held);
+      await waiter.release(await waiting);
+    } finally {
+      await waiter.close();
+    }
+  });
+
   /**
    * Arms a 'late' cut at the compare-and-swap write of a document mentioning
    * `name` that aborts `abort` the moment the proxy sees it (the caller's
