@@ -1,5 +1,5 @@
 import { fromStoredOwner, type Entry } from './document.js';
-import type { LocalView, Owner } from './owner.js';
+import type { LocalView, Owner, ProcInfo } from './owner.js';
 
 /** `unknown` means nothing here can prove the owner dead: its lock stays. */
 export type Liveness = 'alive' | 'dead' | 'unknown';
@@ -26,11 +26,14 @@ export function judge(owner: Owner, expiresAt: number | undefined, now: number, 
   if (!owner.bootId || !here.bootId) return 'unknown';
   if (owner.bootId !== here.bootId) return owner.machineId && owner.machineId === here.machineId ? 'dead' : 'unknown';
   if (owner.pidNs !== here.pidNs) return 'unknown';
+  const reused = (p: ProcInfo) => !!owner.startTime && p.startTime !== undefined && p.startTime !== owner.startTime;
   let proc = here.probe(owner.pid);
-  const gone = () => proc === undefined || proc.zombie || (!!owner.startTime && proc.startTime !== undefined && proc.startTime !== owner.startTime);
-  // The probe may answer from memory (owner.ts cachedProbe): dead is said only on what the kernel says now.
-  if (gone()) proc = here.probe(owner.pid, true);
-  return gone() ? 'dead' : 'alive';
+  // A probe may answer from memory (owner.ts cachedProbe), but only with a live
+  // process: a start time that differs is asked of the kernel again before it
+  // makes anyone dead. (Gone or a zombie is the kernel's answer already.)
+  if (proc && !proc.zombie && reused(proc)) proc = here.probe(owner.pid, true);
+  if (proc === undefined || proc.zombie || reused(proc)) return 'dead';
+  return 'alive';
 }
 
 /** judge() for a stored entry or intent: its owner, and its expiry. */

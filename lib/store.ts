@@ -140,7 +140,8 @@ export function fastStatement(table: string, space: string, plan: FastPlan): { s
   for (const s of plan.sets) {
     if (s.waiter === undefined) continue;
     takes++;
-    values.push(linePath(s.name), `${linePath(s.name)}[0]`, linePath(s.name));
+    const line = linePath(s.name);
+    values.push(line, `${line}[0]`, line);
   }
   if (plan.owner) values.push(plan.owner.path, plan.owner.json);
   for (const s of plan.sets) values.push(s.path, s.json, s.back);

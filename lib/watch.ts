@@ -154,16 +154,18 @@ export function movedUp(w: Watched, view: View, now = inFront(w, view)): boolean
 }
 
 /**
- * Whether the poll that woke a waiter saw its way clear: no one holding any
- * name it was blocked on or stood in line for (those holder paths, and the
- * shared holders it was blocked by, empty). With every
- * waiter it saw in front gone too (it woke), it is first in every line it is
- * in: no one gets in line in front of another.
+ * Whether the poll that woke an exclusive waiter saw its way clear: no one
+ * holding any name it was blocked on or stood in line for (those holder
+ * paths empty; watchPaths reads them). With every waiter it saw in front gone
+ * too (it woke), it is first in every line it is in: no one gets in line in
+ * front of another. Never for a shared or semaphore waiter, nor one blocked by
+ * shared holders (their paths say nothing of the exclusive holder): those
+ * decide from a read.
  */
 export function seesFree(w: Watched, view: View): boolean {
+  if (w.anyGone || w.blockers.some((b) => b.shared)) return false;
   const names = new Set([...w.blockers.map((b) => b.name), ...(w.ahead ?? []).map((a) => a.name)]);
   if (names.size === 0) return false;
-  for (const b of w.blockers) if (b.shared && view.get(sharesPath(b.name))?.length !== 0) return false;
   for (const n of names) if (view.get(holderPath(n))?.length !== 0) return false;
   return true;
 }
